@@ -1,0 +1,64 @@
+"""Strict test configuration for the parity suite.
+
+* float64 parity needs ``jax_enable_x64``; it is switched on for the whole session. float32
+  twins keep float32 because every model and test passes its dtype explicitly, and the suite
+  asserts output dtypes, so nothing silently runs in float64.
+* On GPU, JAX's default float32 matmul/conv precision is TF32-class and torch's cuDNN
+  convolutions default to TF32: both are pinned to true float32 here.
+* ``JAXNETS_TEST_PLATFORM=cpu|gpu|tpu`` chooses JAX's platform (default: JAX's choice).
+* ``JAXNETS_TEST_SEED`` changes the base seed (default 0); every test derives its keys from it.
+* Markers: ``slow`` (long training runs) and ``gpu`` (skipped, with the reason, without a GPU).
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+import pytest
+
+_platform = os.environ.get("JAXNETS_TEST_PLATFORM")
+if _platform:
+    jax.config.update("jax_platforms", _platform)
+jax.config.update("jax_enable_x64", True)
+jax.config.update("jax_default_matmul_precision", "highest")
+
+try:
+    import torch
+except ImportError:  # the suite needs torch; fail with the fix, not a bare ImportError
+    raise pytest.UsageError(
+        "the parity suite needs PyTorch: pip install 'torch==2.13.0' -e '.[torch,test]'"
+    ) from None
+
+torch.backends.cuda.matmul.allow_tf32 = False
+torch.backends.cudnn.allow_tf32 = False
+torch.use_deterministic_algorithms(True, warn_only=False)
+
+
+@pytest.fixture
+def seed() -> int:
+    """Base seed for a test (``JAXNETS_TEST_SEED``, default 0)."""
+    return int(os.environ.get("JAXNETS_TEST_SEED", "0"))
+
+
+@pytest.fixture
+def np_rng(seed: int) -> np.random.Generator:
+    """A numpy Generator seeded from ``seed``: inputs are drawn once and fed to both sides."""
+    return np.random.default_rng(seed)
+
+
+@pytest.fixture
+def key(seed: int) -> jax.Array:
+    """A JAX PRNG key derived from ``seed``."""
+    return jax.random.key(seed)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip ``gpu``-marked tests, with the reason, when JAX has no GPU backend."""
+    if jax.default_backend() == "gpu":
+        return
+    skip = pytest.mark.skip(reason=f"needs a GPU; JAX backend here is {jax.default_backend()!r}")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
