@@ -17,15 +17,18 @@ __all__ = ["LeafDiff", "assert_trees_all_close", "flatten_tree", "leaf_diff"]
 
 @dataclass(frozen=True)
 class LeafDiff:
-    """Error of one leaf: largest absolute error, largest relative error, and the verdict.
+    """Error of one leaf: largest absolute error, relative error, and the verdict.
 
     ``max_rel`` is ``max|a - b| / max|b|`` (infinity-norm relative error; 0 when both are 0).
-    ``ok`` is numpy ``allclose`` semantics, ``|a - b| <= atol + rtol * |b|`` elementwise.
+    ``ok`` is the project's criterion ``max|a - b| <= atol + rtol * max|b|`` (see
+    :mod:`jaxnets.tolerances` for why it is normwise), and ``tolerance_used`` is the left side
+    over the right: the fraction of the tolerance spent (fails above 1).
     """
 
     max_abs: float
     max_rel: float
     ok: bool
+    tolerance_used: float = 0.0
 
 
 def _as_array(x: Any) -> np.ndarray:
@@ -41,19 +44,20 @@ def leaf_diff(actual: Any, expected: Any, *, rtol: float, atol: float) -> LeafDi
     if a.shape != b.shape:
         raise ValueError(f"shape mismatch: actual {a.shape} vs expected {b.shape}")
     if a.size == 0:
-        return LeafDiff(0.0, 0.0, True)
+        return LeafDiff(0.0, 0.0, True, 0.0)
     finite_a, finite_b = np.isfinite(a), np.isfinite(b)
     if not np.array_equal(finite_a, finite_b) or not np.array_equal(a[~finite_a], b[~finite_b]):
-        return LeafDiff(float("inf"), float("inf"), False)
+        return LeafDiff(float("inf"), float("inf"), False, float("inf"))
     a, b = a[finite_a], b[finite_b]
     if a.size == 0:
-        return LeafDiff(0.0, 0.0, True)
+        return LeafDiff(0.0, 0.0, True, 0.0)
     err = np.abs(a - b)
     max_abs = float(err.max())
     scale = float(np.abs(b).max())
     max_rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))
-    ok = bool(np.all(err <= atol + rtol * np.abs(b)))
-    return LeafDiff(max_abs, max_rel, ok)
+    bound = atol + rtol * scale
+    used = max_abs / bound if bound > 0 else (0.0 if max_abs == 0 else float("inf"))
+    return LeafDiff(max_abs, max_rel, max_abs <= bound, used)
 
 
 def flatten_tree(tree: Any, prefix: str = "") -> dict[str, Any]:

@@ -1,0 +1,320 @@
+"""Every layout rule between torch-style state dicts (numpy) and Flax NNX models, in one place.
+
+A torch state dict names a tensor by module path and torch attribute (``fc1.weight``,
+``bn1.running_var``, ``layers.0.bias``) in torch's layout. A Flax twin uses the same module
+names (``model.fc1``, ``model.layers[0]``) and Flax's attribute names and layouts. This module
+walks the twin's module tree, finds each layer's rule by its type, and maps in both
+directions. One rule per layer type, each with its shapes:
+
+================  ===========================  ======================================
+layer             torch key  [torch shape]     Flax attribute  [Flax shape]
+================  ===========================  ======================================
+nnx.Linear        weight [out, in]             kernel [in, out]         (transpose)
+                  bias [out]                   bias [out]
+nnx.Conv (2-D)    weight [O, I, kH, kW]        kernel [kH, kW, I, O]    (2, 3, 1, 0)
+                  bias [O]                     bias [O]
+nnx.BatchNorm     weight [C] / bias [C]        scale [C] / bias [C]
+                  running_mean / running_var   mean / var (BatchStat)
+                  num_batches_tracked []       num_batches_tracked (jaxnets BatchNorm1d)
+nnx.LayerNorm     weight [C] / bias [C]        scale [C] / bias [C]
+nnx.Embed         weight [V, D]                embedding [V, D]
+================  ===========================  ======================================
+
+Loading fails loudly BEFORE anything is written: every missing key, unexpected key, shape
+mismatch and dtype mismatch is listed in one :class:`StateDictError`. Round trips are
+bit-exact (transposes and copies only; no arithmetic).
+
+No torch here: state dicts are mappings of numpy arrays (``{k: v.numpy() for k, v in
+model.state_dict().items()}``); ``torchref.bridge`` does that for torch modules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+__all__ = [
+    "RULES",
+    "IncompatibleKeys",
+    "Rule",
+    "StateDictError",
+    "load_state_dict",
+    "register_rule",
+    "state_dict",
+    "state_to_torch",
+    "torch_to_flax_key_map",
+]
+
+Array = np.ndarray
+Path = tuple[str | int, ...]
+
+
+def _same(x: Array) -> Array:
+    return x
+
+
+def _t2(x: Array) -> Array:  # Linear: [out, in] <-> [in, out]
+    return np.transpose(x)
+
+
+def _conv_to_flax(w: Array) -> Array:  # [O, I, kH, kW] -> [kH, kW, I, O]
+    return np.transpose(w, (2, 3, 1, 0))
+
+
+def _conv_to_torch(k: Array) -> Array:  # [kH, kW, I, O] -> [O, I, kH, kW]
+    return np.transpose(k, (3, 2, 0, 1))
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How one torch tensor of a layer maps to one Flax variable of the twin layer.
+
+    ``to_flax``/``to_torch`` must be exact inverses that move data only (transposes), so
+    round trips are bit-exact. ``integer`` marks counters stored as int64 in torch.
+    """
+
+    torch_name: str
+    attr: str
+    to_flax: Callable[[Array], Array] = _same
+    to_torch: Callable[[Array], Array] = _same
+    integer: bool = False
+
+
+_BN = (
+    Rule("weight", "scale"),
+    Rule("bias", "bias"),
+    Rule("running_mean", "mean"),
+    Rule("running_var", "var"),
+    Rule("num_batches_tracked", "num_batches_tracked", integer=True),
+)
+
+#: layer type -> its rules. Looked up through the MRO, so subclasses (e.g. the
+#: jaxnets BatchNorm1d) use their base's rule unless they register their own.
+RULES: dict[type, tuple[Rule, ...]] = {
+    nnx.Linear: (Rule("weight", "kernel", _t2, _t2), Rule("bias", "bias")),
+    nnx.Conv: (Rule("weight", "kernel", _conv_to_flax, _conv_to_torch), Rule("bias", "bias")),
+    nnx.BatchNorm: _BN,
+    nnx.LayerNorm: (Rule("weight", "scale"), Rule("bias", "bias")),
+    nnx.Embed: (Rule("weight", "embedding"),),
+}
+
+
+def register_rule(layer_type: type, rules: tuple[Rule, ...]) -> None:
+    """Teach the converter a layer type of your own (or override a built-in one)."""
+    RULES[layer_type] = tuple(rules)
+
+
+class StateDictError(ValueError):
+    """A state dict does not fit the model. Lists every problem, by key; nothing was written."""
+
+    def __init__(self, problems: list[str], model: str) -> None:
+        self.problems = problems
+        lines = "\n  ".join(problems)
+        super().__init__(
+            f"state dict does not fit {model}: {len(problems)} problem(s), nothing was "
+            f"written:\n  {lines}"
+        )
+
+
+class IncompatibleKeys(NamedTuple):
+    """Keys skipped by ``load_state_dict(..., strict=False)`` (as torch returns them)."""
+
+    missing_keys: list[str]
+    unexpected_keys: list[str]
+
+
+@dataclass(frozen=True)
+class _Slot:
+    key: str  # torch key, e.g. "fc1.weight"
+    path: Path  # flax path of the variable, e.g. ("fc1", "kernel")
+    variable: nnx.Variable
+    rule: Rule
+    layer: str  # layer type name, for messages
+
+
+def _rule_for(module: nnx.Module) -> tuple[Rule, ...] | None:
+    for cls in type(module).__mro__:
+        if cls in RULES:
+            return RULES[cls]
+    return None
+
+
+def _children(obj: Any) -> Iterator[tuple[str | int, Any]]:
+    """Sub-objects of a module in definition order (torch's state-dict order)."""
+    if isinstance(obj, nnx.List | list | tuple):
+        yield from enumerate(obj)
+    elif isinstance(obj, dict):
+        yield from obj.items()
+    else:
+        for name, value in vars(obj).items():
+            if not name.startswith("_"):
+                yield name, value
+
+
+def _walk(obj: Any, path: Path, slots: list[_Slot], unruled: list[str]) -> None:
+    if isinstance(obj, nnx.Module):
+        rules = _rule_for(obj)
+        if rules is not None:
+            for rule in rules:
+                var = getattr(obj, rule.attr, None)
+                if isinstance(var, nnx.Variable):
+                    key = ".".join(str(p) for p in (*path, rule.torch_name))
+                    slots.append(_Slot(key, (*path, rule.attr), var, rule, type(obj).__name__))
+        else:
+            for name, value in vars(obj).items():
+                if isinstance(value, nnx.Variable):
+                    where = ".".join(str(p) for p in (*path, name))
+                    unruled.append(f"{where} ({type(obj).__name__}.{name})")
+    for name, child in _children(obj):
+        if isinstance(child, nnx.Module | nnx.List | list | tuple | dict):
+            _walk(child, (*path, name), slots, unruled)
+
+
+def _slots(model: nnx.Module) -> list[_Slot]:
+    """The model's variables in torch key order, each with its rule; fails on unknown layers."""
+    slots: list[_Slot] = []
+    unruled: list[str] = []
+    _walk(model, (), slots, unruled)
+    if unruled:
+        known = ", ".join(sorted(t.__name__ for t in RULES))
+        raise TypeError(
+            f"no conversion rule for the variables {unruled} of {type(model).__name__}; "
+            f"known layer types: {known}. Register one with "
+            f"jaxnets.convert.register_rule(YourLayer, (Rule('weight', 'kernel', ...), ...))"
+        )
+    # Every Param/BatchStat the model holds must be covered by exactly one rule.
+    covered = {id(s.variable) for s in slots}
+    leftover = [
+        ".".join(map(str, p))
+        for p, v in nnx.to_flat_state(nnx.state(model, nnx.Any(nnx.Param, nnx.BatchStat)))
+        if id(_variable_at(model, p)) not in covered
+    ]
+    if leftover:
+        raise TypeError(
+            f"variables {leftover} of {type(model).__name__} are not reachable through layer "
+            f"rules (a Variable stored outside a registered layer type?)"
+        )
+    return slots
+
+
+def _variable_at(model: nnx.Module, path: Path) -> Any:
+    obj: Any = model
+    for p in path:
+        obj = obj[p] if isinstance(p, int) else getattr(obj, p)
+    return obj
+
+
+def _torch_dtype_name(slot: _Slot) -> np.dtype:
+    return np.dtype(np.int64) if slot.rule.integer else np.dtype(slot.variable.dtype)
+
+
+def _to_numpy(value: Any) -> Array:
+    if hasattr(value, "detach"):  # a torch tensor slipped in: accept it without importing torch
+        value = value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def state_dict(model: nnx.Module) -> dict[str, Array]:
+    """The twin's weights as a torch-named, torch-layout ``{key: numpy array}``.
+
+    Keys and order match the torch original's ``state_dict()``; arrays are fresh copies
+    (``num_batches_tracked`` is int64 as in torch).
+    """
+    out: dict[str, Array] = {}
+    for slot in _slots(model):
+        value = np.array(slot.variable[...], copy=True)
+        arr = np.array(slot.rule.to_torch(value), order="C")
+        out[slot.key] = arr.astype(np.int64) if slot.rule.integer else arr
+    return out
+
+
+def state_to_torch(model: nnx.Module, state: nnx.State | Mapping[Any, Any]) -> dict[str, Array]:
+    """Convert an nnx ``State`` shaped like the model's params (gradients, optimizer moments)
+    to torch names and layout: ``{'fc1.weight': [out, in] array, ...}``.
+
+    Only the paths present in ``state`` are converted (``nnx.grad`` gives Params only).
+    """
+    flat = {
+        tuple(p): (v[...] if isinstance(v, nnx.Variable) else v)
+        for p, v in nnx.to_flat_state(state if isinstance(state, nnx.State) else nnx.State(state))
+    }
+    out: dict[str, Array] = {}
+    for slot in _slots(model):
+        if slot.path in flat:
+            out[slot.key] = np.array(slot.rule.to_torch(np.asarray(flat[slot.path])), order="C")
+    return out
+
+
+def torch_to_flax_key_map(model: nnx.Module) -> dict[str, str]:
+    """``{'fc1.weight': 'fc1.kernel', ...}``: where each torch key lives in the twin."""
+    return {s.key: ".".join(map(str, s.path)) for s in _slots(model)}
+
+
+def load_state_dict(
+    model: nnx.Module, state: Mapping[str, Any], *, strict: bool = True
+) -> IncompatibleKeys:
+    """Write a torch-named, torch-layout mapping of arrays into the twin, in place.
+
+    Every problem is collected first and raised together in a :class:`StateDictError`
+    (missing keys, unexpected keys, shape and dtype mismatches); on error the model is left
+    untouched. Dtypes must match the twin's exactly (cast explicitly if you mean to convert
+    precision); integer counters accept any integer dtype. With ``strict=False`` missing and
+    unexpected keys are skipped and returned, as in torch; shape and dtype are still checked.
+    """
+    if not isinstance(state, Mapping):
+        raise TypeError(
+            f"state must be a mapping of torch keys to arrays, got {type(state).__name__}; "
+            f"for a torch module pass {{k: v.numpy() for k, v in m.state_dict().items()}} "
+            f"or use torchref.bridge.torch_to_flax"
+        )
+    slots = _slots(model)
+    by_key = {s.key: s for s in slots}
+    missing = [k for k in by_key if k not in state]
+    unexpected = [k for k in state if k not in by_key]
+    problems: list[str] = []
+    if strict:
+        problems += [f"missing key {k!r} ({by_key[k].layer})" for k in missing]
+        for k in unexpected:
+            hint = ""
+            if k.endswith("num_batches_tracked"):
+                hint = " (a plain nnx.BatchNorm keeps no counter; use jaxnets.layers.BatchNorm1d)"
+            problems.append(f"unexpected key {k!r}{hint}")
+    staged: list[tuple[_Slot, Array]] = []
+    for key, slot in by_key.items():
+        if key not in state:
+            continue
+        try:
+            arr = _to_numpy(state[key])
+        except Exception as exc:
+            problems.append(f"{key!r}: cannot read as an array ({exc})")
+            continue
+        expected_shape = slot.rule.to_torch(np.empty(slot.variable.shape, dtype=np.uint8)).shape
+        if arr.shape != expected_shape:
+            problems.append(
+                f"{key!r}: shape {tuple(arr.shape)} in the state dict, "
+                f"{tuple(expected_shape)} expected (torch layout) for {slot.layer}"
+            )
+            continue
+        want = _torch_dtype_name(slot)
+        if slot.rule.integer:
+            if not np.issubdtype(arr.dtype, np.integer):
+                problems.append(f"{key!r}: dtype {arr.dtype}, an integer dtype expected")
+                continue
+        elif arr.dtype != want:
+            problems.append(
+                f"{key!r}: dtype {arr.dtype} in the state dict, {want} expected; cast it "
+                f"(e.g. .astype(np.{want})) or build the twin with param_dtype={want}"
+            )
+            continue
+        staged.append((slot, arr))
+    if problems:
+        raise StateDictError(problems, type(model).__name__)
+    for slot, arr in staged:
+        value = slot.rule.to_flax(arr)
+        slot.variable[...] = jnp.asarray(value, dtype=slot.variable.dtype)
+    return IncompatibleKeys(missing, unexpected)

@@ -1,0 +1,244 @@
+"""Flax NNX layers with PyTorch's defaults and semantics.
+
+The twins are built from these so that a freshly created Flax model is initialised from the
+same distributions as its torch original, and behaves like it in train and eval mode:
+
+* :func:`Linear` and :func:`Conv2d` return plain ``nnx.Linear`` / ``nnx.Conv`` layers with
+  torch's default initialisation (``kaiming_uniform_(a=sqrt(5))`` for the weight, which is
+  ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``, and the same bound for the bias) and torch's
+  padding default (0, where ``nnx.Conv`` defaults to ``'SAME'``).
+* :class:`BatchNorm1d` is an ``nnx.BatchNorm`` with torch's momentum convention, torch's
+  unbiased running-variance update and ``num_batches_tracked``.
+* :func:`max_pool2d` is ``F.max_pool2d`` with ``stride == kernel_size`` and floor semantics,
+  written as reshape-then-max (exact, and faster than ``reduce_window`` on XLA:CPU).
+
+Images are NHWC inside Flax.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+__all__ = [
+    "ACTIVATIONS",
+    "BatchNorm1d",
+    "Conv2d",
+    "Linear",
+    "get_activation",
+    "max_pool2d",
+    "torch_uniform_init",
+]
+
+Dtype = Any
+
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "relu": jax.nn.relu,
+    "sigmoid": jax.nn.sigmoid,
+    "tanh": jnp.tanh,
+}
+
+
+def get_activation(name: str) -> Callable[[jax.Array], jax.Array]:
+    """Return the activation function called ``name`` (``'relu'``, ``'sigmoid'``, ``'tanh'``)."""
+    try:
+        return ACTIVATIONS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}"
+        ) from None
+
+
+def torch_uniform_init(fan_in: int) -> Callable[..., jax.Array]:
+    """Initializer drawing ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``, torch's Linear/Conv default.
+
+    torch initialises weights with ``kaiming_uniform_(a=sqrt(5))``: gain ``sqrt(2/(1+a^2))``
+    times ``sqrt(3/fan_in)`` equals ``1/sqrt(fan_in)``; biases use the same bound
+    (``torch/nn/modules/linear.py``, ``reset_parameters``).
+    """
+    bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+
+    def init(key: jax.Array, shape: tuple[int, ...], dtype: Dtype = jnp.float32) -> jax.Array:
+        return jax.random.uniform(key, shape, dtype, minval=-bound, maxval=bound)
+
+    return init
+
+
+def Linear(  # noqa: N802 - mirrors torch.nn.Linear
+    in_features: int,
+    out_features: int,
+    bias: bool = True,
+    *,
+    rngs: nnx.Rngs,
+    dtype: Dtype | None = None,
+    param_dtype: Dtype | None = None,
+) -> nnx.Linear:
+    """``torch.nn.Linear(in_features, out_features)`` as an ``nnx.Linear`` with torch's init.
+
+    Input ``(..., in_features)``, output ``(..., out_features)``. The kernel is stored
+    ``[in, out]`` (torch's weight is ``[out, in]``; :mod:`jaxnets.convert` transposes).
+    """
+    init = torch_uniform_init(in_features)
+    param_dtype = jnp.float32 if param_dtype is None else param_dtype
+    return nnx.Linear(
+        in_features,
+        out_features,
+        use_bias=bias,
+        kernel_init=init,
+        bias_init=init,
+        dtype=dtype,
+        param_dtype=param_dtype,
+        rngs=rngs,
+    )
+
+
+def Conv2d(  # noqa: N802 - mirrors torch.nn.Conv2d
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int | tuple[int, int],
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] = 0,
+    bias: bool = True,
+    *,
+    rngs: nnx.Rngs,
+    dtype: Dtype | None = None,
+    param_dtype: Dtype | None = None,
+) -> nnx.Conv:
+    """``torch.nn.Conv2d`` as an ``nnx.Conv`` on NHWC input, with torch's init and padding.
+
+    Input ``(N, H, W, in_channels)``, output ``(N, H', W', out_channels)`` with
+    ``H' = (H + 2*padding - kernel) // stride + 1``. ``kernel_size`` is always passed to
+    ``nnx.Conv`` as a pair (an int there would make a 1-D kernel) and the padding is torch's
+    explicit zero padding (``nnx.Conv`` defaults to ``'SAME'``).
+    """
+    kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
+    sh, sw = (stride, stride) if isinstance(stride, int) else stride
+    ph, pw = (padding, padding) if isinstance(padding, int) else padding
+    init = torch_uniform_init(in_channels * kh * kw)
+    param_dtype = jnp.float32 if param_dtype is None else param_dtype
+    return nnx.Conv(
+        in_channels,
+        out_channels,
+        kernel_size=(kh, kw),
+        strides=(sh, sw),
+        padding=((ph, ph), (pw, pw)),
+        use_bias=bias,
+        kernel_init=init,
+        bias_init=init,
+        dtype=dtype,
+        param_dtype=param_dtype,
+        rngs=rngs,
+    )
+
+
+def max_pool2d(x: jax.Array, kernel_size: int = 2) -> jax.Array:
+    """``F.max_pool2d(x, kernel_size)`` on NHWC input: stride = kernel, no padding, floor mode.
+
+    ``(N, H, W, C) -> (N, H // k, W // k, C)``. Written as crop, reshape and max, which is
+    exact and avoids ``reduce_window`` (slow on XLA:CPU, especially its gradient).
+    """
+    k = kernel_size
+    n, h, w, c = x.shape
+    ho, wo = h // k, w // k
+    x = x[:, : ho * k, : wo * k, :]
+    return x.reshape(n, ho, k, wo, k, c).max(axis=(2, 4))
+
+
+class BatchNorm1d(nnx.BatchNorm):
+    """``torch.nn.BatchNorm1d`` semantics on ``(N, C)`` input (features last, as in Flax).
+
+    Differences from a plain ``nnx.BatchNorm`` that this class removes:
+
+    * ``momentum`` is torch's (weight of the NEW batch statistic, default 0.1); Flax's
+      momentum is the weight of the OLD running value, so ``nnx.BatchNorm`` gets ``1 - m``.
+      ``momentum=None`` is torch's cumulative moving average (``1 / num_batches_tracked``).
+    * In training, torch normalises with the biased batch variance but updates the running
+      variance with the UNBIASED one (``var * n / (n - 1)``); Flax uses the biased one for
+      both. This class updates with the unbiased variance.
+    * ``num_batches_tracked`` counts training batches, as torch's buffer does.
+    * ``eps`` defaults to 1e-5 (torch) and training on one value per channel is an error,
+      as in torch.
+
+    ``model.train()`` / ``model.eval()`` switch between batch and running statistics.
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        *,
+        rngs: nnx.Rngs,
+        dtype: Dtype | None = None,
+        param_dtype: Dtype | None = None,
+    ) -> None:
+        if momentum is not None and not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"BatchNorm1d momentum must be in [0, 1] or None, got {momentum}")
+        super().__init__(
+            num_features,
+            momentum=0.0 if momentum is None else 1.0 - momentum,
+            epsilon=eps,
+            use_bias=affine,
+            use_scale=affine,
+            dtype=dtype,
+            param_dtype=jnp.float32 if param_dtype is None else param_dtype,
+            rngs=rngs,
+        )
+        self.torch_momentum = momentum
+        # nnx.BatchNorm keeps running statistics in float32 whatever param_dtype says; torch
+        # keeps them in the module's dtype, so a float64 twin needs float64 statistics.
+        stat_dtype = jnp.float32 if param_dtype is None else param_dtype
+        self.mean = nnx.BatchStat(jnp.zeros((num_features,), stat_dtype))
+        self.var = nnx.BatchStat(jnp.ones((num_features,), stat_dtype))
+        counter_dtype = jnp.int64 if jax.config.read("jax_enable_x64") else jnp.int32
+        self.num_batches_tracked = nnx.BatchStat(jnp.zeros((), counter_dtype))
+
+    def __call__(  # type: ignore[override]
+        self, x: jax.Array, use_running_average: bool | None = None, *, mask: None = None
+    ) -> jax.Array:
+        """Normalise ``x`` of shape ``(N, C)``; in training also update running statistics."""
+        del mask
+        if x.ndim != 2 or x.shape[-1] != self.num_features:
+            raise ValueError(
+                f"BatchNorm1d({self.num_features}) expects input of shape (N, "
+                f"{self.num_features}), got {tuple(x.shape)}"
+            )
+        use_running = (
+            self.use_running_average if use_running_average is None else use_running_average
+        )
+        if use_running:
+            mean, var = self.mean[...], self.var[...]
+        else:
+            n = x.shape[0]
+            if n < 2:
+                raise ValueError(
+                    f"BatchNorm1d in training mode needs more than 1 value per channel, got "
+                    f"input of shape {tuple(x.shape)}; use a batch of 2 or more, or call "
+                    f"model.eval() to use the running statistics"
+                )
+            stat_dtype = jnp.promote_types(x.dtype, jnp.float32)
+            xs = x.astype(stat_dtype)
+            mean = xs.mean(axis=0)
+            var = jnp.square(xs - mean).mean(axis=0)  # biased: used to normalise, as torch
+            count = self.num_batches_tracked[...] + 1
+            if self.torch_momentum is None:
+                m = 1.0 / count.astype(stat_dtype)
+            else:
+                m = self.torch_momentum
+            unbiased = var * (n / (n - 1))
+            self.mean[...] = ((1 - m) * self.mean[...] + m * mean).astype(self.mean.dtype)
+            self.var[...] = ((1 - m) * self.var[...] + m * unbiased).astype(self.var.dtype)
+            self.num_batches_tracked[...] = count
+        y = (x - mean) * jax.lax.rsqrt(var + self.epsilon)
+        if self.scale is not None:
+            y = y * self.scale[...]
+        if self.bias is not None:
+            y = y + self.bias[...]
+        dtype = self.dtype if self.dtype is not None else jnp.result_type(x.dtype, self.param_dtype)
+        return y.astype(dtype)

@@ -1,0 +1,68 @@
+"""Tutorial 003, "introduction of neural networks": the LeNet-style CNN of the PyTorch blitz.
+
+torch original (``torchref.models.LeNet``): conv1 Conv2d(1, 6, 3), conv2 Conv2d(6, 16, 3),
+fc1 576->120, fc2 120->84, fc3 84->10; relu and a 2x2 max pool after each convolution.
+Input: torch ``(N, 1, 32, 32)``; the Flax twin takes NHWC ``(N, 32, 32, 1)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+from flax import nnx
+
+from jaxnets.layers import Conv2d, Linear, max_pool2d
+from jaxnets.models.first_network import FixedConfig
+from jaxnets.registry import register_model
+
+
+def _check_nhwc(x: jax.Array, hw: tuple[int, int], channels: int, model: str) -> None:
+    expected = (hw[0], hw[1], channels)
+    if x.ndim == 4 and tuple(x.shape[1:]) == expected:
+        return
+    hint = ""
+    if x.ndim == 4 and tuple(x.shape[1:]) == (channels, hw[0], hw[1]):
+        hint = (
+            "; this looks like torch's NCHW layout: Flax twins take NHWC, "
+            "use x.transpose(0, 2, 3, 1)"
+        )
+    raise ValueError(
+        f"{model} expects NHWC input of shape (N, {hw[0]}, {hw[1]}, {channels}), "
+        f"got {tuple(x.shape)}{hint}"
+    )
+
+
+@register_model(
+    "lenet",
+    config=FixedConfig,
+    tutorial="003",
+    description="conv1 1->6 3x3, conv2 6->16 3x3, fc 576->120->84->10; relu + 2x2 max pool",
+    input_shape=lambda _: (1, 32, 32),
+    output_size=lambda _: 10,
+    layout="image",
+)
+class LeNet(nnx.Module):
+    """The tutorial's ``Net`` (LeNet-style): NHWC ``(N, 32, 32, 1) -> (N, 10)``."""
+
+    def __init__(self, *, rngs: nnx.Rngs, dtype: Any = None, param_dtype: Any = None) -> None:
+        kw = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype)
+        # Kernel
+        self.conv1 = Conv2d(1, 6, 3, **kw)
+        self.conv2 = Conv2d(6, 16, 3, **kw)
+        # Affine operation
+        self.fc1 = Linear(16 * 6 * 6, 120, **kw)
+        self.fc2 = Linear(120, 84, **kw)
+        self.fc3 = Linear(84, 10, **kw)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """Forward pass: NHWC ``(N, 32, 32, 1) -> (N, 10)`` logits."""
+        _check_nhwc(x, (32, 32), 1, type(self).__name__)
+        x = max_pool2d(jax.nn.relu(self.conv1(x)), 2)  # (N, 15, 15, 6)
+        x = max_pool2d(jax.nn.relu(self.conv2(x)), 2)  # (N, 6, 6, 16)
+        # NHWC -> NCHW before flattening, so the features come in torch's (C, H, W) order
+        # and fc1's weight is torch's weight, transposed like any other Linear.
+        x = x.transpose(0, 3, 1, 2).reshape(x.shape[0], -1)  # (N, 576)
+        x = jax.nn.relu(self.fc1(x))
+        x = jax.nn.relu(self.fc2(x))
+        return self.fc3(x)

@@ -1,0 +1,176 @@
+"""The converter: bit-exact round trips both ways, and loud, complete, harmless failures."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+from flax import nnx
+
+import jaxnets
+import torchref
+from jaxnets import convert
+from torchref import bridge
+
+DTYPES = [(jnp.float32, torch.float32), (jnp.float64, torch.float64)]
+DTYPE_IDS = ["float32", "float64"]
+
+
+def _torch_model(name: str, tdtype: torch.dtype, seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    model = torchref.create_model(name, dtype=tdtype)
+    # Make running statistics non-trivial so the round trip moves real values.
+    for _buf_name, buf in model.named_buffers():
+        if buf.is_floating_point():
+            buf.copy_(torch.rand_like(buf) + 0.5)
+        else:
+            buf.fill_(7)
+    return model
+
+
+@pytest.mark.parametrize(("jdtype", "tdtype"), DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("name", jaxnets.list_models())
+def test_torch_flax_torch_round_trip_is_bit_exact(name, jdtype, tdtype, seed) -> None:
+    t = _torch_model(name, tdtype, seed)
+    f = jaxnets.create_model(name, param_dtype=jdtype)
+    before = bridge.to_numpy_state_dict(t)
+    bridge.torch_to_flax(t, f)
+    back = torchref.create_model(name, dtype=tdtype)
+    bridge.flax_to_torch(f, back)
+    after = bridge.to_numpy_state_dict(back)
+    assert list(after) == list(before)
+    for k in before:
+        assert after[k].dtype == before[k].dtype, k
+        np.testing.assert_array_equal(after[k], before[k], err_msg=k)
+
+
+@pytest.mark.parametrize(("jdtype", "tdtype"), DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("name", jaxnets.list_models())
+def test_flax_torch_flax_round_trip_is_bit_exact(name, jdtype, tdtype, seed) -> None:
+    f = jaxnets.create_model(name, rngs=nnx.Rngs(seed + 1), param_dtype=jdtype)
+    before = nnx.to_flat_state(nnx.state(f))
+    t = torchref.create_model(name, dtype=tdtype)
+    bridge.flax_to_torch(f, t)
+    g = jaxnets.create_model(name, rngs=nnx.Rngs(seed + 2), param_dtype=jdtype)
+    bridge.torch_to_flax(t, g)
+    after = nnx.to_flat_state(nnx.state(g))
+    assert [p for p, _ in before] == [p for p, _ in after]
+    for (path, a), (_, b) in zip(before, after, strict=True):
+        assert a[...].dtype == b[...].dtype, path
+        np.testing.assert_array_equal(np.asarray(b[...]), np.asarray(a[...]), err_msg=str(path))
+
+
+def test_layout_rules_are_the_documented_ones() -> None:
+    f = jaxnets.create_model("lenet")
+    sd = convert.state_dict(f)
+    np.testing.assert_array_equal(sd["fc1.weight"], np.asarray(f.fc1.kernel[...]).T)  # [out, in]
+    np.testing.assert_array_equal(  # [O, I, kH, kW] <- [kH, kW, I, O]
+        sd["conv2.weight"], np.asarray(f.conv2.kernel[...]).transpose(3, 2, 0, 1)
+    )
+    assert sd["conv2.weight"].shape == (16, 6, 3, 3)
+    assert f.conv1.kernel_size == (3, 3) and f.conv1.padding == ((0, 0), (0, 0))
+    assert convert.torch_to_flax_key_map(f)["conv1.weight"] == "conv1.kernel"
+    bn = convert.torch_to_flax_key_map(jaxnets.create_model("batchnorm_mlp"))
+    assert bn["bn1.running_var"] == "bn1.var" and bn["bn1.weight"] == "bn1.scale"
+
+
+def _snapshot(model: nnx.Module) -> dict[str, np.ndarray]:
+    return {k: v.copy() for k, v in convert.state_dict(model).items()}
+
+
+def test_every_problem_is_reported_at_once_and_nothing_is_written() -> None:
+    f = jaxnets.create_model("batchnorm_mlp")
+    before = _snapshot(f)
+    sd = convert.state_dict(jaxnets.create_model("batchnorm_mlp", rngs=nnx.Rngs(9)))
+    del sd["fc3.bias"]  # missing
+    sd["fc4.weight"] = np.zeros((1, 1), np.float32)  # unexpected
+    sd["fc1.weight"] = sd["fc1.weight"].T  # wrong shape (a Flax-layout kernel)
+    sd["fc2.bias"] = sd["fc2.bias"].astype(np.float64)  # wrong dtype
+    sd["bn1.num_batches_tracked"] = np.float32(1.0)  # counter must be an integer
+    with pytest.raises(convert.StateDictError) as err:
+        convert.load_state_dict(f, sd)
+    msg = str(err.value)
+    assert "5 problem(s), nothing was written" in msg
+    for needle in (
+        "missing key 'fc3.bias'",
+        "unexpected key 'fc4.weight'",
+        "'fc1.weight': shape (784, 128) in the state dict, (128, 784) expected",
+        "'fc2.bias': dtype float64 in the state dict, float32 expected",
+        "'bn1.num_batches_tracked': dtype float32, an integer dtype expected",
+    ):
+        assert needle in msg
+    assert len(err.value.problems) == 5
+    after = _snapshot(f)
+    for k in before:
+        np.testing.assert_array_equal(after[k], before[k], err_msg=k)
+
+
+def test_non_strict_load_returns_skipped_keys_like_torch() -> None:
+    f = jaxnets.create_model("xor_net")
+    sd = convert.state_dict(jaxnets.create_model("xor_net", rngs=nnx.Rngs(5)))
+    del sd["layer2.bias"]
+    sd["extra"] = np.zeros(3, np.float32)
+    result = convert.load_state_dict(f, sd, strict=False)
+    assert result.missing_keys == ["layer2.bias"] and result.unexpected_keys == ["extra"]
+    np.testing.assert_array_equal(np.asarray(f.layer1.kernel[...]), sd["layer1.weight"].T)
+
+
+def test_flax_to_torch_refuses_mismatches_before_writing() -> None:
+    f = jaxnets.create_model("my_network", input_dim=4)
+    t = torchref.create_model("my_network", input_dim=5)
+    before = bridge.to_numpy_state_dict(t)
+    with pytest.raises(convert.StateDictError, match=r"'layer1.weight': shape \(32, 4\)"):
+        bridge.flax_to_torch(f, t)
+    with pytest.raises(convert.StateDictError, match=r"dtype float32 from the twin, torch.float64"):
+        bridge.flax_to_torch(
+            jaxnets.create_model("xor_net"), torchref.create_model("xor_net", dtype=torch.float64)
+        )
+    for k, v in bridge.to_numpy_state_dict(t).items():
+        np.testing.assert_array_equal(v, before[k])
+
+
+def test_a_layer_without_a_rule_is_named() -> None:
+    class Odd(nnx.Module):
+        def __init__(self) -> None:
+            self.w = nnx.Param(jnp.zeros(3))
+
+    class Holder(nnx.Module):
+        def __init__(self) -> None:
+            self.fc = nnx.Linear(2, 2, rngs=nnx.Rngs(0))
+            self.odd = Odd()
+
+    with pytest.raises(TypeError, match=r"no conversion rule for the variables \['odd.w"):
+        convert.state_dict(Holder())
+
+
+def test_register_rule_teaches_a_new_layer() -> None:
+    class Scale(nnx.Module):
+        def __init__(self) -> None:
+            self.gain = nnx.Param(jnp.arange(3.0, dtype=jnp.float32))
+
+    convert.register_rule(Scale, (convert.Rule("weight", "gain"),))
+    try:
+        s = Scale()
+        assert list(convert.state_dict(s)) == ["weight"]
+        convert.load_state_dict(s, {"weight": np.ones(3, np.float32)})
+        np.testing.assert_array_equal(np.asarray(s.gain[...]), np.ones(3))
+    finally:
+        del convert.RULES[Scale]
+
+
+def test_state_to_torch_converts_gradients() -> None:
+    f = jaxnets.create_model("lenet")
+    grads = nnx.grad(lambda m: m(jnp.ones((2, 32, 32, 1))).sum())(f)
+    g = convert.state_to_torch(f, grads)
+    assert list(g) == [k for k in convert.state_dict(f)]
+    assert g["conv1.weight"].shape == (6, 1, 3, 3) and g["fc1.weight"].shape == (120, 576)
+    np.testing.assert_array_equal(g["fc2.weight"], np.asarray(grads["fc2"]["kernel"][...]).T)
+
+
+def test_float64_twin_keeps_float64_running_statistics() -> None:
+    assert jax.config.read("jax_enable_x64")
+    sd = convert.state_dict(jaxnets.create_model("batchnorm_mlp", param_dtype=jnp.float64))
+    assert sd["bn1.running_var"].dtype == np.float64 and sd["bn1.weight"].dtype == np.float64
+    assert sd["bn1.num_batches_tracked"].dtype == np.int64

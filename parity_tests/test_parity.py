@@ -1,0 +1,140 @@
+"""Forward, loss, gradient, vector-Jacobian and running-statistics parity for every registered
+model, in float32 and float64, at batch sizes 1, an odd size and a larger one.
+
+One parametrised test per property, over the registry: a new model is tested everywhere by
+registering it on both sides.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+import jaxnets
+import torchref
+from torchref import parity
+
+DTYPES = {"float32": (jnp.float32, torch.float32), "float64": (jnp.float64, torch.float64)}
+BATCH_SIZES = [1, 7, 64]
+
+
+def _pair(name: str, dtype: str, seed: int) -> tuple[torch.nn.Module, object]:
+    jdtype, tdtype = DTYPES[dtype]
+    torch.manual_seed(seed)
+    return (
+        torchref.create_model(name, dtype=tdtype),
+        jaxnets.create_model(name, param_dtype=jdtype),
+    )
+
+
+def _run(name: str, dtype: str, batch: int, seed: int, mode: str) -> parity.ParityReport:
+    spec = jaxnets.get_model_spec(name)
+    rng = np.random.default_rng(seed)
+    t, f = _pair(name, dtype, seed)
+    x, y = spec.example_batch(batch, rng, dtype=np.dtype(dtype))
+    v = rng.standard_normal((batch, spec.output_size(spec.make_config()))).astype(dtype)
+    return parity.compare(
+        t, f, x, y, loss=spec.loss, layout=spec.layout, mode=mode, cotangent=v, name=name
+    )
+
+
+# batchnorm_mlp at batch 1 in train mode is an error in torch itself (one value per
+# channel); test_batchnorm_single_example_fails_* and the eval-mode test cover batch 1.
+CASES = [
+    pytest.param(name, dtype, batch, id=f"{name}-{dtype}-b{batch}")
+    for name in jaxnets.list_models()
+    for dtype in DTYPES
+    for batch in BATCH_SIZES
+    if not (name == "batchnorm_mlp" and batch == 1)
+]
+
+
+@pytest.mark.parametrize(("name", "dtype", "batch"), CASES)
+def test_forward_loss_gradients_match(name: str, dtype: str, batch: int, seed: int) -> None:
+    """Outputs, loss, d(loss)/d(every parameter) and out.backward(v) agree with torch.
+
+    Models are in train mode as torch builds them (batchnorm_mlp uses batch statistics and
+    updates its running statistics, which are compared too).
+    """
+    report = _run(name, dtype, batch, seed, mode="train")
+    report.raise_if_failed()
+    kinds = {c.kind for c in report.comparisons}
+    assert {"output", "loss", "grad", "vjp"} <= kinds
+    n_params = len(list(torchref.create_model(name).parameters()))
+    assert sum(c.kind == "grad" for c in report.comparisons) == n_params
+    assert report.torch_params == report.flax_params
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("batch", BATCH_SIZES)
+def test_batchnorm_eval_mode_uses_running_statistics(dtype: str, batch: int, seed: int) -> None:
+    """Eval mode after a few training batches: both sides normalise with running statistics."""
+    t, f = _pair("batchnorm_mlp", dtype, seed)
+    spec = jaxnets.get_model_spec("batchnorm_mlp")
+    rng = np.random.default_rng(seed)
+    from torchref.bridge import torch_to_flax
+
+    # Move the running statistics away from (0, 1) in torch, then copy everything across.
+    with torch.no_grad():
+        for _ in range(3):
+            t(torch.from_numpy(spec.example_batch(16, rng, dtype=np.dtype(dtype))[0] * 2 + 1))
+    torch_to_flax(t, f)
+    x, y = spec.example_batch(batch, rng, dtype=np.dtype(dtype))
+    report = parity.compare(t, f, x, y, loss="cross_entropy", mode="eval", name="batchnorm_mlp")
+    report.raise_if_failed()
+    buffers = {c.name: c for c in report.comparisons if c.kind == "buffer"}
+    assert buffers["bn1.num_batches_tracked"].max_abs == 0
+    assert float(t.bn1.num_batches_tracked) == 3  # eval mode did not update
+
+
+def test_batchnorm_single_example_fails_in_train_mode_on_both_sides(seed: int) -> None:
+    t, f = _pair("batchnorm_mlp", "float32", seed)
+    x = np.random.default_rng(seed).standard_normal((1, 784)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"more than 1 value per channel"):
+        t(torch.from_numpy(x))
+    with pytest.raises(ValueError, match=r"more than 1 value per channel"):
+        f(jnp.asarray(x))
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+def test_batchnorm_running_statistics_use_the_unbiased_variance(dtype: str, seed: int) -> None:
+    """Torch updates running_var with the unbiased batch variance; a Flax default would not."""
+    t, f = _pair("batchnorm_mlp", dtype, seed)
+    spec = jaxnets.get_model_spec("batchnorm_mlp")
+    x, y = spec.example_batch(5, np.random.default_rng(seed), dtype=np.dtype(dtype))
+    report = parity.compare(t, f, x, y, loss="cross_entropy", mode="train", name="batchnorm_mlp")
+    report.raise_if_failed()
+    # The check has teeth: the biased update differs from torch by far more than tolerance.
+    h = x @ t.fc1.weight.detach().numpy().T + t.fc1.bias.detach().numpy()  # bn1's input
+    biased = 0.9 + 0.1 * h.var(axis=0)
+    unbiased = 0.9 + 0.1 * h.var(axis=0, ddof=1)
+    np.testing.assert_allclose(t.bn1.running_var.numpy(), unbiased, rtol=1e-4)
+    assert np.abs(biased - unbiased).max() > 1e-3
+
+
+@pytest.mark.parametrize("name", jaxnets.list_models())
+def test_output_dtype_follows_the_twin(name: str) -> None:
+    spec = jaxnets.get_model_spec(name)
+    for jdtype in (jnp.float32, jnp.float64):
+        f = jaxnets.create_model(name, param_dtype=jdtype)
+        f.eval()
+        x = jnp.zeros(spec.flax_input_shape(2), jdtype)
+        assert f(x).dtype == jdtype
+
+
+def test_report_flags_a_planted_fault(seed: int) -> None:
+    """The harness catches a wrong twin: drop a transpose and parity must fail by name."""
+    t, f = _pair("xor_net", "float64", seed)
+    x, y = jaxnets.get_model_spec("xor_net").example_batch(
+        4, np.random.default_rng(seed), dtype=np.float64
+    )
+    report = parity.compare(t, f, x, y, loss="mse")
+    assert report.ok
+    f.layer2.bias[...] = f.layer2.bias[...] + 1e-9  # a tiny fault, far below float32 noise
+    report = parity.compare(t, f, x, y, loss="mse", copy_weights=False)
+    assert not report.ok
+    assert report.worst("output").ok is False
+    with pytest.raises(parity.ParityError, match=r"xor_net|XORNet"):
+        report.raise_if_failed()
