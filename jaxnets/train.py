@@ -166,17 +166,18 @@ class Trainer:
         return TrainState(params, opt_state, rest, state.step + 1), loss
 
     def _epoch(
-        self, state: TrainState, X: jax.Array, Y: jax.Array, batch_idx: jax.Array
+        self, state: TrainState, inputs: jax.Array, targets: jax.Array, batch_idx: jax.Array
     ) -> tuple[TrainState, jax.Array]:
-        """``len(batch_idx)`` steps in one ``lax.scan``: step i trains on ``X[batch_idx[i]]``.
+        """``len(batch_idx)`` steps in one ``lax.scan``: step i trains on
+        ``inputs[batch_idx[i]]``.
 
-        ``X``: ``(N, ...)`` inputs, ``Y``: ``(N, ...)`` targets (on device once; batches are
+        ``inputs``: ``(N, ...)``, ``targets``: ``(N, ...)`` (on device once; batches are
         gathered inside the loop), ``batch_idx``: ``(steps, batch_size)`` int indices.
         Returns the final state and the ``(steps,)`` losses.
         """
 
         def body(s: TrainState, idx: jax.Array) -> tuple[TrainState, jax.Array]:
-            return self._step(s, X[idx], Y[idx])
+            return self._step(s, inputs[idx], targets[idx])
 
         return jax.lax.scan(body, state, batch_idx)
 
