@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
 from jaxnets.layers import Linear
@@ -29,7 +30,18 @@ def _ten(_: Any) -> int:
     return 10
 
 
+def _check_float_input(x: jax.Array, model: str) -> None:
+    """Refuse integer/bool input (torch refuses it too; jnp would silently promote it)."""
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise TypeError(
+            f"{model} expects floating-point input, got dtype {x.dtype}; convert it first: "
+            f"raw MNIST pixels with jaxnets.data.normalize_mnist(images), other data with "
+            f"x.astype(jnp.float32)"
+        )
+
+
 def _check_features(x: jax.Array, in_features: int, model: str) -> None:
+    _check_float_input(x, model)
     if x.ndim < 1 or x.shape[-1] != in_features:
         raise ValueError(
             f"{model} expects input of shape (N, {in_features}), got {tuple(x.shape)}; "

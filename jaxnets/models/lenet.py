@@ -13,11 +13,12 @@ import jax
 from flax import nnx
 
 from jaxnets.layers import Conv2d, Linear, max_pool2d
-from jaxnets.models.first_network import FixedConfig
+from jaxnets.models.first_network import FixedConfig, _check_float_input
 from jaxnets.registry import register_model
 
 
 def _check_nhwc(x: jax.Array, hw: tuple[int, int], channels: int, model: str) -> None:
+    _check_float_input(x, model)
     expected = (hw[0], hw[1], channels)
     if x.ndim == 4 and tuple(x.shape[1:]) == expected:
         return
