@@ -55,12 +55,18 @@ _F64_EPS = float(np.finfo(np.float64).eps)  # 2.22e-16
 TOLERANCES: dict[tuple[str, str, str], Tolerance] = {
     ("float32", "cpu", "eval"): Tolerance(
         rtol=1e-5,
-        atol=1e-6,
+        atol=1e-5,
         reason=(
             "float32 eps is 1.2e-7; XLA and oneDNN sum the same dot products in different "
             "orders and blockings, so a reduction over n terms differs by ~sqrt(n) ulps of its "
-            "largest terms (784-wide layers: ~30 ulps, ~4e-6 of the tensor's scale). Measured "
-            "worst over the registry: ~1e-6 (lenet gradients)."
+            "largest TERMS (784-wide layers: ~30 ulps, ~4e-6 of the tensor's scale; measured "
+            "worst normwise over the registry ~1e-6). atol covers sums of O(1) terms that cancel "
+            "to near zero, where the result's own scale says nothing: the VJP bias gradient of a "
+            "1-output layer is a sum of 64 N(0,1) cotangents (~0.05 after cancellation, 2.5e-6 "
+            "apart), and a bias feeding a BatchNorm has an exactly-zero gradient that both "
+            "sides hold as ~2e-6 of noise. The same cases agree to 1e-16 in float64, so these "
+            "are rounding, not formulas. 1e-5 is also torch.testing.assert_close's float32 "
+            "default atol (pytorch.org/docs/stable/testing.html)."
         ),
     ),
     ("float64", "cpu", "eval"): Tolerance(
@@ -94,7 +100,7 @@ TOLERANCES: dict[tuple[str, str, str], Tolerance] = {
     # algorithms that reorder sums more aggressively than CPU BLAS, hence a little more room.
     ("float32", "gpu", "eval"): Tolerance(
         rtol=2e-5,
-        atol=2e-6,
+        atol=2e-5,
         reason=(
             "true float32 (TF32 off, 'highest' precision); cuBLAS/cuDNN split-K and Winograd "
             "algorithms reorder reductions more than CPU BLAS: ~2x the CPU bound."
@@ -119,7 +125,7 @@ TOLERANCES: dict[tuple[str, str, str], Tolerance] = {
     # (about float32 accuracy, not bit-equal rounding); float64 is emulated in software.
     ("float32", "tpu", "eval"): Tolerance(
         rtol=5e-5,
-        atol=5e-6,
+        atol=5e-5,
         reason="TPU 'highest' precision emulates f32 matmul with bf16 passes (~f32 accuracy).",
     ),
     ("float32", "tpu", "trajectory"): Tolerance(
