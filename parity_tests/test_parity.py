@@ -15,6 +15,7 @@ import torch
 import jaxnets
 import torchref
 from torchref import parity
+from torchref.compare import compare_registered
 
 DTYPES = {"float32": (jnp.float32, torch.float32), "float64": (jnp.float64, torch.float64)}
 BATCH_SIZES = [1, 7, 64]
@@ -30,14 +31,7 @@ def _pair(name: str, dtype: str, seed: int) -> tuple[torch.nn.Module, object]:
 
 
 def _run(name: str, dtype: str, batch: int, seed: int, mode: str) -> parity.ParityReport:
-    spec = jaxnets.get_model_spec(name)
-    rng = np.random.default_rng(seed)
-    t, f = _pair(name, dtype, seed)
-    x, y = spec.example_batch(batch, rng, dtype=np.dtype(dtype))
-    v = rng.standard_normal((batch, spec.output_size(spec.make_config()))).astype(dtype)
-    return parity.compare(
-        t, f, x, y, loss=spec.loss, layout=spec.layout, mode=mode, cotangent=v, name=name
-    )
+    return compare_registered(name, dtype=dtype, seed=seed, batch_size=batch, mode=mode)
 
 
 # batchnorm_mlp at batch 1 in train mode is an error in torch itself (one value per

@@ -13,7 +13,7 @@ import jaxnets
 import torchref
 from torchref.parity import ParityReport, compare
 
-__all__ = ["compare_models", "pin_full_precision"]
+__all__ = ["compare_models", "compare_registered", "pin_full_precision", "summary_rows"]
 
 
 def pin_full_precision() -> None:
@@ -23,6 +23,38 @@ def pin_full_precision() -> None:
     torch.backends.cudnn.allow_tf32 = False
 
 
+def compare_registered(
+    name: str,
+    *,
+    dtype: str = "float32",
+    seed: int = 0,
+    batch_size: int = 8,
+    mode: str = "train",
+) -> ParityReport:
+    """Parity report for one registered model: forward, loss, gradients, a VJP and buffers.
+
+    The pair is built from ``seed`` (torch initialises, the weights are copied to the twin),
+    fed one random batch of ``batch_size`` (torch layout; NHWC for image twins) with its
+    default loss and a random cotangent for ``out.backward(v)``, and compared within the
+    tolerance of ``dtype`` on JAX's backend. float64 needs ``jax_enable_x64`` (on by
+    :func:`compare_models`).
+    """
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+    spec = jaxnets.get_model_spec(name)
+    torch.manual_seed(seed)
+    t = torchref.create_model(
+        name, dtype={"float32": torch.float32, "float64": torch.float64}[dtype]
+    )
+    f = jaxnets.create_model(name, param_dtype=jnp.dtype(dtype))
+    rng = np.random.default_rng(seed)
+    x, y = spec.example_batch(batch_size, rng, dtype=np.dtype(dtype))
+    v = rng.standard_normal((batch_size, spec.output_size(spec.make_config()))).astype(dtype)
+    return compare(
+        t, f, x, y, loss=spec.loss, layout=spec.layout, mode=mode, cotangent=v, name=name
+    )
+
+
 def compare_models(
     names: list[str],
     *,
@@ -30,11 +62,10 @@ def compare_models(
     seed: int = 0,
     batch_size: int = 8,
 ) -> list[ParityReport]:
-    """Parity reports for ``names``: forward, loss, gradients, a VJP and buffers.
+    """:func:`compare_registered` for each of ``names`` in train mode, at full precision.
 
-    Each pair is built from ``seed`` (torch initialises, the weights are copied to the twin),
-    fed one random batch of ``batch_size`` in train mode, and compared within the tolerance
-    of ``dtype`` on JAX's backend. float64 switches on ``jax_enable_x64``.
+    float64 switches on ``jax_enable_x64``; ``batch_size`` must be at least 2 because
+    ``batchnorm_mlp`` trains on batch statistics (torch refuses one value per channel).
     """
     if dtype not in ("float32", "float64"):
         raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
@@ -43,22 +74,9 @@ def compare_models(
     if dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     pin_full_precision()
-    tdtype = {"float32": torch.float32, "float64": torch.float64}[dtype]
-    reports = []
-    for name in names:
-        spec = jaxnets.get_model_spec(name)
-        torch.manual_seed(seed)
-        t = torchref.create_model(name, dtype=tdtype)
-        f = jaxnets.create_model(name, param_dtype=jnp.dtype(dtype))
-        rng = np.random.default_rng(seed)
-        x, y = spec.example_batch(batch_size, rng, dtype=np.dtype(dtype))
-        v = rng.standard_normal((batch_size, spec.output_size(spec.make_config()))).astype(dtype)
-        reports.append(
-            compare(
-                t, f, x, y, loss=spec.loss, layout=spec.layout, mode="train", cotangent=v, name=name
-            )
-        )
-    return reports
+    return [
+        compare_registered(name, dtype=dtype, seed=seed, batch_size=batch_size) for name in names
+    ]
 
 
 def summary_rows(reports: list[ParityReport]) -> list[dict[str, Any]]:
