@@ -547,13 +547,30 @@ def _leaf_signature(leaf: Any) -> str:
     return f"{np.dtype(leaf.dtype).name}{list(leaf.shape)}"
 
 
-def _run_structure(state: Any) -> dict[str, Any]:
-    """What a run file must agree on with the trainer: tree structures and leaf shapes."""
+def _leaf_names(tree: Any) -> list[str]:
+    """Dotted path of every leaf (``fc1.kernel``, ``0.mu.3``), in ``jax.tree.leaves`` order."""
+    names = []
+    for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        name = jax.tree_util.keystr(path, simple=True, separator=".")
+        names.append(name.removesuffix(".value"))
+    return names
+
+
+def _run_structure(trainer: Any, state: Any) -> dict[str, Any]:
+    """What a run file must agree on with the trainer: tree structures, and every leaf's
+    name, dtype and shape (``'fc1.kernel: float32[784, 128]'``)."""
+
+    def describe(tree: Any) -> list[str]:
+        leaves = jax.tree.leaves(tree)
+        return [
+            f"{n}: {_leaf_signature(a)}" for n, a in zip(_leaf_names(tree), leaves, strict=True)
+        ]
+
     return {
-        "params": [_leaf_signature(a) for a in state.params],
-        "rest": [_leaf_signature(a) for a in state.rest],
+        "params": describe(jax.tree.unflatten(trainer._params_def, state.params)),
+        "rest": describe(jax.tree.unflatten(trainer._rest_def, state.rest)),
         "opt_state_tree": str(jax.tree.structure(state.opt_state)),
-        "opt_state": [_leaf_signature(a) for a in jax.tree.leaves(state.opt_state)],
+        "opt_state": describe(state.opt_state),
         "step": _leaf_signature(state.step),
     }
 
@@ -586,7 +603,7 @@ def save_run(path: StrPath, trainer: Any, state: Any, *, meta: Mapping[str, Any]
         FORMAT_KEY: "run",
         _VERSION_KEY: _version(),
         _CLASS_KEY: type(model).__name__ if model is not None else "",
-        _STRUCT_KEY: json.dumps(_run_structure(state), sort_keys=True),
+        _STRUCT_KEY: json.dumps(_run_structure(trainer, state), sort_keys=True),
         _META_KEY: meta_json,
     }
     return write_safetensors(path, arrays, metadata)
@@ -620,7 +637,7 @@ def load_run(path: StrPath, trainer: Any) -> tuple[Any, dict[str, Any]]:
             f"{p}: corrupt run header ({exc}); restore it from a backup or start a new run"
         ) from None
     template = jax.eval_shape(trainer.init)
-    expected = _run_structure(template)
+    expected = _run_structure(trainer, template)
     problems = []
     for part in ("params", "rest", "opt_state", "step"):
         s, e = saved.get(part), expected[part]
@@ -628,7 +645,7 @@ def load_run(path: StrPath, trainer: Any) -> tuple[Any, dict[str, Any]]:
             continue
         if isinstance(s, list) and isinstance(e, list) and len(s) == len(e):
             pairs = enumerate(zip(s, e, strict=True))
-            diff = [f"#{i}: saved {a}, expected {b}" for i, (a, b) in pairs if a != b]
+            diff = [f"saved {a}, expected {b}" for _, (a, b) in pairs if a != b]
             more = f" (and {len(diff) - 3} more)" if len(diff) > 3 else ""
             problems.append(f"{part}: {'; '.join(diff[:3])}{more}")
         elif isinstance(s, list) and isinstance(e, list):
