@@ -129,6 +129,9 @@ def run_torch(
             torch.from_numpy(np.ascontiguousarray(dataset.y_test)).to(dev),
         )
     test_loss = test_acc = None
+    outer = tqdm(  # tiny epochs (full-batch loops): one bar over epochs instead
+        total=cfg.epochs, desc=f"torch {cfg.model}", unit="epoch", disable=not progress or steps > 1
+    )
     for epoch in range(cfg.epochs):
         order = torch.from_numpy(
             data.epoch_batches(n, bs, seed=cfg.seed, epoch=epoch, shuffle=True)
@@ -166,6 +169,8 @@ def run_torch(
             if test_acc is not None:
                 bar.set_postfix(loss=f"{epoch_losses[-1]:.4f}", test_acc=f"{100 * test_acc:.2f}%")
         bar.close()
+        outer.update(1)
+    outer.close()
     if dev.type == "cuda":
         torch.cuda.synchronize()
     wall = time.perf_counter() - t0
