@@ -89,6 +89,7 @@ class Intercept:
     perturbations: Mapping[str, Any]
     records: list[Record] = field(default_factory=list)
     error_at: str | None = None
+    error_args: tuple[Any, ...] = ()
     _calls: dict[str, int] = field(default_factory=dict)
 
     def by_name(self) -> dict[str, Record]:
@@ -124,8 +125,9 @@ def _wrapped_class(cls: type) -> type:
         try:
             out = original(self, *args, **kwargs)
         except Exception:
-            if active.error_at is None:
+            if active.error_at is None:  # the innermost module sees it first
                 active.error_at = key
+                active.error_args = args
             raise
         active.records.append(Record(key, cls.__name__, args, out))
         delta = active.perturbations.get(key)
@@ -201,15 +203,21 @@ def capture_until_error(
 ) -> tuple[dict[str, Record], str | None, BaseException | None]:
     """Run ``model`` eagerly on a clone and keep what was recorded before any exception.
 
-    Returns ``(records, error_at, exception)``: the modules that completed, the innermost
-    module that raised (None if none did) and the exception. The model itself is untouched.
+    Returns ``(records, error_at, exception)``: the modules that completed, then the innermost
+    module that raised (its record has the input it got and ``output=None``), its name (None
+    if nothing raised) and the exception. The model itself is untouched.
     """
     clone = nnx.clone(model)
     try:
         with intercept(clone) as rec:
             clone(*args, **kwargs)
     except Exception as exc:  # the point is to report it, by module
-        return rec.by_name(), rec.error_at, exc
+        records = rec.by_name()
+        if rec.error_at is not None:
+            mod = rec.modules.get(rec.error_at.split("#")[0])
+            name = type(mod).__name__ if mod is not None else "?"
+            records[rec.error_at] = Record(rec.error_at, name, rec.error_args, None)
+        return records, rec.error_at, exc
     return rec.by_name(), None, None
 
 
