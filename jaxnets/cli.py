@@ -107,6 +107,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
         )
         for r in failed:
             print(f"\n{r}", file=sys.stderr)
+    if args.explain:  # layer by layer; text, so it goes to stderr when stdout is JSON/CSV
+        from torchref.explain import explain_models
+
+        out = sys.stdout if args.format == "table" else sys.stderr
+        for r in explain_models(
+            names, dtype=args.dtype, seed=args.seed, batch_size=args.batch_size
+        ):
+            print(f"\n{r}", file=out)
     return 1 if failed else 0
 
 
@@ -128,6 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["table", "json", "csv"], default="table")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="after the table, a layer-by-layer report for EVERY selected model (narrow with "
+        "--model): each layer's output and gradient error, the first divergence and its "
+        "likely causes",
+    )
     p.set_defaults(func=cmd_compare)
     return parser
 
