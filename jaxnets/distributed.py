@@ -14,6 +14,10 @@ single-device program and inserts the collectives. Multi-host runs start with
     state, losses = trainer.run_epoch(state, X, Y, idx)    # idx: (steps, B), one scan
     trainer.write_back(state, model)
 
+A command line gets ``--devices N|all``, ``--mesh AXIS=SIZE,...`` and ``--distributed`` from
+:func:`add_device_args`; :func:`setup_from_args` acts on them and :func:`trainer_for` then
+builds the trainer they ask for (the single-device ``Trainer`` when none is given).
+
 What is sharded and what is replicated:
 
 * The batch is split along its first dimension over every mesh axis (``P('data')``; a
@@ -71,14 +75,15 @@ __all__ = [
     "check_global_batch",
     "data_parallel_size",
     "distributed_config_from_env",
-    "init_from_args",
     "initialize_distributed",
     "make_mesh",
     "parse_mesh",
     "process_batch_slice",
     "replicate",
     "replicated_sharding",
+    "setup_from_args",
     "shard_batch",
+    "trainer_for",
     "trainer_from_args",
 ]
 
@@ -291,7 +296,7 @@ def shard_batch(batch: Any, mesh: Mesh, *, process_local: bool = False) -> Any:
       process_local: ``False``: ``batch`` is the global batch (with many processes, every
         process passes the same global batch). ``True``: ``batch`` is THIS process's part of
         the global batch, ``(B / process_count, ...)``, as each host of a pod loads its own
-        examples; the global batch is the processes' parts in process order
+        examples: the rows :func:`process_batch_slice` names
         (``jax.make_array_from_process_local_data``).
 
     Returns:
@@ -693,7 +698,7 @@ def initialize_distributed(
             raise RuntimeError(
                 "initialize_distributed() must run before any other JAX call in this process "
                 "(creating a model, an array, or asking for jax.devices() starts the backend); "
-                "call it first thing, e.g. jaxnets.distributed.init_from_args(args) right "
+                "call it first thing, e.g. jaxnets.distributed.setup_from_args(args) right "
                 "after parsing the command line"
             ) from exc
         if cfg.source == "auto-detect":
@@ -759,12 +764,42 @@ def add_device_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-def init_from_args(args: argparse.Namespace) -> None:
-    """Start the multi-process runtime if ``--distributed`` was given (call before any other
-    JAX work; :func:`trainer_from_args` calls it too, which is enough when nothing has touched
-    JAX before it)."""
-    if getattr(args, "distributed", False):
+_DEFAULT_MESH: Mesh | None = None
+
+
+def setup_from_args(args: argparse.Namespace) -> Mesh | None:
+    """Act on :func:`add_device_args`' flags; call it first thing after parsing (before any
+    other JAX work, which ``--distributed`` needs). Joins the multi-process run for
+    ``--distributed``, builds the mesh that ``--devices``/``--mesh`` ask for and makes it the
+    default of :func:`trainer_for`. Returns that mesh, or None (no flag: one device)."""
+    global _DEFAULT_MESH
+    devices = getattr(args, "devices", False)
+    mesh_shape = getattr(args, "mesh", None)
+    distributed = getattr(args, "distributed", False)
+    if distributed:
         initialize_distributed()
+    if devices is False and mesh_shape is None and not distributed:
+        _DEFAULT_MESH = None
+    else:
+        _DEFAULT_MESH = make_mesh(devices or None, mesh_shape=mesh_shape)
+    return _DEFAULT_MESH
+
+
+def trainer_for(
+    model: nnx.Module,
+    optimizer: optax.GradientTransformation,
+    loss: str | LossFn = "cross_entropy",
+    *,
+    mesh: Mesh | None = None,
+    **kwargs: Any,
+) -> Trainer:
+    """A :class:`DataParallelTrainer` on ``mesh`` (default: the mesh :func:`setup_from_args`
+    made), or the single-device :class:`~jaxnets.train.Trainer` when there is none; the one
+    call a training loop needs to honour the device flags. ``kwargs`` go to the trainer."""
+    mesh = mesh if mesh is not None else _DEFAULT_MESH
+    if mesh is None:
+        return Trainer(model, optimizer, loss, **kwargs)
+    return DataParallelTrainer(model, optimizer, loss, mesh=mesh, **kwargs)
 
 
 def trainer_from_args(
@@ -774,14 +809,5 @@ def trainer_from_args(
     loss: str | LossFn = "cross_entropy",
     **kwargs: Any,
 ) -> Trainer:
-    """The trainer that :func:`add_device_args`' flags ask for: a plain
-    :class:`~jaxnets.train.Trainer` when none is given, else a :class:`DataParallelTrainer`
-    on ``make_mesh(args.devices, mesh_shape=args.mesh)``. ``kwargs`` go to the trainer."""
-    devices = getattr(args, "devices", False)
-    mesh_shape = getattr(args, "mesh", None)
-    distributed = getattr(args, "distributed", False)
-    init_from_args(args)
-    if devices is False and mesh_shape is None and not distributed:
-        return Trainer(model, optimizer, loss, **kwargs)
-    mesh = make_mesh(devices or None, mesh_shape=mesh_shape)
-    return DataParallelTrainer(model, optimizer, loss, mesh=mesh, **kwargs)
+    """:func:`setup_from_args` then :func:`trainer_for`: the trainer the flags ask for."""
+    return trainer_for(model, optimizer, loss, mesh=setup_from_args(args), **kwargs)

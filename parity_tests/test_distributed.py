@@ -318,9 +318,15 @@ def test_trainer_from_args_without_flags_is_the_single_device_trainer() -> None:
     model = nnx.eval_shape(lambda: jaxnets.create_model("xor_net"))  # no arrays needed
     trainer = dist.trainer_from_args(_parse(), model, optim.sgd(lr=0.1), "mse")
     assert type(trainer) is Trainer
-    trainer = dist.trainer_from_args(_parse("--devices", "1"), model, optim.sgd(lr=0.1), "mse")
-    assert isinstance(trainer, dist.DataParallelTrainer)
-    assert trainer.mesh.shape == {"data": 1}
+    try:
+        trainer = dist.trainer_from_args(_parse("--devices", "1"), model, optim.sgd(0.1), "mse")
+        assert isinstance(trainer, dist.DataParallelTrainer)
+        assert trainer.mesh.shape == {"data": 1}
+        # setup_from_args made that mesh the default: a loop's trainer_for() picks it up
+        assert isinstance(dist.trainer_for(model, optim.sgd(0.1)), dist.DataParallelTrainer)
+    finally:
+        dist.setup_from_args(_parse())  # back to one device for the rest of the session
+    assert type(dist.trainer_for(model, optim.sgd(0.1))) is Trainer
 
 
 @pytest.mark.gpu
