@@ -34,12 +34,12 @@ def jax_side(init: dict, x: np.ndarray, target: np.ndarray, lr: float) -> dict:
     net = jaxnets.create_model("lenet")
     convert.load_state_dict(net, init)
     x_nhwc = jnp.asarray(x.transpose(0, 2, 3, 1))  # NCHW -> NHWC
-    out = net(x_nhwc)
+    out = nnx.jit(lambda m, x: m(x))(net, x_nhwc)
 
     def criterion(model: nnx.Module) -> jax.Array:
         return losses.mse_loss(model(x_nhwc), jnp.asarray(target))
 
-    loss, grads = nnx.value_and_grad(criterion)(net)  # loss.backward()
+    loss, grads = nnx.jit(nnx.value_and_grad(criterion))(net)  # loss.backward(), compiled
     params = nnx.state(net, nnx.Param)
     nnx.update(net, jax.tree.map(lambda p, g: p - lr * g, params, grads))  # p -= lr * grad
     return {
@@ -51,7 +51,7 @@ def jax_side(init: dict, x: np.ndarray, target: np.ndarray, lr: float) -> dict:
         "loss": float(loss),
         "grad before": "no gradient buffers in JAX: gradients are return values",
         "grad after": np.asarray(grads["conv1"]["bias"][...]),
-        "loss after update": float(criterion(net)),
+        "loss after update": float(nnx.jit(criterion)(net)),
         "weights": convert.state_dict(net),
     }
 

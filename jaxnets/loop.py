@@ -326,7 +326,7 @@ def evaluate(
     loss = float(trainer.loss_fn(outputs, y))
     accuracy = None
     if jnp.issubdtype(y.dtype, jnp.integer) and y.ndim == 1:
-        accuracy = float(jnp.mean(jnp.argmax(outputs, axis=-1) == y))
+        accuracy = int(jnp.sum(jnp.argmax(outputs, axis=-1) == y)) / n  # exact count / n
     return Evaluation(loss, accuracy)
 
 
@@ -471,7 +471,8 @@ def run_jax(
 
     ``checkpoint``: save the whole run there after every epoch
     (:func:`jaxnets.checkpoint.save_run`); with ``resume`` and an existing file, continue from
-    it (same config required) and get the same result as an uninterrupted run.
+    it and get the same result as an uninterrupted run. The config must be the saved one,
+    except ``epochs``, which may grow (train a finished run for more epochs).
     """
     from jaxnets import checkpoint as ckpt
 
@@ -486,7 +487,9 @@ def run_jax(
     path = Path(checkpoint) if checkpoint is not None else None
     if resume and path is not None and path.exists():
         state, meta = ckpt.load_run(path, trainer)
-        if meta.get("config") != cfg.to_json():
+        saved, now = dict(meta.get("config", {})), cfg.to_json()
+        saved.pop("epochs", None)  # more epochs than the saved run is fine: it continues
+        if saved != {k: v for k, v in now.items() if k != "epochs"}:
             raise ValueError(
                 f"{path} was saved by a run with different settings:\n  saved: "
                 f"{meta.get('config')}\n  now:   {cfg.to_json()}\nFix: rerun with the saved "
@@ -520,6 +523,8 @@ def run_jax(
         desc=f"jax {cfg.model}",
         on_epoch_end=save,
     )
+    if eval_data is not None and not history.evaluations:  # resumed a finished run
+        history.evaluations.append(evaluate(trainer, state, *eval_data))
     final = history.evaluations[-1] if history.evaluations else None
     trained = trainer.write_back(state)
     jax.block_until_ready(state.params)

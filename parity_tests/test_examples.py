@@ -1,0 +1,207 @@
+"""Every example runs for one tiny epoch, and the side-by-side loop keeps the frameworks equal.
+
+The MNIST example reads tiny IDX files this test writes (never the shared data set). Examples
+are imported from their files and run through ``main(argv)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import struct
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+import torch
+
+import jaxnets
+from jaxnets import data
+from jaxnets import loop as jl
+from jaxnets.checkpoint import NonFiniteLossError
+from jaxnets.tolerances import backend_name, tolerance
+from jaxnets.train import Trainer
+from torchref.loop import run_frameworks
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def load_example(name: str) -> ModuleType:
+    """Import ``examples/<name>.py`` as a module."""
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def device_args() -> list[str]:
+    """``--device`` for the backend the suite runs on; JAX only when torch cannot follow."""
+    dev = backend_name()
+    if dev == "gpu" and not torch.cuda.is_available():
+        return ["--device", "gpu", "--framework", "jax"]
+    return ["--device", dev]
+
+
+def write_tiny_mnist(folder: Path, rng: np.random.Generator, n_train: int, n_test: int) -> Path:
+    """The four MNIST IDX files (raw, torchvision names) with random pixels and labels."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", n_train), ("test", n_test)):
+        img_name, lbl_name = data.MNIST_FILES[split]
+        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        labels = rng.integers(0, 10, n, dtype=np.uint8)
+        (folder / img_name).write_bytes(struct.pack(">IIII", 0x803, n, 28, 28) + images.tobytes())
+        (folder / lbl_name).write_bytes(struct.pack(">II", 0x801, n) + labels.tobytes())
+    return folder
+
+
+# ---------------------------------------------------------------------------- smoke tests
+
+
+def test_tensor_basics(capsys):
+    assert load_example("tensor_basics").main(device_args()) == 0
+    out = capsys.readouterr().out
+    assert "[ 3  6  9 12 15]" in out  # jax x + y
+    assert "[43 50]" in out  # jax A @ B
+    assert "4.0" in out  # jax d(x^2)/dx at 2
+
+
+def test_first_network(capsys):
+    assert (
+        load_example("first_network").main([*device_args(), "--model", "custom_neural_network"])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "CustomNeuralNetwork(" in out and "Loss:" in out
+
+
+def test_regression_loop(capsys):
+    args = [*device_args(), "--num-epochs", "4", "--print-interval", "2", "--no-progress"]
+    assert load_example("regression_loop").main(args) == 0
+    out = capsys.readouterr().out
+    assert "4/4" in out and "final batch loss" in out
+
+
+def test_xor(capsys):
+    args = [*device_args(), "--epochs", "4", "--print-every", "2", "--no-progress"]
+    assert load_example("xor").main(args) == 0
+    out = capsys.readouterr().out
+    assert "[4/4]" in out and "Final predictions:" in out and "[1, 1]" in out
+
+
+def test_lenet_walkthrough(capsys):
+    assert load_example("lenet_walkthrough").main(device_args()) == 0
+    out = capsys.readouterr().out
+    assert "10 tensors" in out and "conv1.bias.grad after backward" in out
+
+
+def test_mnist_one_tiny_epoch(tmp_path, np_rng, capsys):
+    folder = write_tiny_mnist(tmp_path / "mnist", np_rng, n_train=64, n_test=32)
+    png, js = tmp_path / "curves.png", tmp_path / "runs.json"
+    args = [
+        *device_args(),
+        *("--data-dir", str(folder), "--no-verify", "--epochs", "1", "--batch-size", "16"),
+        *("--plot", str(png), "--results", str(js), "--no-progress"),
+    ]
+    assert load_example("mnist").main(args) == 0
+    out = capsys.readouterr().out
+    assert "custom_neural_network" in out and "lenet" in out and "test accuracy" in out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    runs = jl.results_from_json(json.loads(js.read_text()))
+    assert {r.model for r in runs} == {"custom_neural_network", "lenet"}
+    assert all(len(r.losses) == 4 for r in runs)  # 64 images / batch 16, one epoch
+
+
+def test_mnist_missing_file_says_which(tmp_path, capsys):
+    folder = write_tiny_mnist(tmp_path / "mnist", np.random.default_rng(0), 32, 16)
+    (folder / "t10k-labels-idx1-ubyte").unlink()
+    args = [*device_args(), "--data-dir", str(folder), "--no-verify", "--plot", ""]
+    assert load_example("mnist").main(args) == 2
+    assert "t10k-labels-idx1-ubyte" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------- the loop itself
+
+
+def small_run(dtype: str = "float32", **kw: object) -> tuple[jl.TrainConfig, jl.Dataset]:
+    x, y = data.random_classification(96, 12, 3, seed=1, dtype=np.dtype(dtype))
+    xt, yt = data.random_classification(40, 12, 3, seed=2, dtype=np.dtype(dtype))
+    cfg = jl.TrainConfig(
+        "mlp",
+        model_config={"in_features": 12, "hidden_sizes": (16,), "out_features": 3},
+        epochs=2,
+        batch_size=32,
+        dtype=dtype,
+        **kw,
+    )
+    return cfg, jl.Dataset(x, y, xt, yt)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_torch_and_jax_runs_agree_step_by_step(optimizer):
+    """Same start, same batch order: every per-step loss and the trained weights agree
+    within the float64 trajectory tolerance (a batch-order or optimizer mismatch would not)."""
+    cfg, ds = small_run("float64", optimizer=optimizer, lr=0.05)
+    torch_run, jax_run = run_frameworks(cfg, ds, ["torch", "jax"], progress=False)
+    tol = tolerance("float64", kind="trajectory")
+    assert len(torch_run.losses) == len(jax_run.losses) == 6
+    bound = tol.atol + tol.rtol * np.max(np.abs(torch_run.losses))
+    assert np.max(np.abs(torch_run.losses - jax_run.losses)) <= bound
+    for k, want in torch_run.state_dict.items():
+        got = jax_run.state_dict[k]
+        assert np.max(np.abs(got - want)) <= tol.atol + tol.rtol * np.max(np.abs(want)), k
+    assert torch_run.test_accuracy == jax_run.test_accuracy
+
+
+def test_fit_is_the_step_loop_in_batch_order():
+    """fit (scan chunks) == Trainer.step over epoch_batches, epoch by epoch."""
+    cfg, ds = small_run("float64")
+    model = jaxnets.create_model(cfg.model, param_dtype="float64", **cfg.model_config)
+    trainer = Trainer(model, jl.make_optimizer(cfg), "cross_entropy", donate=False)
+    state, hist = jl.fit(
+        trainer,
+        trainer.init(),
+        ds.x_train,
+        ds.y_train,
+        epochs=2,
+        batch_size=32,
+        seed=3,
+        progress=False,
+        chunks_per_epoch=2,
+    )
+    ref, losses = trainer.init(), []
+    for epoch in range(2):
+        for idx in data.epoch_batches(96, 32, seed=3, epoch=epoch):
+            ref, loss = trainer.step(ref, ds.x_train[idx], ds.y_train[idx])
+            losses.append(float(loss))
+    tol = tolerance("float64")
+    np.testing.assert_allclose(hist.losses, losses, rtol=tol.rtol, atol=tol.atol)
+    assert int(state.step) == int(ref.step) == 6
+
+
+def test_resume_continues_exactly(tmp_path):
+    """1 epoch, saved; resumed for a 2nd == 2 epochs in one go, bit for bit."""
+    cfg, ds = small_run()
+    whole = jl.run_jax(cfg, ds, progress=False)
+    ckpt = tmp_path / "run.safetensors"
+    one = dataclasses.replace(cfg, epochs=1)
+    assert len(jl.run_jax(one, ds, progress=False, checkpoint=ckpt).losses) == 3
+    resumed = jl.run_jax(cfg, ds, progress=False, checkpoint=ckpt, resume=True)
+    np.testing.assert_array_equal(resumed.losses, whole.losses)
+    assert resumed.test_accuracy == whole.test_accuracy
+    with pytest.raises(ValueError, match="different settings"):
+        jl.run_jax(dataclasses.replace(cfg, lr=0.5), ds, checkpoint=ckpt, resume=True)
+
+
+def test_nonfinite_loss_stops_with_the_step():
+    cfg, ds = small_run(lr=1e30)
+    with pytest.raises(NonFiniteLossError) as info:
+        jl.run_jax(cfg, ds, progress=False)
+    assert info.value.step >= 1
+
+
+def test_mnist_dataset_refuses_toy_models(tmp_path):
+    with pytest.raises(ValueError, match=r"examples/xor\.py"):
+        jl.mnist_dataset("xor_net", data_dir=tmp_path)
