@@ -118,6 +118,40 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Training-step time and batch-1 latency, PyTorch and JAX side by side (needs torch)."""
+    _need_torch("bench")
+    from torchref.bench import cli_main
+
+    return cli_main(args)
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="training-step time and latency, PyTorch vs JAX (needs torch)")
+    p.add_argument("--model", metavar="GLOB", help="only models matching this glob ('*net*')")
+    p.add_argument(
+        "--batch-size", type=int, nargs="+", metavar="N", help="batch sizes (default: per model)"
+    )
+    p.add_argument("--steps", type=int, help="training steps per timed block (default: per model)")
+    p.add_argument("--repeats", type=int, default=7, help="interleaved rounds (medians over them)")
+    p.add_argument("--infer-calls", type=int, default=200, help="forward calls per latency block")
+    p.add_argument("--no-inference", dest="inference", action="store_false")
+    p.add_argument("--no-torch-compile", dest="torch_compile", action="store_false")
+    p.add_argument("--json", metavar="PATH", help="also write every result as JSON")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--async-dispatch",
+        action="store_true",
+        help="keep JAX's asynchronous CPU dispatch (default: run computations inline, which "
+        "removes a thread hand-off per call)",
+    )
+    p.add_argument("--xla-flags", default="", help="extra XLA_FLAGS for the JAX side")
+    p.add_argument("--peak-ghz", type=float, help="clock for the FP32 peak (default: cpuinfo)")
+    p.add_argument("--peak-cores", type=int, help="cores for the FP32 peak (default: all)")
+    p.add_argument("--peak-flops-per-cycle", type=int, help="FP32 FLOP/cycle/core (default: ISA)")
+    p.set_defaults(func=cmd_bench)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``jaxnets`` command."""
     parser = argparse.ArgumentParser(
@@ -144,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
         "likely causes",
     )
     p.set_defaults(func=cmd_compare)
+    _add_bench(sub)
     return parser
 
 

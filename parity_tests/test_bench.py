@@ -1,0 +1,250 @@
+"""The benchmark harness and the fast forms it relies on: correctness only, no timing claims.
+
+* the im2col convolution (the default on CPU) equals ``lax.conv`` in value and gradient, in
+  float64 at the parity tolerance, for strides, padding and rectangular kernels;
+* FLOP counts are exact for known shapes (LeNet's from its layer sizes);
+* the interleaved timer runs what it should, in rotating order, and reports a variant that
+  cannot run instead of failing;
+* ``torchref.bench.run`` on a tiny configuration emits well-formed JSON with the required
+  fields, and the jitted step compiled once;
+* ``jaxnets bench`` says plainly that it needs torch when torch is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+import jaxnets
+from jaxnets import bench as jbench
+from jaxnets import layers
+from jaxnets.tolerances import tolerance
+
+# --------------------------------------------------------------------------------------------
+# the fast convolution
+# --------------------------------------------------------------------------------------------
+
+CONV_CASES = [
+    # (N, H, W, C), (kH, kW, C, O), stride, padding
+    pytest.param((2, 9, 9, 1), (3, 3, 1, 4), (1, 1), ((0, 0), (0, 0)), id="lenet-conv1-like"),
+    pytest.param((3, 8, 7, 3), (3, 2, 3, 5), (2, 1), ((1, 1), (0, 2)), id="stride-pad-rect"),
+    pytest.param((1, 5, 5, 2), (1, 1, 2, 3), (1, 1), ((0, 0), (0, 0)), id="1x1"),
+    pytest.param((2, 6, 6, 2), (6, 6, 2, 2), (1, 1), ((0, 0), (0, 0)), id="kernel-fills-input"),
+]
+
+
+@pytest.mark.parametrize(("xs", "ks", "stride", "pad"), CONV_CASES)
+def test_im2col_conv_equals_lax_conv_value_and_gradients(
+    xs: tuple, ks: tuple, stride: tuple, pad: tuple, np_rng: np.random.Generator
+) -> None:
+    """Same result as lax.conv_general_dilated and the same gradients w.r.t. input and
+    kernel, in float64 at the eval tolerance (a wrong patch order would be O(1) off)."""
+    x = jnp.asarray(np_rng.standard_normal(xs))
+    k = jnp.asarray(np_rng.standard_normal(ks))
+    dn = ("NHWC", "HWIO", "NHWC")
+
+    @jax.jit
+    def fast(x, k):
+        return layers.conv2d_im2col(x, k, stride, pad, dimension_numbers=dn)
+
+    @jax.jit
+    def ref(x, k):
+        return lax.conv_general_dilated(x, k, stride, pad, dimension_numbers=dn)
+
+    tol = tolerance(jnp.float64, kind="eval")
+    y, y_ref = fast(x, k), ref(x, k)
+    assert y.shape == y_ref.shape and y.dtype == jnp.float64
+    for a, b in [
+        (y, y_ref),
+        *zip(
+            jax.grad(lambda x, k: jnp.sum(jnp.sin(fast(x, k))), argnums=(0, 1))(x, k),
+            jax.grad(lambda x, k: jnp.sum(jnp.sin(ref(x, k))), argnums=(0, 1))(x, k),
+            strict=True,
+        ),
+    ]:
+        err = float(jnp.max(jnp.abs(a - b)))
+        assert err <= tol.atol + tol.rtol * float(jnp.max(jnp.abs(b))), err
+
+
+def test_im2col_falls_back_to_lax_conv_for_what_it_does_not_handle(
+    np_rng: np.random.Generator,
+) -> None:
+    """Dilation and string padding go to lax.conv unchanged (bit-identical)."""
+    x = jnp.asarray(np_rng.standard_normal((1, 9, 9, 2)))
+    k = jnp.asarray(np_rng.standard_normal((3, 3, 2, 2)))
+    dn = ("NHWC", "HWIO", "NHWC")
+    for kw in ({"rhs_dilation": (2, 2)}, {"lhs_dilation": (2, 1)}):
+        a = layers.conv2d_im2col(x, k, (1, 1), ((0, 0), (0, 0)), dimension_numbers=dn, **kw)
+        b = lax.conv_general_dilated(x, k, (1, 1), ((0, 0), (0, 0)), dimension_numbers=dn, **kw)
+        np.testing.assert_array_equal(a, b)
+    a = layers.conv2d_im2col(x, k, (1, 1), "SAME", dimension_numbers=dn)
+    np.testing.assert_array_equal(a, lax.conv_general_dilated(x, k, (1, 1), "SAME", None, None, dn))
+
+
+def test_conv2d_impls_share_parameters_and_agree(np_rng: np.random.Generator) -> None:
+    """Conv2d(impl=...) changes only how the output is computed: same kernel layout
+    [kH, kW, I, O], same draws from the same seed, same outputs within tolerance."""
+    from flax import nnx
+
+    x = jnp.asarray(np_rng.standard_normal((2, 10, 10, 3)), jnp.float32)
+    convs = {
+        impl: layers.Conv2d(3, 4, (3, 2), stride=2, padding=1, rngs=nnx.Rngs(0), impl=impl)
+        for impl in ("auto", "im2col", "xla")
+    }
+    np.testing.assert_array_equal(convs["im2col"].kernel[...], convs["xla"].kernel[...])
+    assert convs["auto"].kernel[...].shape == (3, 2, 3, 4)
+    tol = tolerance(jnp.float32, kind="eval")
+    ref = convs["xla"](x)
+    for impl in ("auto", "im2col"):
+        err = float(jnp.max(jnp.abs(convs[impl](x) - ref)))
+        assert err <= tol.atol + tol.rtol * float(jnp.max(jnp.abs(ref))), (impl, err)
+    with pytest.raises(ValueError, match="impl must be"):
+        layers.Conv2d(3, 4, 3, rngs=nnx.Rngs(0), impl="fast")  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------------------------
+# FLOP counts, peak, timer
+# --------------------------------------------------------------------------------------------
+
+
+def test_matmul_flops_counts_dots_convs_and_scans() -> None:
+    a, b = jnp.ones((8, 5), jnp.float32), jnp.ones((5, 3), jnp.float32)
+    assert jbench.matmul_flops(jnp.dot, a, b) == 2 * 8 * 5 * 3
+    x, k = jnp.ones((2, 7, 7, 3), jnp.float32), jnp.ones((3, 3, 3, 4), jnp.float32)
+    dn = ("NHWC", "HWIO", "NHWC")
+
+    def ref(x, k):
+        return lax.conv_general_dilated(x, k, (1, 1), "VALID", dimension_numbers=dn)
+
+    def fast(x, k):
+        return layers.conv2d_im2col(x, k, (1, 1), ((0, 0), (0, 0)), dimension_numbers=dn)
+
+    expected = 2 * (2 * 5 * 5 * 4) * (3 * 3 * 3)  # outputs x window, 2 per multiply-add
+    assert jbench.matmul_flops(ref, x, k) == expected
+    assert jbench.matmul_flops(fast, x, k) == expected
+
+    def loop(c):
+        return lax.scan(lambda c, _: (c @ b @ b.T, None), c, None, length=4)[0]
+
+    assert jbench.matmul_flops(loop, a) == 4 * (2 * 8 * 5 * 3 + 2 * 8 * 3 * 5)
+
+
+def test_lenet_train_step_flops_match_its_layer_sizes() -> None:
+    """LeNet's step: forward and weight gradients for every layer, input gradients for all
+    but conv1 (the input is not differentiated), in multiply-adds per example:
+    conv1 30*30*6*9, conv2 13*13*16*54, fc1 576*120, fc2 120*84, fc3 84*10."""
+    from jaxnets import optim
+    from jaxnets.train import Trainer
+
+    macs = [30 * 30 * 6 * 9, 13 * 13 * 16 * 54, 576 * 120, 120 * 84, 84 * 10]
+    per_example = 2 * (2 * sum(macs) + sum(macs[1:]))
+    trainer = Trainer(jaxnets.create_model("lenet"), optim.sgd(lr=0.01), "cross_entropy")
+    state = trainer.init()
+    x = jnp.zeros((3, 32, 32, 1), jnp.float32)
+    y = jnp.zeros((3,), jnp.int32)
+    assert jbench.matmul_flops(trainer._step, state, x, y) == 3 * per_example
+
+
+def test_cpu_peak_formula_and_overrides() -> None:
+    p = jbench.cpu_peak(cores=2, flops_per_cycle=32, ghz=2.25)
+    assert p.gflops == pytest.approx(144.0)
+    assert "144.0 GFLOP/s = 2 cores x 32 FLOP/cycle x 2.25 GHz" in p.describe()
+    detected = jbench.cpu_peak()
+    assert detected.cores >= 1 and detected.flops_per_cycle in (8, 16, 32, 64)
+    assert detected.ghz > 0 and detected.basis
+
+
+def test_time_interleaved_rotates_and_reports_a_variant_that_cannot_run() -> None:
+    calls: list[str] = []
+
+    def make(name: str, fail: bool = False) -> jbench.Variant:
+        def first() -> None:
+            calls.append(f"{name}:first")
+            if fail:
+                raise RuntimeError("no compiler here\nsecond line")
+
+        return jbench.Variant(name, "train", 5, first, lambda: calls.append(name))
+
+    variants = [make("a"), make("b"), make("broken", fail=True), make("c")]
+    times = jbench.time_interleaved(variants, repeats=3, warmup_blocks=1)
+    assert set(times) == {"a", "b", "c"}
+    assert all(len(t) == 3 and all(s >= 0 for s in t) for t in times.values())
+    assert variants[2].error == "RuntimeError: no compiler here"
+    timed = [c for c in calls if ":" not in c][3:]  # after one warm-up block each
+    assert timed == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+    with pytest.raises(ValueError, match="repeats"):
+        jbench.time_interleaved(variants, repeats=0)
+
+
+def test_default_batch_sizes_cover_the_issue_targets() -> None:
+    assert jbench.default_batch_sizes("xor_net") == (4,)
+    assert jbench.default_batch_sizes("lenet") == (64, 256)
+    assert jbench.default_batch_sizes("mlp") == (64, 1024)
+    assert jbench.default_batch_sizes("simple_nn") == (64,)
+    assert jbench.default_steps("xor_net") == 1000
+
+
+# --------------------------------------------------------------------------------------------
+# the harness end to end, tiny
+# --------------------------------------------------------------------------------------------
+
+REQUIRED = {"model", "batch_size", "variant", "us_per_step", "compile_s"}
+
+
+def test_harness_emits_well_formed_json(tmp_path) -> None:
+    from torchref import bench as tbench
+
+    doc = tbench.run(
+        ["xor_net", "lenet"],
+        batch_sizes=[2],
+        steps=2,
+        repeats=2,
+        infer_calls=2,
+        torch_compile=False,
+    )
+    path = tmp_path / "bench.json"
+    tbench.dump_json(doc, str(path))
+    back = json.loads(path.read_text())
+    assert back["results"] and back["targets"]
+    assert back["peak"]["gflops"] > 0 and "FLOP/cycle" in back["peak"]["describe"]
+    kinds = {}
+    for row in back["results"]:
+        assert set(row) >= REQUIRED, row
+        assert row["error"] is None
+        assert row["us_per_step"] > 0 and math.isfinite(row["us_per_step"])
+        if row["variant"] == "torch_eager":
+            assert row["compile_s"] is None and row["speedup_vs_torch_eager"] is not None
+        else:
+            assert row["compile_s"] >= 0
+        assert row["flops_per_step"] > 0
+        kinds.setdefault((row["model"], row["kind"]), set()).add(row["variant"])
+        if row["variant"] == "jax_jit" and row["kind"] == "train":
+            assert row["jit_cache_size"] == 1  # the step did not recompile
+            lc = row["loss_check"]
+            assert abs(lc["torch"] - lc["jax"]) <= 1e-4 * max(1.0, abs(lc["torch"]))
+    for model in ("xor_net", "lenet"):
+        assert kinds[(model, "train")] == {"torch_eager", "jax_jit", "jax_scan"}
+        assert kinds[(model, "infer")] == {"torch_eager", "jax_jit"}
+    for t in back["targets"]:
+        assert {"target", "model", "batch_size", "measured", "required", "met"} <= set(t)
+    text = tbench.render(doc)
+    assert "jax_scan" in text and "FP32 peak" in text
+    assert tbench.markdown(doc).startswith("| model | batch |")
+
+
+def test_bench_command_says_it_needs_torch(monkeypatch, capsys) -> None:
+    from jaxnets import cli
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch -> ImportError
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["bench", "--model", "xor_net"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "jaxnets bench needs PyTorch" in err and "torch==2.13.0" in err
