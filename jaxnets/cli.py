@@ -78,6 +78,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     names = jaxnets.match_models(args.model)
     reports = compare_models(names, dtype=args.dtype, seed=args.seed, batch_size=args.batch_size)
     rows = summary_rows(reports)
+    if args.timing:
+        from torchref.timing import step_times
+
+        for row in rows:
+            st = step_times(row["model"], batch_size=args.batch_size, dtype=args.dtype)
+            row["torch_step_ms"], row["jax_step_ms"] = st.torch_ms, st.jax_ms
     e = "{:.1e}"
     cols = [
         Column("model", "model", align="<"),
@@ -91,6 +97,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
         Column("grad_abs", "grad abs", e),
         Column("grad_rel", "grad rel", e),
         Column("buffer_abs", "stats abs", e),
+        *(
+            [
+                Column("torch_step_ms", "torch ms/step", "{:.3f}"),
+                Column("jax_step_ms", "jax ms/step", "{:.3f}"),
+            ]
+            if args.timing
+            else []
+        ),
         Column("ok", "parity", align="<"),
     ]
     for row in rows:
@@ -104,6 +118,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
             f"({args.dtype} on {reports[0].backend}: |a-b| <= {t.atol:g} + {t.rtol:g}*|b|, "
             f"elementwise; 'rel' is max|a-b| / max|b|). Gradients: worst parameter; "
             f"stats: BatchNorm running statistics."
+            + (
+                f" ms/step: median time of one SGD training step (batch {args.batch_size}, "
+                f"JAX after compilation; --no-timing skips it)."
+                if args.timing
+                else ""
+            )
         )
         for r in failed:
             print(f"\n{r}", file=sys.stderr)
@@ -116,6 +136,227 @@ def cmd_compare(args: argparse.Namespace) -> int:
         ):
             print(f"\n{r}", file=out)
     return 1 if failed else 0
+
+
+def _model_config(pairs: Sequence[str] | None) -> dict[str, object]:
+    """``['hidden_sizes=(64, 32)', 'activation=tanh']`` -> config keyword arguments."""
+    import ast
+
+    config: dict[str, object] = {}
+    for pair in pairs or ():
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise SystemExit(f"jaxnets: --config expects KEY=VALUE, got {pair!r}")
+        try:
+            config[key.strip()] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            config[key.strip()] = text  # a bare word such as tanh
+    return config
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train MODEL on MNIST in torch and/or JAX from one start and batch order; summary, plot."""
+    import json
+
+    from jaxnets import data
+    from jaxnets import loop as jl
+
+    jl.select_jax_platform(args.device)
+    jl.set_jax_precision(args.precision)
+    if args.dtype == "float64":
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+    frameworks = jl.parse_frameworks(args.framework)
+    if args.checkpoint and frameworks != ["jax"]:
+        print("jaxnets train: --checkpoint/--resume need --framework jax", file=sys.stderr)
+        return 2
+    cfg = jl.TrainConfig(
+        args.model,
+        model_config=_model_config(args.config),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        momentum=args.momentum,
+        seed=args.seed,
+        dtype=args.dtype,
+    )
+    try:
+        dataset = jl.mnist_dataset(
+            args.model,
+            data_dir=args.data_dir,
+            download=args.download,
+            verify=not args.no_verify,
+            limit=args.limit,
+            test_limit=args.test_limit,
+            dtype=args.dtype,
+            **cfg.model_config,
+        )
+    except (data.DataError, ValueError) as exc:
+        print(f"jaxnets train: error: {exc}", file=sys.stderr)
+        return 2
+    progress = not args.no_progress
+    if frameworks == ["jax"]:
+        results = [
+            jl.run_jax(
+                cfg, dataset, progress=progress, checkpoint=args.checkpoint, resume=args.resume
+            )
+        ]
+    else:
+        _need_torch("train --framework torch|both")
+        from torchref.loop import run_frameworks, set_torch_precision
+
+        set_torch_precision(args.precision)
+        results = run_frameworks(cfg, dataset, frameworks, device=args.device, progress=progress)
+    print(f"\n{args.model} on MNIST, {cfg.describe()}, {args.dtype}\n")
+    print(jl.result_table(results))
+    if args.plot:
+        from jaxnets.plot import plot_loss_curves
+
+        sub = f"MNIST, {cfg.describe()}, {args.dtype}"
+        print(f"\nloss curves: {plot_loss_curves(results, args.plot, subtitle=sub)}")
+    if args.results:
+        with open(args.results, "w") as f:
+            json.dump(jl.results_to_json(results), f)
+    return 0
+
+
+def _is_flax_file(path: str) -> bool:
+    """A Flax-layout checkpoint: named ``*.flax.safetensors``, or a .safetensors file whose
+    header says ``jaxnets_format=flax``."""
+    from pathlib import Path
+
+    p = Path(path)
+    if p.name.lower().endswith(".flax.safetensors"):
+        return True
+    if p.suffix.lower() == ".safetensors" and p.exists():
+        from jaxnets.checkpoint import FORMAT_KEY, read_metadata
+
+        return read_metadata(p).get(FORMAT_KEY) == "flax"
+    return False
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    """Convert a checkpoint between torch layout (.pt/.pth/.safetensors state dict) and Flax
+    layout (*.flax.safetensors), through the registered twin (every key and shape checked)."""
+    import jaxnets
+    from jaxnets import checkpoint, convert
+
+    src_flax, dst_flax = (
+        _is_flax_file(args.input),
+        args.output.lower().endswith(".flax.safetensors"),
+    )
+    if src_flax and dst_flax:
+        print(
+            "jaxnets convert: both files are Flax layout; OUT must be a torch file "
+            "(.pt, .pth or .safetensors not ending in .flax.safetensors)",
+            file=sys.stderr,
+        )
+        return 2
+    model = jaxnets.create_model(args.model, **_model_config(args.config))
+    meta = {"jaxnets_model": args.model}
+    try:
+        if src_flax:
+            checkpoint.load_flax(args.input, model)
+        elif args.input.lower().endswith(".safetensors"):
+            checkpoint.load_torch_layout(args.input, model)
+        else:
+            _need_torch("convert (reading a torch.save file)")
+            from torchref.checkpoint import load_torch_file
+
+            convert.load_state_dict(model, load_torch_file(args.input))
+        if dst_flax:
+            out = checkpoint.save_flax(args.output, model, metadata=meta)
+        elif args.output.lower().endswith(".safetensors"):
+            out = checkpoint.save_torch_layout(args.output, model, metadata=meta)
+        else:
+            _need_torch("convert (writing a torch.save file)")
+            from torchref.checkpoint import save_torch_file
+
+            out = save_torch_file(args.output, convert.state_dict(model))
+    except (checkpoint.CheckpointError, convert.StateDictError, OSError) as exc:
+        print(f"jaxnets convert: error: {exc}", file=sys.stderr)
+        return 2
+    kind = {True: "Flax layout", False: "torch layout"}
+    print(f"{args.input} ({kind[src_flax]}) -> {out} ({kind[dst_flax]}), model {args.model}")
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    """The twin printed as torch prints a model, beside torch's own ``print(model)``."""
+    import math
+
+    import jaxnets
+    from jaxnets.summary import parameter_table, side_by_side, torch_repr
+
+    config = _model_config(args.config)
+    flax_text = torch_repr(jaxnets.create_model(args.model, **config))
+    try:
+        import torchref
+    except ImportError:
+        torchref = None
+    if torchref is None:
+        print(flax_text)
+    else:
+        torch_text = repr(torchref.create_model(args.model, **config))
+        print(side_by_side(torch_text, flax_text, titles=("PyTorch print(model)", "Flax NNX twin")))
+        same = "identical" if torch_text == flax_text else "DIFFERENT"
+        print(f"\n(architecture text {same})")
+    if args.params:
+        rows = parameter_table(jaxnets.create_model(args.model, **config))
+        w = max(len(r["torch"]) for r in rows)
+        wf = max(len(r["flax"]) for r in rows)
+        print(f"\n{'torch key':<{w}}  {'torch shape':<16}  {'Flax path':<{wf}}  Flax shape")
+        for r in rows:
+            ts, fs = str(list(r["torch_shape"])), str(list(r["flax_shape"]))
+            print(f"{r['torch']:<{w}}  {ts:<16}  {r['flax']:<{wf}}  {fs}")
+        n = sum(math.prod(r["torch_shape"]) for r in rows if r["trainable"])
+        print(f"{len([r for r in rows if r['trainable']])} parameter tensors, {n:,} parameters")
+    return 0
+
+
+def _add_train_convert_summary(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a model on MNIST in torch and/or JAX, side by side")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--config", action="append", metavar="KEY=VALUE", help="model config")
+    p.add_argument("--data-dir", help="folder with the MNIST IDX files (else $JAXNETS_DATA_DIR)")
+    p.add_argument("--download", action="store_true", help="fetch missing MNIST files first")
+    p.add_argument("--no-verify", action="store_true", help="accept subsets (no MD5/size check)")
+    p.add_argument("--framework", choices=["torch", "jax", "both"], default="both")
+    p.add_argument("--device", choices=["cpu", "gpu", "tpu"], default="cpu")
+    p.add_argument("--precision", choices=["highest", "default"], default="highest")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit", type=int, help="use the first N training images")
+    p.add_argument("--test-limit", type=int, help="use the first N test images")
+    p.add_argument("--plot", metavar="PNG", help="draw the loss curves into this PNG")
+    p.add_argument("--results", metavar="JSON", help="write the runs (losses, accuracy) here")
+    p.add_argument("--checkpoint", metavar="PATH", help="save the JAX run here every epoch")
+    p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "convert",
+        help="checkpoint: torch state dict <-> Flax layout (OUT *.flax.safetensors = Flax)",
+    )
+    p.add_argument("input", metavar="IN", help=".pt/.pth/.safetensors or *.flax.safetensors")
+    p.add_argument("output", metavar="OUT", help="*.flax.safetensors for Flax layout, else torch")
+    p.add_argument("--model", required=True, help="registry name of the model the weights fit")
+    p.add_argument("--config", action="append", metavar="KEY=VALUE", help="model config")
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("summary", help="print(model) of the Flax twin beside torch's")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--config", action="append", metavar="KEY=VALUE", help="model config")
+    p.add_argument("--params", action="store_true", help="every tensor in both layouts")
+    p.set_defaults(func=cmd_summary)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -177,7 +418,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--model): each layer's output and gradient error, the first divergence and its "
         "likely causes",
     )
+    p.add_argument(
+        "--no-timing",
+        dest="timing",
+        action="store_false",
+        help="skip the time-per-training-step columns (torch and JAX)",
+    )
     p.set_defaults(func=cmd_compare)
+    _add_train_convert_summary(sub)
     _add_bench(sub)
     return parser
 
