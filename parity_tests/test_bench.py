@@ -189,6 +189,7 @@ def test_default_batch_sizes_cover_the_issue_targets() -> None:
     assert jbench.default_batch_sizes("mlp") == (64, 1024)
     assert jbench.default_batch_sizes("simple_nn") == (64,)
     assert jbench.default_steps("xor_net") == 1000
+    assert jbench.default_steps("mlp", 1024) == 20 and jbench.default_steps("mlp", 64) == 50
 
 
 # --------------------------------------------------------------------------------------------

@@ -337,7 +337,7 @@ def run(
     }
     for name in names:
         for b in batch_sizes or jbench.default_batch_sizes(name):
-            n_steps = steps or jbench.default_steps(name)
+            n_steps = steps or jbench.default_steps(name, b)
             say(f"train {name} batch {b} ({n_steps} steps x {repeats} repeats)")
             doc["results"] += bench_training(
                 name,
