@@ -11,6 +11,8 @@ wrappers::
     state = trainer.init()
     state, loss = trainer.step(state, x, y)                 # one step, as torch's loop body
     state, losses = trainer.run_epoch(state, X, Y, idx)     # idx: (steps, batch) -> one scan
+    loss, grads = trainer.loss_and_grad(state, x, y)         # loss.backward(), no update
+    state = trainer.apply_gradients(state, grads)            # optimizer.step() on given grads
     trainer.write_back(state, model)                        # the trained model, in place
 
 ``step`` and ``run_epoch`` compute the same thing: ``run_epoch`` over ``idx`` equals calling
@@ -29,10 +31,11 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
 
-from jaxnets import losses
+from jaxnets import losses, steps
 
 __all__ = ["LossFn", "TrainState", "Trainer", "resolve_loss"]
 
@@ -106,6 +109,7 @@ class Trainer:
         self.run_epoch = jax.jit(self._epoch, donate_argnums=donate_argnums)
         self.predict = jax.jit(self._predict)
         self.loss_and_grad = jax.jit(self._loss_and_grad)
+        self.apply_gradients = jax.jit(self._apply_gradients, donate_argnums=donate_argnums)
 
     # ---- state <-> model -----------------------------------------------------------------
 
@@ -114,7 +118,10 @@ class Trainer:
         _, params, rest = nnx.split(model if model is not None else self._model, nnx.Param, ...)
         p = [jnp.array(a) for a in jax.tree.leaves(params)]  # copies: donation must not
         r = [jnp.array(a) for a in jax.tree.leaves(rest)]  # invalidate the model's arrays
-        return TrainState(p, self.optimizer.init(p), r, jnp.zeros((), jnp.int32))
+        # An optax init may hand out one buffer for several fields (one zeros tree for two
+        # moments); donating the state would then donate it twice. Copy each leaf.
+        opt_state = jax.tree.map(jnp.array, self.optimizer.init(p))
+        return TrainState(p, opt_state, r, jnp.zeros((), jnp.int32))
 
     def merge(self, state: TrainState, *, eval_mode: bool = False) -> nnx.Module:
         """A model holding ``state``'s arrays (the graph given at init, train or eval mode)."""
@@ -132,6 +139,12 @@ class Trainer:
     def params_state(self, state: TrainState) -> nnx.State:
         """``state.params`` as an ``nnx.State`` (e.g. for ``jaxnets.convert.state_to_torch``)."""
         return jax.tree.unflatten(self._params_def, state.params)
+
+    def optimizer_state_dict(self, state: TrainState) -> dict[str, dict[str, np.ndarray]]:
+        """The optimizer's per-parameter state as torch's ``optimizer.state``, by torch name:
+        ``{'fc1.weight': {'step': (), 'exp_avg': [out, in], 'exp_avg_sq': [out, in]}, ...}``
+        (see :func:`jaxnets.steps.optimizer_state_to_torch`)."""
+        return steps.optimizer_state_to_torch(self._model, state.opt_state, state.params)
 
     # ---- the pure functions under jit ----------------------------------------------------
 
@@ -161,9 +174,15 @@ class Trainer:
         (loss, rest), grads = jax.value_and_grad(self._loss, has_aux=True)(
             state.params, state.rest, x, y
         )
+        return self._apply_gradients(state._replace(rest=rest), grads), loss
+
+    def _apply_gradients(self, state: TrainState, grads: list[jax.Array]) -> TrainState:
+        """torch's ``optimizer.step()`` with the given gradients (a list like ``state.params``,
+        e.g. summed over micro-batches with :func:`jaxnets.steps.accumulate`): the update of
+        :meth:`step` without its forward and backward pass, so ``state.rest`` is unchanged."""
         updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        return TrainState(params, opt_state, rest, state.step + 1), loss
+        return TrainState(params, opt_state, state.rest, state.step + 1)
 
     def _epoch(
         self, state: TrainState, inputs: jax.Array, targets: jax.Array, batch_idx: jax.Array
