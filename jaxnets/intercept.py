@@ -25,6 +25,9 @@ gradient with respect to the output.
 * It works eagerly and under ``jax.jit``/``nnx.jit``, as long as the ``with`` block runs
   INSIDE the traced function (values are then tracers; return them from the function).
   :func:`trace` does exactly that: split, merge inside ``jax.jit``, intercept, return.
+* Public methods of the twin's own classes are recorded too, as ``'<path>.<method>'``
+  (``'act'`` on the model itself), so ``def act(self, x)`` lines up with torch's
+  ``self.act = nn.GELU()``. Flax's own methods (``train``, ``eval``...) are left alone.
 * What it cannot see: plain functions (``jax.nn.relu``, a reshape) called in ``__call__``.
   ``torchref.explain`` infers those from the torch side's modules where it can.
 
@@ -90,6 +93,7 @@ class Intercept:
     records: list[Record] = field(default_factory=list)
     error_at: str | None = None
     error_args: tuple[Any, ...] = ()
+    error_type: str = ""
     _calls: dict[str, int] = field(default_factory=dict)
 
     def by_name(self) -> dict[str, Record]:
@@ -108,35 +112,67 @@ _ACTIVE: contextvars.ContextVar[Intercept | None] = contextvars.ContextVar(
 _WRAPPED: dict[type, type] = {}
 
 
-def _wrapped_class(cls: type) -> type:
-    """A subclass of ``cls`` whose ``__call__`` records into the active :class:`Intercept`."""
-    if getattr(cls, "_jaxnets_intercepts", None) is not None:
-        return cls
-    if cls in _WRAPPED:
-        return _WRAPPED[cls]
-    original = cls.__call__
+def _recorder(cls: type, method: str | None, original: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap ``original`` (``__call__``, or the public method ``method``) to record its calls."""
 
-    def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N807
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         active = _ACTIVE.get()
-        name = None if active is None else active.names.get(id(self))
-        if active is None or name is None:
+        path = None if active is None else active.names.get(id(self))
+        if active is None or path is None:
             return original(self, *args, **kwargs)
+        if method is None:
+            name, type_name = path, cls.__name__
+        else:
+            name, type_name = (f"{path}.{method}" if path else method), f"{method}()"
         key = active._key(name)
         try:
             out = original(self, *args, **kwargs)
         except Exception:
-            if active.error_at is None:  # the innermost module sees it first
+            if active.error_at is None:  # the innermost call sees it first
                 active.error_at = key
                 active.error_args = args
+                active.error_type = type_name
             raise
-        active.records.append(Record(key, cls.__name__, args, out))
+        active.records.append(Record(key, type_name, args, out))
         delta = active.perturbations.get(key)
         if delta is not None:
             out = jax.tree.map(lambda o, d: o + d.astype(o.dtype), out, delta)
         return out
 
+    wrapper.__name__ = getattr(original, "__name__", "__call__")
+    wrapper.__doc__ = getattr(original, "__doc__", None)
+    return wrapper
+
+
+def _public_methods(cls: type) -> dict[str, Callable[..., Any]]:
+    """Public plain methods defined by ``cls`` and its bases outside Flax itself."""
+    found: dict[str, Callable[..., Any]] = {}
+    for base in cls.__mro__:
+        if base is object or base.__module__.startswith("flax."):
+            continue
+        for attr, value in vars(base).items():
+            if attr.startswith("_") or attr in found or not isinstance(value, types.FunctionType):
+                continue
+            found[attr] = getattr(cls, attr)
+    return found
+
+
+def _wrapped_class(cls: type) -> type:
+    """A subclass of ``cls`` whose ``__call__`` and public methods record their calls.
+
+    Methods are recorded as ``'<module path>.<method>'`` (just ``'<method>'`` on the model),
+    so a twin's ``def act(self, x)`` lines up with torch's ``self.act = nn.GELU()``.
+    """
+    if getattr(cls, "_jaxnets_intercepts", None) is not None:
+        return cls
+    if cls in _WRAPPED:
+        return _WRAPPED[cls]
+    methods = _public_methods(cls)
+
     def body(ns: dict[str, Any]) -> None:
-        ns["__call__"] = __call__
+        ns["__call__"] = _recorder(cls, None, cls.__call__)
+        for attr, fn in methods.items():
+            ns[attr] = _recorder(cls, attr, fn)
         ns["__qualname__"] = cls.__qualname__
         ns["__module__"] = cls.__module__
         ns["__doc__"] = cls.__doc__
@@ -214,9 +250,7 @@ def capture_until_error(
     except Exception as exc:  # the point is to report it, by module
         records = rec.by_name()
         if rec.error_at is not None:
-            mod = rec.modules.get(rec.error_at.split("#")[0])
-            name = type(mod).__name__ if mod is not None else "?"
-            records[rec.error_at] = Record(rec.error_at, name, rec.error_args, None)
+            records[rec.error_at] = Record(rec.error_at, rec.error_type, rec.error_args, None)
         return records, rec.error_at, exc
     return rec.by_name(), None, None
 
