@@ -210,7 +210,7 @@ def test_conv_padding_same_against_torch_zero(seed: int) -> None:
     # second fault, since fc1's input shape already differs
     assert report.error_at == "fc1" and report.flax_error is not None
     assert report.row("fc1").status == "RAISED" and not report.row("fc1").layer_bad
-    assert report.row("conv2").status == "SHAPE" and not report.row("conv2").layer_bad
+    assert report.row("conv2").status == "INPUT" and not report.row("conv2").layer_bad
 
 
 class _NHWCFlattenLeNet(LeNet):

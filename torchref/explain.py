@@ -228,10 +228,8 @@ class LayerRow:
         """One word for the table."""
         if self.error is not None:
             return "RAISED"
-        if self.shape_mismatch:
-            return "SHAPE"
         if self.layer_bad:
-            return "LAYER"
+            return "SHAPE" if self.shape_mismatch else "LAYER"
         if self.input_bad:
             return "INPUT"
         if self.output is not None and not self.output.ok:
@@ -285,6 +283,11 @@ class ExplainReport:
         """The ranked causes of the first divergence (empty when parity holds)."""
         row = self.first_row
         return [] if row is None else list(row.causes)
+
+    def confirmed(self) -> list[tuple[LayerRow, Cause]]:
+        """Every confirmed cause in forward order: the first divergence's and those of layers
+        that fail on their own input (independent faults a single run can already name)."""
+        return [(r, c) for r in self.rows for c in r.causes if c.status == "confirmed"]
 
     def row(self, name: str) -> LayerRow:
         """The row of module ``name`` (``''`` or ``'(model)'`` for the model)."""
@@ -1361,7 +1364,9 @@ def explain(
 
     # --- rows, with the twin's values in torch layout.
     t_names = {r.name for r in t_records}
-    report.flax_only = [n for n in flax_types if n not in t_names]
+    report.flax_only = [  # modules only: the twin's own helper methods are no news
+        n for n in flax_types if n not in t_names and not flax_types[n].endswith("()")
+    ]
     vals: list[tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]] = []
     for i, tr_ in enumerate(t_records):
         fo = flax_out.get(tr_.name)
