@@ -182,6 +182,10 @@ def test_a_faithful_twin_reports_every_layer_ok(ln_gelu) -> None:
             assert row.output_grad is not None and row.output_grad.ok
     assert report.loss is not None and report.loss.ok
     assert "OK" in str(report).splitlines()[0]
+    rows = report.to_rows()
+    assert [r["layer"] for r in rows] == ["fc1", "ln", "act", "fc2", "(model)"]
+    assert all(r["output_used"] <= 1 for r in rows)
+    assert rows[0]["param_grad_name"] in ("fc1.weight", "fc1.bias")  # the worst of the two
 
 
 def test_linear_kernel_not_transposed(seed: int) -> None:

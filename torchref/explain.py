@@ -6,8 +6,9 @@ says WHERE and WHY::
     from torchref.explain import explain
     report = explain(torch_model, flax_model, x, y, loss="cross_entropy", layout="image")
     print(report)                 # every layer in forward order, the first divergence marked
-    report.first                  # the LayerRow where the twin first departs from torch
-    report.causes                 # ranked Cause objects: key, status, evidence, fix
+    report.first_row              # the LayerRow where the twin first departs from torch
+    report.causes                 # its ranked Cause objects: key, status, evidence, fix
+    report.confirmed()            # every confirmed (row, cause), independent faults too
 
 What is captured, for ONE batch (torch layout in; NHWC for image twins):
 
@@ -15,9 +16,10 @@ What is captured, for ONE batch (torch layout in; NHWC for image twins):
   of the loss with respect to each module's output (``retain_grad``), every parameter
   gradient, and every buffer before and after the pass;
 * Flax: the same, by module path name, through :mod:`jaxnets.intercept` (instances' classes
-  swapped to recording subclasses inside one ``jax.jit``; outputs' gradients through zero
-  perturbations). Names match because twins use torch's attribute names. Twin activations
-  are converted to torch layout before comparing (NHWC -> NCHW).
+  swapped to recording subclasses inside one ``jax.jit``, or eagerly with ``jit=False``;
+  outputs' gradients through zero perturbations; the twin's own public methods such as
+  ``def act(self, x)`` are recorded too). Names match because twins use torch's attribute
+  names. Twin activations are converted to torch layout before comparing (NHWC -> NCHW).
 
 Each layer row holds the error of its input, its output, ``d loss / d output`` and the worst
 ``d loss / d parameter`` of that layer (each as the fraction of the tolerance used, with the
@@ -288,6 +290,38 @@ class ExplainReport:
         """Every confirmed cause in forward order: the first divergence's and those of layers
         that fail on their own input (independent faults a single run can already name)."""
         return [(r, c) for r in self.rows for c in r.causes if c.status == "confirmed"]
+
+    def to_rows(self) -> list[dict[str, Any]]:
+        """One flat dict per layer with every number (max abs, max rel, tolerance used of the
+        input, output, local check, output gradient and worst parameter gradient), for JSON,
+        CSV (``jaxnets.report.render``) or a DataFrame."""
+        out = []
+        for r in self.rows:
+            row: dict[str, Any] = {
+                "index": r.index,
+                "layer": r.label,
+                "torch_type": r.torch_type,
+                "twin_type": r.flax_type,
+                "torch_shape": r.torch_shape,
+                "twin_shape": r.flax_shape,
+                "status": r.status,
+                "first_divergence": self.first is not None and self.rows[self.first] is r,
+            }
+            pg = r.param_grad[1] if r.param_grad else None
+            for kind, d in (
+                ("input", r.input),
+                ("output", r.output),
+                ("local", r.local),
+                ("output_grad", r.output_grad),
+                ("param_grad", pg),
+            ):
+                row[f"{kind}_abs"] = None if d is None else d.max_abs
+                row[f"{kind}_rel"] = None if d is None else d.max_rel
+                row[f"{kind}_used"] = None if d is None else d.tolerance_used
+            row["param_grad_name"] = r.param_grad[0] if r.param_grad else None
+            row["causes"] = [f"{c.status}:{c.key}" for c in r.causes]
+            out.append(row)
+        return out
 
     def row(self, name: str) -> LayerRow:
         """The row of module ``name`` (``''`` or ``'(model)'`` for the model)."""
@@ -855,8 +889,8 @@ def _diagnose_bn_buffers(diag: _Diagnosis) -> None:
     fm = ctx.flax_module
     m_t = mod.momentum
     if isinstance(fm, nnx.BatchNorm):
-        tm = getattr(fm, "torch_momentum", "absent")
-        if tm != "absent":
+        if hasattr(fm, "torch_momentum"):  # jaxnets.layers.BatchNorm1d: torch's convention
+            tm = fm.torch_momentum
             if tm is not None and m_t is not None and not math.isclose(tm, m_t):
                 diag.add(
                     "bn_momentum",
@@ -887,6 +921,19 @@ def _diagnose_bn_buffers(diag: _Diagnosis) -> None:
     def fits(pred: np.ndarray, obs: np.ndarray | None) -> bool:
         return obs is not None and leaf_diff(obs, pred, rtol=tol.rtol, atol=tol.atol).ok
 
+    if fits(rm0, obs_m) and fits(rv0, obs_v):  # the twin did not update at all
+        eval_mode = isinstance(fm, nnx.BatchNorm) and bool(fm.use_running_average)
+        diag.add(
+            "bn_mode" if eval_mode else "bn_no_update",
+            "the twin did not update its running statistics"
+            + (" (it is in eval mode)" if eval_mode else ""),
+            "confirmed",
+            "its running_mean and running_var are still the values before the pass",
+            "call model.train() on the twin (nnx: use_running_average=False)"
+            if eval_mode
+            else "update mean/var in the twin's training forward pass",
+        )
+        return
     rules = {
         ("m", "unbiased"): (m, var_u),
         ("1-m", "unbiased"): (1 - m, var_u),
@@ -902,11 +949,7 @@ def _diagnose_bn_buffers(diag: _Diagnosis) -> None:
         "nnx.BatchNorm uses the biased one: use jaxnets.layers.BatchNorm1d"
     )
     mean_rule = next(
-        (
-            r
-            for r in ("m", "1-m")
-            if fits((1 - rules[(r, "biased")][0]) * rm0 + rules[(r, "biased")][0] * mean, obs_m)
-        ),
+        (r for r, mm in (("m", m), ("1-m", 1 - m)) if fits((1 - mm) * rm0 + mm * mean, obs_m)),
         None,
     )
     var_rule = None
