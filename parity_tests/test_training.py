@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
+from flax import nnx
 from torch import nn
 
 import jaxnets
@@ -68,7 +69,7 @@ def _torch_one_thread() -> Iterator[None]:
 def _cached_trainer(
     name: str, dtype: str, loss: str, opt: str, opt_kwargs: tuple, config: tuple
 ) -> Trainer:
-    model = jaxnets.create_model(name, param_dtype=DTYPES[dtype][0], **dict(config))
+    model = _abstract_twin(name, dtype, **dict(config))
     return Trainer(model, getattr(optim, opt)(**dict(opt_kwargs)), loss)
 
 
@@ -87,12 +88,29 @@ def _trainer(
 # --------------------------------------------------------------------------------------------
 
 
+def _abstract_twin(name: str, dtype: str, **config: Any) -> Any:
+    """The twin's structure without running its initialisers (``nnx.eval_shape``)."""
+    return nnx.eval_shape(
+        lambda: jaxnets.create_model(name, param_dtype=DTYPES[dtype][0], **config)
+    )
+
+
 def _pair(name: str, dtype: str, seed: int, **config: Any) -> tuple[nn.Module, Any]:
-    """torch model (torch's own init from ``seed``) and its twin holding the same weights."""
-    np_dtype, torch_dtype = DTYPES[dtype]
+    """torch model (torch's own init from ``seed``) and its twin holding the same weights.
+
+    The twin is built abstractly, given zero arrays, then EVERY variable is overwritten by
+    ``torch_to_flax`` (a strict load: a variable it did not write would be an error). Running
+    the twin's own initialisers would only be thrown away, and eagerly they compile one XLA
+    program per parameter shape: ~10 s of CPU for LeNet's first build in each dtype.
+    """
+    torch_dtype = DTYPES[dtype][1]
     torch.manual_seed(seed)
     t = torchref.create_model(name, dtype=torch_dtype, **config)
-    f = jaxnets.create_model(name, param_dtype=np_dtype, **config)
+    graphdef, state = nnx.split(_abstract_twin(name, dtype, **config))
+    kinds = {type(v) for _, v in nnx.to_flat_state(state)}
+    assert kinds <= {nnx.Param, nnx.BatchStat}, f"{name}: unexpected variable types {kinds}"
+    zeros = jax.tree.map(lambda a: jax.device_put(np.zeros(a.shape, a.dtype)), state)
+    f = nnx.merge(graphdef, zeros)
     torch_to_flax(t, f)
     return t, f
 
@@ -519,11 +537,11 @@ def test_adaptive_optimizer_100_steps(name: str, opt: str, dtype: str, seed: int
 def test_optimizer_state_dict_names_torch_buffers(seed: int) -> None:
     """``Trainer.optimizer_state_dict`` gives torch's per-parameter keys for each optimizer
     (``optimizer.state[p].keys()``, less the ``step`` of RMSprop and Adagrad, whose optax
-    states keep no count: use ``TrainState.step``), in
-    torch's layout: ``fc1.weight`` buffers are ``[out, in]``."""
-    t, f = _pair("simple_neural_network", "float64", seed)
-    x = np.random.default_rng(seed).standard_normal((4, 784))
-    y = np.array([0, 1, 2, 3])
+    states keep no count: use ``TrainState.step``), in torch's layout: ``[out, in]``."""
+    config = {"in_features": 6, "hidden_sizes": (5,), "out_features": 3}
+    t, f = _pair("mlp", "float64", seed, **config)
+    x = np.random.default_rng(seed).standard_normal((4, 6))
+    y = np.array([0, 1, 2, 0])
     cases = {
         "sgd": ({"lr": 0.1, "momentum": 0.9}, torch.optim.SGD),
         "adam": ({"lr": 1e-3, "amsgrad": True}, torch.optim.Adam),
@@ -533,14 +551,16 @@ def test_optimizer_state_dict_names_torch_buffers(seed: int) -> None:
     for opt, (kwargs, torch_cls) in cases.items():
         torch_opt = torch_cls(t.parameters(), **kwargs)
         _torch_loop(t, torch_opt, nn.CrossEntropyLoss(), [(x, y)])
-        expected = set(torch_opt.state[t.fc1.weight])
+        expected = set(torch_opt.state[t.layers[0].weight])
         if opt in ("rmsprop", "adagrad"):
             expected.remove("step")  # optax's RMSprop and jaxnets' Adagrad keep no count
         trainer = Trainer(f, getattr(optim, opt)(**kwargs), "cross_entropy")
         state, _ = trainer.step(trainer.init(), x, y)
         got = trainer.optimizer_state_dict(state)
-        assert set(got["fc1.weight"]) == expected, opt
-        assert got["fc1.weight"][sorted(expected)[0]].shape == (128, 784), opt
+        assert set(got) == {k for k, _ in t.named_parameters()}, opt
+        assert set(got["layers.0.weight"]) == expected, opt
+        for key in expected - {"step"}:
+            assert got["layers.0.weight"][key].shape == (5, 6), (opt, key)
 
 
 # --------------------------------------------------------------------------------------------
@@ -552,7 +572,7 @@ def test_jitted_step_does_not_recompile(seed: int) -> None:
     """The second call of ``step`` (and of ``run_epoch``, ``apply_gradients``) with the same
     shapes runs from the compilation cache: no trace, no XLA compile."""
     spec = jaxnets.get_model_spec("batchnorm_mlp")
-    f = jaxnets.create_model("batchnorm_mlp", **BN_CONFIG)
+    _, f = _pair("batchnorm_mlp", "float32", seed, **BN_CONFIG)
     x, y = spec.example_batch(16, np.random.default_rng(seed), **BN_CONFIG)
     trainer = Trainer(f, optim.adam(lr=1e-3), "cross_entropy")
     idx = data.epoch_batches(16, 4, seed=seed, epoch=0)
