@@ -50,7 +50,7 @@ def plot_loss_curves(
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
-        from matplotlib.ticker import FuncFormatter
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
     except ImportError:
         raise ImportError(
             "plotting needs matplotlib: pip install -e '.[plot]' (or pip install matplotlib)"
@@ -87,9 +87,9 @@ def plot_loss_curves(
         ax.set_title(model)
         ax.set_ylabel(f"training loss (mean of {smooth} steps)")
         ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.tick_params(axis="y", which="minor", labelsize="x-small")
+        ax.yaxis.set_minor_formatter(NullFormatter())
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(loc="upper right", fontsize="small")
         if rows == 2:
