@@ -115,8 +115,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         t = reports[0].tolerance
         print(
             f"\n{len(reports) - len(failed)}/{len(reports)} models within tolerance "
-            f"({args.dtype} on {reports[0].backend}: |a-b| <= {t.atol:g} + {t.rtol:g}*|b|, "
-            f"elementwise; 'rel' is max|a-b| / max|b|). Gradients: worst parameter; "
+            f"({args.dtype} on {reports[0].backend}: max|a-b| <= {t.atol:g} + "
+            f"{t.rtol:g}*max|b| per tensor; 'rel' is max|a-b| / max|b|). Gradients: the "
+            f"parameter using most of its tolerance; "
             f"stats: BatchNorm running statistics."
             + (
                 f" ms/step: median time of one SGD training step (batch {args.batch_size}, "

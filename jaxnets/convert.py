@@ -316,5 +316,8 @@ def load_state_dict(
         raise StateDictError(problems, type(model).__name__)
     for slot, arr in staged:
         value = slot.rule.to_flax(arr)
-        slot.variable[...] = jnp.asarray(value, dtype=slot.variable.dtype)
+        # Set the whole value (not var[...] = ...): an abstract twin from nnx.eval_shape
+        # holds ShapeDtypeStructs, and loading real weights into it is the cheap way to build
+        # a twin whose random initialisation would be thrown away anyway.
+        slot.variable.set_value(jnp.asarray(value, dtype=slot.variable.dtype))
     return IncompatibleKeys(missing, unexpected)

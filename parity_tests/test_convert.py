@@ -174,3 +174,15 @@ def test_float64_twin_keeps_float64_running_statistics() -> None:
     sd = convert.state_dict(jaxnets.create_model("batchnorm_mlp", param_dtype=jnp.float64))
     assert sd["bn1.running_var"].dtype == np.float64 and sd["bn1.weight"].dtype == np.float64
     assert sd["bn1.num_batches_tracked"].dtype == np.int64
+
+
+def test_an_abstract_twin_can_be_filled_from_torch(seed: int) -> None:
+    """nnx.eval_shape builds the twin without running its initialisers; loading fills it."""
+    abstract = nnx.eval_shape(lambda: jaxnets.create_model("batchnorm_mlp"))
+    assert isinstance(abstract.fc1.kernel.get_value(), jax.ShapeDtypeStruct)
+    torch.manual_seed(seed)
+    t = torchref.create_model("batchnorm_mlp")
+    bridge.torch_to_flax(t, abstract)
+    assert isinstance(abstract.fc1.kernel.get_value(), jax.Array)
+    for k, v in bridge.to_numpy_state_dict(t).items():
+        np.testing.assert_array_equal(convert.state_dict(abstract)[k], v, err_msg=k)

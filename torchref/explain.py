@@ -64,10 +64,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from flax import nnx
 
-from jaxnets import convert, intercept, losses
+from jaxnets import convert, intercept
 from jaxnets.testing import LeafDiff, leaf_diff
 from jaxnets.tolerances import Tolerance, backend_name, tolerance
 from torchref.bridge import torch_to_flax
+from torchref.parity import FLAX_LOSSES, TORCH_LOSSES, model_dtype
 
 __all__ = [
     "Cause",
@@ -81,16 +82,6 @@ __all__ = [
 LossName = Literal["cross_entropy", "mse"]
 Status = Literal["confirmed", "likely", "config", "possible"]
 _STATUS_RANK = {"confirmed": 0, "likely": 1, "config": 2, "possible": 3}
-
-_TORCH_LOSSES: dict[str, Callable[..., torch.Tensor]] = {
-    "cross_entropy": F.cross_entropy,
-    "mse": F.mse_loss,
-}
-_FLAX_LOSSES: dict[str, Callable[..., jax.Array]] = {
-    "cross_entropy": losses.cross_entropy,
-    "mse": losses.mse_loss,
-}
-
 
 # --------------------------------------------------------------------------- data model
 
@@ -1272,13 +1263,6 @@ def _environment(torch_model: nn.Module, dtype: np.dtype) -> list[str]:
     return notes
 
 
-def _model_dtype(torch_model: nn.Module) -> np.dtype:
-    dtypes = {p.dtype for p in torch_model.parameters()}
-    if len(dtypes) != 1:
-        raise ValueError(f"torch model has mixed parameter dtypes {dtypes}; use one dtype")
-    return np.dtype(str(dtypes.pop()).removeprefix("torch."))
-
-
 def _safe_state_dict(model: nnx.Module) -> dict[str, np.ndarray]:
     try:
         return convert.state_dict(model)
@@ -1321,7 +1305,7 @@ def explain(
     side, so BatchNorm running statistics advance on both. Returns an
     :class:`ExplainReport`; ``print(report)`` shows the table.
     """
-    dtype = _model_dtype(torch_model)
+    dtype = model_dtype(torch_model)
     tol = tol or tolerance(dtype)
     image = layout == "image"
     if copy_weights:
@@ -1332,7 +1316,7 @@ def explain(
     if loss is not None and targets is None:
         raise ValueError("explain(loss=...) needs targets; pass loss=None to skip the loss")
     if isinstance(loss, str):
-        t_loss, f_loss = _TORCH_LOSSES[loss], _FLAX_LOSSES[loss]
+        t_loss, f_loss = TORCH_LOSSES[loss], FLAX_LOSSES[loss]
     elif loss is not None:
         t_loss, f_loss = loss
     else:

@@ -33,15 +33,25 @@ from jaxnets.testing import leaf_diff
 from jaxnets.tolerances import Tolerance, backend_name, tolerance
 from torchref.bridge import torch_to_flax
 
-__all__ = ["Comparison", "ParityError", "ParityReport", "compare", "count_params"]
+__all__ = [
+    "FLAX_LOSSES",
+    "TORCH_LOSSES",
+    "Comparison",
+    "ParityError",
+    "ParityReport",
+    "compare",
+    "count_params",
+    "model_dtype",
+]
 
 LossName = Literal["cross_entropy", "mse"]
 
-_TORCH_LOSSES: dict[str, Callable[..., torch.Tensor]] = {
+#: Loss names the harness understands, with each side's function (torch semantics on both).
+TORCH_LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "cross_entropy": F.cross_entropy,
     "mse": F.mse_loss,
 }
-_FLAX_LOSSES: dict[str, Callable[..., jax.Array]] = {
+FLAX_LOSSES: dict[str, Callable[..., jax.Array]] = {
     "cross_entropy": losses.cross_entropy,
     "mse": losses.mse_loss,
 }
@@ -146,7 +156,8 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy()
 
 
-def _model_dtype(torch_model: torch.nn.Module) -> np.dtype:
+def model_dtype(torch_model: torch.nn.Module) -> np.dtype:
+    """The single parameter dtype of a torch model as numpy's (mixed dtypes are an error)."""
     dtypes = {p.dtype for p in torch_model.parameters()}
     if len(dtypes) != 1:
         raise ValueError(f"torch model has mixed parameter dtypes {dtypes}; use one dtype")
@@ -184,7 +195,7 @@ def compare(
 
     Returns a :class:`ParityReport`; call ``raise_if_failed()`` to assert.
     """
-    dtype = _model_dtype(torch_model)
+    dtype = model_dtype(torch_model)
     if copy_weights:
         torch_to_flax(torch_model, flax_model)
     if mode is not None:
@@ -248,7 +259,7 @@ def compare(
     x_f = jnp.asarray(np.transpose(inputs, (0, 2, 3, 1)) if layout == "image" else inputs)
     y_f = None if targets is None else jnp.asarray(targets)
     v_f = None if cotangent is None else jnp.asarray(cotangent)
-    flax_loss = None if loss is None else _FLAX_LOSSES[loss]
+    flax_loss = None if loss is None else FLAX_LOSSES[loss]
 
     # The Flax side in ONE jitted function (one compilation): forward + loss + gradients,
     # then the vector-Jacobian product, in the same order as the torch side below, so that
@@ -270,14 +281,22 @@ def compare(
             result["vjp"] = nnx.grad(lambda m: jnp.sum(m(x) * v))(model)
         return result
 
-    flax = (nnx.jit(flax_side) if jit else flax_side)(flax_model, x_f, y_f, v_f)
+    try:
+        flax = (nnx.jit(flax_side) if jit else flax_side)(flax_model, x_f, y_f, v_f)
+    except (TypeError, ValueError) as exc:  # a twin that cannot even run: say where to look
+        raise ParityError(
+            f"the Flax twin {report.model} raised before it could be compared: "
+            f"{type(exc).__name__}: {exc}\nTo see which layer fails and on what input, run "
+            f"torchref.explain.explain(torch_model, flax_model, inputs, targets, "
+            f"layout={layout!r}) or `jaxnets compare --explain`."
+        ) from exc
 
     # 1) torch: forward, loss and gradients in one pass, as a training step does.
     torch_model.zero_grad(set_to_none=True)
     out_t = torch_model(x_t)
     add("output", "output", flax["output"], _np(out_t))
     if flax_loss is not None:
-        loss_t = _TORCH_LOSSES[loss](out_t, torch.from_numpy(np.ascontiguousarray(targets)))
+        loss_t = TORCH_LOSSES[loss](out_t, torch.from_numpy(np.ascontiguousarray(targets)))
         loss_t.backward()
         add("loss", "loss", flax["loss"], _np(loss_t))
         _add_grads("grad", torch_model, convert.state_to_torch(flax_model, flax["grads"]))
