@@ -166,8 +166,12 @@ def _scale_by_torch_amsgrad(b1: float, b2: float, eps: float) -> optax.GradientT
     """
 
     def init_fn(params: optax.Params) -> TorchAmsgradState:
-        zeros = optax.tree.zeros_like(params)
-        return TorchAmsgradState(jnp.zeros([], jnp.int32), zeros, zeros, zeros)
+        # One zeros tree per field: sharing one would alias the buffers, and a jitted step
+        # that donates its state would then donate the same buffer three times.
+        def zeros() -> optax.Params:
+            return optax.tree.zeros_like(params)
+
+        return TorchAmsgradState(jnp.zeros([], jnp.int32), zeros(), zeros(), zeros())
 
     def update_fn(
         updates: optax.Updates, state: TorchAmsgradState, params: optax.Params | None = None
