@@ -8,15 +8,25 @@
 * ``JAXNETS_TEST_PLATFORM=cpu|gpu|tpu`` chooses JAX's platform (default: JAX's choice).
 * ``JAXNETS_TEST_SEED`` changes the base seed (default 0); every test derives its keys from it.
 * Markers: ``slow`` (long training runs) and ``gpu`` (skipped, with the reason, without a GPU).
+* Speed only, never numerics: torch runs single-threaded here (its OpenMP threads spin-wait
+  whenever anything else runs; parity does not depend on the thread count, and benchmarks,
+  which do, never run under this file), and XLA's compiled programs are cached on disk in
+  ``.pytest_cache/jax-compilation-cache`` for the whole run, so the many subprocess tests
+  (examples, resume, distributed) do not recompile what the run already compiled.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
-import jax
-import numpy as np
-import pytest
+_CACHE = Path(__file__).resolve().parent.parent / ".pytest_cache" / "jax-compilation-cache"
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(_CACHE))  # inherited by subprocesses
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+
+import jax  # noqa: E402 - after the cache variables, which JAX reads at import
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 _platform = os.environ.get("JAXNETS_TEST_PLATFORM")
 if _platform:
@@ -31,6 +41,7 @@ except ImportError:  # the suite needs torch; fail with the fix, not a bare Impo
         "the parity suite needs PyTorch: pip install 'torch==2.13.0' -e '.[torch,test]'"
     ) from None
 
+torch.set_num_threads(1)
 torch.backends.cuda.matmul.allow_tf32 = False
 torch.backends.cudnn.allow_tf32 = False
 torch.use_deterministic_algorithms(True, warn_only=False)
