@@ -115,9 +115,23 @@ class StateDictError(ValueError):
     def __init__(self, problems: list[str], model: str) -> None:
         self.problems = problems
         lines = "\n  ".join(problems)
+        fixes = []
+        if any(p.startswith(("missing key", "unexpected key")) for p in problems):
+            fixes.append(
+                "build the model with the config the weights were saved from, or load with "
+                "strict=False to skip missing and unexpected keys"
+            )
+        if any(": shape " in p for p in problems):
+            fixes.append(
+                "the weights come from a model of other sizes: build it with those sizes "
+                "(a Flax-layout array, e.g. an untransposed kernel, also shows up here)"
+            )
+        if any(": dtype " in p for p in problems):
+            fixes.append("cast the arrays, or build the model with the matching param_dtype")
+        fix = "".join(f"\nFix: {f}" for f in fixes)
         super().__init__(
             f"state dict does not fit {model}: {len(problems)} problem(s), nothing was "
-            f"written:\n  {lines}"
+            f"written:\n  {lines}{fix}"
         )
 
 

@@ -145,6 +145,35 @@ class ParityReport:
         raise ParityError(f"{self.model} out of tolerance:\n  " + "\n  ".join(bad) + f"\n{self}")
 
 
+def _flax_side(
+    model: nnx.Module, x: jax.Array, y: Any, v: Any, *, loss: str | None
+) -> dict[str, Any]:
+    """The twin's side of :func:`compare` in one function (one compilation): forward, loss
+    and gradients, then the vector-Jacobian product, in the same order as the torch side, so
+    BatchNorm running statistics see the same sequence of updates."""
+    result: dict[str, Any] = {}
+    if loss is None:
+        result["output"] = model(x)
+    else:
+        loss_fn = FLAX_LOSSES[loss]
+
+        def f(m: nnx.Module) -> tuple[jax.Array, jax.Array]:
+            out = m(x)
+            return loss_fn(out, y), out
+
+        (result["loss"], result["output"]), result["grads"] = nnx.value_and_grad(f, has_aux=True)(
+            model
+        )
+    if v is not None:
+        result["vjp"] = nnx.grad(lambda m: jnp.sum(m(x) * v))(model)
+    return result
+
+
+# Module-level, so nnx.jit's cache survives across calls: the same model structure, shapes
+# and loss compile once per process, not once per compare() call.
+_flax_side_jit = nnx.jit(_flax_side, static_argnames=("loss",))
+
+
 def count_params(model: torch.nn.Module | nnx.Module) -> int:
     """Number of trainable parameters (torch ``parameters()``, or nnx ``Param`` leaves)."""
     if isinstance(model, torch.nn.Module):
@@ -259,30 +288,10 @@ def compare(
     x_f = jnp.asarray(np.transpose(inputs, (0, 2, 3, 1)) if layout == "image" else inputs)
     y_f = None if targets is None else jnp.asarray(targets)
     v_f = None if cotangent is None else jnp.asarray(cotangent)
-    flax_loss = None if loss is None else FLAX_LOSSES[loss]
-
-    # The Flax side in ONE jitted function (one compilation): forward + loss + gradients,
-    # then the vector-Jacobian product, in the same order as the torch side below, so that
-    # BatchNorm running statistics see the same sequence of updates.
-    def flax_side(model: nnx.Module, x: jax.Array, y: Any, v: Any) -> dict[str, Any]:
-        result: dict[str, Any] = {}
-        if flax_loss is None:
-            result["output"] = model(x)
-        else:
-
-            def f(m: nnx.Module) -> tuple[jax.Array, jax.Array]:
-                out = m(x)
-                return flax_loss(out, y), out
-
-            (result["loss"], result["output"]), result["grads"] = nnx.value_and_grad(
-                f, has_aux=True
-            )(model)
-        if v is not None:
-            result["vjp"] = nnx.grad(lambda m: jnp.sum(m(x) * v))(model)
-        return result
+    flax_loss = None if loss is None else FLAX_LOSSES[loss]  # validates the name early
 
     try:
-        flax = (nnx.jit(flax_side) if jit else flax_side)(flax_model, x_f, y_f, v_f)
+        flax = (_flax_side_jit if jit else _flax_side)(flax_model, x_f, y_f, v_f, loss=loss)
     except (TypeError, ValueError) as exc:  # a twin that cannot even run: say where to look
         raise ParityError(
             f"the Flax twin {report.model} raised before it could be compared: "
