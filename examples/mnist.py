@@ -25,7 +25,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from jaxnets import data
+from jaxnets import data, distributed
 from jaxnets import loop as jl
 
 
@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", default="mnist_loss_curves.png", help="PNG path ('' for none)")
     p.add_argument("--results", help="also write the runs (losses, accuracy, times) as JSON")
     p.add_argument("--no-progress", action="store_true")
+    distributed.add_device_args(p)  # --devices N|all, --mesh data=8, --distributed
     return p
 
 
@@ -58,6 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the example; returns the exit status."""
     args = build_parser().parse_args(argv)
     jl.select_jax_platform(args.device)
+    distributed.setup_from_args(args)
     jl.set_jax_precision(args.precision)
     if args.dtype == "float64":
         import jax

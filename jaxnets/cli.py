@@ -159,10 +159,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train MODEL on MNIST in torch and/or JAX from one start and batch order; summary, plot."""
     import json
 
-    from jaxnets import data
+    from jaxnets import data, distributed
     from jaxnets import loop as jl
 
     jl.select_jax_platform(args.device)
+    distributed.setup_from_args(args)  # --devices/--mesh/--distributed, before other JAX work
     jl.set_jax_precision(args.precision)
     if args.dtype == "float64":
         import jax
@@ -320,6 +321,9 @@ def cmd_summary(args: argparse.Namespace) -> int:
 def _add_train_convert_summary(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model on MNIST in torch and/or JAX, side by side")
     p.add_argument("model", metavar="MODEL")
+    from jaxnets.distributed import add_device_args
+
+    add_device_args(p)
     p.add_argument("--config", action="append", metavar="KEY=VALUE", help="model config")
     p.add_argument("--data-dir", help="folder with the MNIST IDX files (else $JAXNETS_DATA_DIR)")
     p.add_argument("--download", action="store_true", help="fetch missing MNIST files first")

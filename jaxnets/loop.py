@@ -37,7 +37,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from jaxnets import convert, data, optim
+from jaxnets import convert, data, distributed, optim
 from jaxnets.registry import ModelSpec, create_model, get_model_spec
 from jaxnets.train import Trainer, TrainState
 
@@ -252,8 +252,9 @@ def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
 
 def make_trainer(model: nnx.Module, cfg: TrainConfig) -> Trainer:
     """The :class:`~jaxnets.train.Trainer` for ``model`` under ``cfg``: the one place a run's
-    trainer is built, so a variant (e.g. data-parallel) is one change here."""
-    return Trainer(model, make_optimizer(cfg), cfg.spec.loss)
+    trainer is built: data-parallel over the mesh that ``--devices``/``--mesh`` set up
+    (:func:`jaxnets.distributed.setup_from_args`), else one device."""
+    return distributed.trainer_for(model, make_optimizer(cfg), cfg.spec.loss)
 
 
 # --------------------------------------------------------------------------------------------
