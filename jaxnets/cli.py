@@ -105,6 +105,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             if args.timing
             else []
         ),
+        Column("tolerance_used", "tol used", "{:.1%}"),
         Column("ok", "parity", align="<"),
     ]
     for row in rows:
@@ -117,7 +118,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
             f"\n{len(reports) - len(failed)}/{len(reports)} models within tolerance "
             f"({args.dtype} on {reports[0].backend}: max|a-b| <= {t.atol:g} + "
             f"{t.rtol:g}*max|b| per tensor; 'rel' is max|a-b| / max|b|). Gradients: the "
-            f"parameter using most of its tolerance; "
+            f"parameter using most of its tolerance (a 'rel' near 1 there is noise over noise: "
+            f"batchnorm_mlp's fc1/fc2 biases feed a BatchNorm, so their gradient is exactly zero "
+            f"and both sides hold rounding noise far below atol); 'tol used': the largest "
+            f"fraction of the tolerance any compared tensor spends (fails above 100%); "
             f"stats: BatchNorm running statistics."
             + (
                 f" ms/step: median time of one SGD training step (batch {args.batch_size}, "

@@ -116,6 +116,7 @@ class ParityReport:
             w = self.worst(kind)
             row[f"{kind}_abs"] = None if w is None else w.max_abs
             row[f"{kind}_rel"] = None if w is None else w.max_rel
+        row["tolerance_used"] = max((c.tolerance_used for c in self.comparisons), default=0.0)
         row["ok"] = self.ok
         return row
 
