@@ -95,6 +95,13 @@ def _cpuinfo() -> dict[str, str]:
     return info
 
 
+def _int(text: str | None) -> int:
+    try:
+        return int(text or "", 0)
+    except ValueError:
+        return -1
+
+
 def cpu_peak(
     *, cores: int | None = None, flops_per_cycle: int | None = None, ghz: float | None = None
 ) -> CpuPeak:
@@ -102,9 +109,12 @@ def cpu_peak(
 
     FLOP per cycle per core from the CPU flags, assuming two FMA pipes of the widest vector
     width (Intel Haswell and later, AMD Zen 2 and later; an FMA is 2 FLOP): AVX-512 64, AVX2
-    with FMA 32, AVX 16, otherwise 8. The clock is the "cpu MHz" that ``/proc/cpuinfo``
-    reports (the base clock; turbo and, in a VM, the host's real clock are invisible), and
-    ``cores`` counts logical CPUs (with SMT, two share one core's FMA pipes: pass ``cores``).
+    with FMA 32, AVX 16, otherwise 8; except AMD Zen 1 (family 23, model < 0x30), whose two
+    FMA pipes are 128 bits wide (16), and AMD Zen 4 (family 25), whose AVX-512 runs on
+    256-bit pipes (32). Under a hypervisor the family and model are what it reports. The
+    clock is the "cpu MHz" that ``/proc/cpuinfo`` reports (the base clock; turbo and, in a
+    VM, the host's real clock are invisible), and ``cores`` counts logical CPUs (with SMT, two
+    share one core's FMA pipes: pass ``cores``).
     """
     info = _cpuinfo()
     flags = set(info.get("flags", "").split())
@@ -114,7 +124,12 @@ def cpu_peak(
         cores = cores or os.cpu_count() or 1
         notes.append("logical CPUs available to this process")
     if flops_per_cycle is None:
-        if "avx512f" in flags:
+        amd = info.get("vendor_id") == "AuthenticAMD"
+        family, model = _int(info.get("cpu family")), _int(info.get("model"))
+        if amd and family == 23 and model < 0x30 and "fma" in flags:
+            # Zen / Zen+ (EPYC 7001): AVX2 instructions run on two 128-bit FMA pipes
+            flops_per_cycle, isa = 16, f"AMD family 23 model {model} (Zen 1): 2 x 128-bit FMA"
+        elif "avx512f" in flags and not (amd and family == 25):
             flops_per_cycle, isa = 64, "AVX-512"
         elif {"avx2", "fma"} <= flags:
             flops_per_cycle, isa = 32, "AVX2+FMA"
@@ -122,7 +137,7 @@ def cpu_peak(
             flops_per_cycle, isa = 16, "AVX"
         else:
             flops_per_cycle, isa = 8, "SSE"
-        notes.append(f"{isa}: 2 FMA pipes x {flops_per_cycle // 4} FP32 lanes x 2 FLOP")
+        notes.append(f"{isa}: {flops_per_cycle} FP32 FLOP/cycle (2 FMA pipes x lanes x 2)")
     if ghz is None:
         mhz = info.get("cpu MHz")
         if mhz:

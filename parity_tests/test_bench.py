@@ -161,6 +161,22 @@ def test_cpu_peak_formula_and_overrides() -> None:
     assert detected.ghz > 0 and detected.basis
 
 
+def test_cpu_peak_knows_zen1_has_128_bit_fma_pipes(monkeypatch) -> None:
+    info = {
+        "vendor_id": "AuthenticAMD",
+        "cpu family": "23",
+        "model": "1",
+        "flags": "sse avx avx2 fma",
+        "cpu MHz": "1996.248",
+        "model name": "AMD EPYC",
+    }
+    monkeypatch.setattr(jbench, "_cpuinfo", lambda: info)
+    p = jbench.cpu_peak(cores=2)
+    assert p.flops_per_cycle == 16 and p.gflops == pytest.approx(2 * 16 * 1.996248)
+    monkeypatch.setattr(jbench, "_cpuinfo", lambda: {**info, "model": "49"})  # Zen 2
+    assert jbench.cpu_peak(cores=2).flops_per_cycle == 32
+
+
 def test_time_interleaved_rotates_and_reports_a_variant_that_cannot_run() -> None:
     calls: list[str] = []
 
