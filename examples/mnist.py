@@ -58,13 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the example; returns the exit status."""
     args = build_parser().parse_args(argv)
-    jl.select_jax_platform(args.device)
-    distributed.setup_from_args(args)
-    jl.set_jax_precision(args.precision)
-    if args.dtype == "float64":
-        import jax
-
-        jax.config.update("jax_enable_x64", True)
+    jl.configure_runtime(args)  # platform, devices/mesh, precision, float64
     frameworks = jl.parse_frameworks(args.framework)
     if "torch" in frameworks:
         from torchref.loop import run_frameworks, set_torch_precision

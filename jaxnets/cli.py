@@ -163,16 +163,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train MODEL on MNIST in torch and/or JAX from one start and batch order; summary, plot."""
     import json
 
-    from jaxnets import data, distributed
+    from jaxnets import data
     from jaxnets import loop as jl
 
-    jl.select_jax_platform(args.device)
-    distributed.setup_from_args(args)  # --devices/--mesh/--distributed, before other JAX work
-    jl.set_jax_precision(args.precision)
-    if args.dtype == "float64":
-        import jax
-
-        jax.config.update("jax_enable_x64", True)
+    jl.configure_runtime(args)  # platform, devices/mesh, precision, float64
     frameworks = jl.parse_frameworks(args.framework)
     if args.checkpoint and frameworks != ["jax"]:
         print("jaxnets train: --checkpoint/--resume need --framework jax", file=sys.stderr)

@@ -250,6 +250,18 @@ def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
     return optim.adam(lr=cfg.lr)
 
 
+def configure_runtime(args: Any) -> None:
+    """Act on the run flags shared by ``jaxnets train`` and ``examples/mnist.py``, in the order
+    JAX needs: the platform (``args.device``) and ``--devices``/``--mesh``/``--distributed``
+    before anything starts JAX, then matmul precision (``args.precision``) and, for
+    ``args.dtype == 'float64'``, 64-bit JAX."""
+    select_jax_platform(args.device)
+    distributed.setup_from_args(args)
+    set_jax_precision(args.precision)
+    if args.dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+
+
 def make_trainer(model: nnx.Module, cfg: TrainConfig) -> Trainer:
     """The :class:`~jaxnets.train.Trainer` for ``model`` under ``cfg``: the one place a run's
     trainer is built: data-parallel over the mesh that ``--devices``/``--mesh`` set up
