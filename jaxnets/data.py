@@ -44,12 +44,14 @@ __all__ = [
     "batch_indices",
     "download_mnist",
     "epoch_batches",
+    "idx_bytes",
     "load_mnist",
     "normalize_mnist",
     "random_classification",
     "read_idx",
     "regression_dataset",
     "resolve_data_dir",
+    "write_idx",
     "xor_dataset",
 ]
 
@@ -222,6 +224,37 @@ def read_idx(path: StrPath) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # Finding and verifying the MNIST files
 # --------------------------------------------------------------------------------------------
+
+
+def idx_bytes(arr: np.ndarray, *, code: int | None = None) -> bytes:
+    """IDX encoding of ``arr`` (any shape, a dtype of :data:`IDX_DTYPES`): the inverse of
+    :func:`read_idx`. Magic ``0x0000TTDD`` (type code, number of dims), big-endian uint32 dims,
+    big-endian data. ``code`` overrides the type byte (to make deliberately bad files)."""
+    arr = np.asarray(arr)
+    if code is None:
+        native = {dt.newbyteorder("="): c for c, dt in IDX_DTYPES.items()}
+        try:
+            code = native[arr.dtype.newbyteorder("=")]
+        except KeyError:
+            raise ValueError(
+                f"IDX has no type code for dtype {arr.dtype}; use one of "
+                f"{sorted(str(d.newbyteorder('=')) for d in IDX_DTYPES.values())}"
+            ) from None
+    header = bytes([0, 0, code, arr.ndim]) + b"".join(d.to_bytes(4, "big") for d in arr.shape)
+    return header + arr.astype(arr.dtype.newbyteorder(">")).tobytes()
+
+
+def write_idx(path: StrPath, arr: np.ndarray | bytes, *, gz: bool = False) -> Path:
+    """Write ``arr`` (or ready-made IDX bytes) to ``path`` atomically, gzipped with ``.gz``
+    appended to the name when ``gz``. Returns the path written, e.g. to build small data sets
+    in the MNIST layout for tests."""
+    path = Path(path)
+    buf = arr if isinstance(arr, bytes) else idx_bytes(arr)
+    if gz:
+        path = path.with_name(path.name + ".gz")
+        buf = gzip.compress(buf, mtime=0)
+    _atomic_write(path, buf)
+    return path
 
 
 def resolve_data_dir(data_dir: StrPath | None = None) -> Path:

@@ -65,6 +65,23 @@ def key(seed: int) -> jax.Array:
     return jax.random.key(seed)
 
 
+@pytest.fixture
+def write_tiny_mnist() -> object:
+    """A function ``(folder, rng, n_train, n_test) -> folder`` writing the four MNIST IDX files
+    (raw, torchvision's names) with random pixels and labels, via ``jaxnets.data.write_idx``."""
+    from jaxnets import data
+
+    def write(folder: Path, rng: np.random.Generator, n_train: int, n_test: int) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        for split, n in (("train", n_train), ("test", n_test)):
+            img_name, lbl_name = data.MNIST_FILES[split]
+            data.write_idx(folder / img_name, rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+            data.write_idx(folder / lbl_name, rng.integers(0, 10, n, dtype=np.uint8))
+        return folder
+
+    return write
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Skip ``gpu``-marked tests, with the reason, when JAX has no GPU backend."""
     if jax.default_backend() == "gpu":

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import struct
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,22 +10,10 @@ import torch
 
 import jaxnets
 import torchref
-from jaxnets import checkpoint, data
+from jaxnets import checkpoint
 from jaxnets.cli import main
 from jaxnets.tolerances import backend_name
 from torchref.checkpoint import load_torch_file, save_torch_file
-
-
-def write_tiny_mnist(folder: Path, rng: np.random.Generator, n_train: int, n_test: int) -> Path:
-    """The four MNIST IDX files (raw, torchvision names) with random pixels and labels."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for split, n in (("train", n_train), ("test", n_test)):
-        img_name, lbl_name = data.MNIST_FILES[split]
-        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
-        labels = rng.integers(0, 10, n, dtype=np.uint8)
-        (folder / img_name).write_bytes(struct.pack(">IIII", 0x803, n, 28, 28) + images.tobytes())
-        (folder / lbl_name).write_bytes(struct.pack(">II", 0x801, n) + labels.tobytes())
-    return folder
 
 
 def test_summary_side_by_side(capsys):
@@ -77,7 +63,7 @@ def test_convert_errors_name_the_problem(tmp_path, capsys):
     assert "fc1" in err and not (tmp_path / "x.pt").exists()
 
 
-def test_train_both_frameworks_with_plot(tmp_path, capsys):
+def test_train_both_frameworks_with_plot(tmp_path, write_tiny_mnist, capsys):
     folder = write_tiny_mnist(tmp_path / "mnist", np.random.default_rng(0), 48, 24)
     png, js = tmp_path / "c.png", tmp_path / "r.json"
     device = ["--device", backend_name()]
@@ -94,7 +80,7 @@ def test_train_both_frameworks_with_plot(tmp_path, capsys):
     assert [r["framework"] for r in runs] == ["torch", "jax"]
 
 
-def test_train_jax_checkpoint_and_resume(tmp_path, capsys):
+def test_train_jax_checkpoint_and_resume(tmp_path, write_tiny_mnist, capsys):
     folder = write_tiny_mnist(tmp_path / "mnist", np.random.default_rng(1), 32, 16)
     ckpt = tmp_path / "run.safetensors"
     base = ["train", "mlp", "--config", "hidden_sizes=(8,)", "--data-dir", str(folder)]

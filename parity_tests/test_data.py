@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from jaxnets import data
-from jaxnets.data import DataError
+from jaxnets.data import DataError, idx_bytes, write_idx
 
 CODES = {
     np.dtype(np.uint8): 0x08,
@@ -24,24 +24,6 @@ CODES = {
     np.dtype(np.float32): 0x0D,
     np.dtype(np.float64): 0x0E,
 }
-
-
-def idx_bytes(arr: np.ndarray, *, code: int | None = None) -> bytes:
-    """IDX encoding of ``arr``: magic 0x0000TTDD, big-endian uint32 dims, big-endian data."""
-    arr = np.asarray(arr)
-    code = CODES[arr.dtype] if code is None else code
-    header = bytes([0, 0, code, arr.ndim]) + b"".join(d.to_bytes(4, "big") for d in arr.shape)
-    return header + arr.astype(arr.dtype.newbyteorder(">")).tobytes()
-
-
-def write_idx(path: Path, arr: np.ndarray | bytes, *, gz: bool = False) -> Path:
-    """Write ``arr`` (or ready-made IDX bytes) to ``path`` (+ ``.gz`` gzipped if ``gz``)."""
-    buf = arr if isinstance(arr, bytes) else idx_bytes(arr)
-    if gz:
-        path = path.with_name(path.name + ".gz")
-        buf = gzip.compress(buf, mtime=0)
-    path.write_bytes(buf)
-    return path
 
 
 def tiny_mnist(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
-import struct
 from pathlib import Path
 from types import ModuleType
 
@@ -43,18 +42,6 @@ def device_args() -> list[str]:
     if dev == "gpu" and not torch.cuda.is_available():
         return ["--device", "gpu", "--framework", "jax"]
     return ["--device", dev]
-
-
-def write_tiny_mnist(folder: Path, rng: np.random.Generator, n_train: int, n_test: int) -> Path:
-    """The four MNIST IDX files (raw, torchvision names) with random pixels and labels."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for split, n in (("train", n_train), ("test", n_test)):
-        img_name, lbl_name = data.MNIST_FILES[split]
-        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
-        labels = rng.integers(0, 10, n, dtype=np.uint8)
-        (folder / img_name).write_bytes(struct.pack(">IIII", 0x803, n, 28, 28) + images.tobytes())
-        (folder / lbl_name).write_bytes(struct.pack(">II", 0x801, n) + labels.tobytes())
-    return folder
 
 
 # ---------------------------------------------------------------------------- smoke tests
@@ -97,7 +84,7 @@ def test_lenet_walkthrough(capsys):
     assert "10 tensors" in out and "conv1.bias.grad after backward" in out
 
 
-def test_mnist_one_tiny_epoch(tmp_path, np_rng, capsys):
+def test_mnist_one_tiny_epoch(tmp_path, write_tiny_mnist, np_rng, capsys):
     folder = write_tiny_mnist(tmp_path / "mnist", np_rng, n_train=64, n_test=32)
     png, js = tmp_path / "curves.png", tmp_path / "runs.json"
     args = [
@@ -114,7 +101,7 @@ def test_mnist_one_tiny_epoch(tmp_path, np_rng, capsys):
     assert all(len(r.losses) == 4 for r in runs)  # 64 images / batch 16, one epoch
 
 
-def test_mnist_missing_file_says_which(tmp_path, capsys):
+def test_mnist_missing_file_says_which(tmp_path, write_tiny_mnist, capsys):
     folder = write_tiny_mnist(tmp_path / "mnist", np.random.default_rng(0), 32, 16)
     (folder / "t10k-labels-idx1-ubyte").unlink()
     args = [*device_args(), "--data-dir", str(folder), "--no-verify", "--plot", ""]

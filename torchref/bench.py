@@ -39,15 +39,16 @@ from typing import Any
 import jax
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 import jaxnets
 import torchref
 from jaxnets import bench as jbench
 from jaxnets import optim
+from jaxnets.testing import leaf_diff
 from jaxnets.tolerances import tolerance
 from jaxnets.train import Trainer
 from torchref.bridge import torch_to_flax
+from torchref.parity import TORCH_LOSSES
 
 __all__ = [
     "TRAIN_VARIANTS",
@@ -64,11 +65,6 @@ __all__ = [
 
 TRAIN_VARIANTS = ("torch_eager", "torch_compile", "jax_jit", "jax_scan")
 LR = 0.01  # the tutorials' SGD learning rate
-
-_TORCH_LOSSES: dict[str, Callable[..., torch.Tensor]] = {
-    "cross_entropy": F.cross_entropy,
-    "mse": F.mse_loss,
-}
 
 
 class BenchmarkError(RuntimeError):
@@ -136,8 +132,7 @@ def _pair(name: str, seed: int) -> tuple[torch.nn.Module, Any]:
 
 def _close(a: float | np.ndarray, b: float | np.ndarray) -> bool:
     tol = tolerance("float32", kind="eval")
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(np.max(np.abs(a - b))) <= tol.atol + tol.rtol * float(np.max(np.abs(b)))
+    return leaf_diff(np.asarray(a), np.asarray(b), rtol=tol.rtol, atol=tol.atol).ok
 
 
 def _rows(
@@ -202,7 +197,7 @@ def bench_training(
     spec = jaxnets.get_model_spec(name)
     t_model, f_model = _pair(name, seed)
     x, y = spec.example_batch(steps * batch_size, np.random.default_rng(seed))
-    loss_fn = _TORCH_LOSSES[spec.loss]
+    loss_fn = TORCH_LOSSES[spec.loss]
 
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     batches = [

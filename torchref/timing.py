@@ -20,17 +20,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 import jaxnets
 import torchref
 from jaxnets import optim
 from jaxnets.train import Trainer
 from torchref.bridge import torch_to_flax
+from torchref.parity import TORCH_LOSSES
 
 __all__ = ["StepTime", "step_times"]
-
-_TORCH_LOSSES = {"cross_entropy": F.cross_entropy, "mse": F.mse_loss}
 
 
 class StepTime(NamedTuple):
@@ -77,7 +75,7 @@ def step_times(
     # torch
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     opt = torch.optim.SGD(t.parameters(), lr=0.01)
-    criterion = _TORCH_LOSSES[spec.loss]
+    criterion = TORCH_LOSSES[spec.loss]
 
     def torch_steps(n: int) -> None:
         for _ in range(n):
