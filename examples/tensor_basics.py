@@ -35,14 +35,17 @@ def torch_side(device: str = "cpu") -> dict[str, str]:
 
     from torchref.loop import torch_device
 
-    torch.set_default_device(torch_device(device))
-    x = torch.tensor([1, 2, 3, 4, 5])
-    y = torch.tensor([2, 4, 6, 8, 10])
-    a = torch.tensor([[1, 2], [3, 4]])
-    b = torch.tensor([[5, 6], [7, 8]])
-    xg = torch.tensor([2.0], requires_grad=True)
-    (xg**2).backward()
-    return {"x + y": str(x + y), "A @ B": str(torch.matmul(a, b)), "d(x^2)/dx at 2": str(xg.grad)}
+    with torch.device(torch_device(device)):  # scoped: the process default stays the CPU
+        x = torch.tensor([1, 2, 3, 4, 5])
+        y = torch.tensor([2, 4, 6, 8, 10])
+        a = torch.tensor([[1, 2], [3, 4]])
+        b = torch.tensor([[5, 6], [7, 8]])
+        xg = torch.tensor([2.0], requires_grad=True)
+        (xg**2).backward()
+        # CUDA has no integer matmul ("addmm_cuda" not implemented for 'Long'): there, the
+        # same sums of integer products, exactly, with elementwise ops that CUDA has
+        ab = (a[:, :, None] * b[None, :, :]).sum(dim=1) if a.is_cuda else torch.matmul(a, b)
+    return {"x + y": str(x + y), "A @ B": str(ab), "d(x^2)/dx at 2": str(xg.grad)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

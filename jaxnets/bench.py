@@ -182,6 +182,50 @@ def configure_xla_cpu(flags: Sequence[str] = (), *, async_dispatch: bool | None 
 # --------------------------------------------------------------------------------------------
 
 
+def _valid_taps(
+    out: int, k: int, in_: int, stride: int, lo: int, lhs_dil: int, rhs_dil: int
+) -> int:
+    """Pairs (output position, kernel tap) along one spatial axis whose input position lands
+    on a real input element, not on padding or on a hole of ``lhs_dilation``."""
+    last = (in_ - 1) * lhs_dil
+    count = 0
+    for o in range(out):
+        for t in range(k):
+            p = o * stride + t * rhs_dil - lo
+            count += 0 <= p <= last and p % lhs_dil == 0
+    return count
+
+
+def _conv_macs(eqn: jcore.JaxprEqn) -> int:
+    """Multiply-adds of one ``conv_general_dilated`` that touch real input elements.
+
+    Taps on padding or on ``lhs_dilation`` holes multiply zeros and are not counted. This
+    matters for gradients: the input gradient of a convolution is a convolution of the
+    cotangent padded by ``kernel - 1`` (JAX's transpose rule), which multiplies more zeros
+    than the forward does; counted this way it costs the forward's multiply-adds, as an
+    im2col gradient (a plain matmul) does.
+    """
+    lhs, rhs = eqn.invars[0].aval.shape, eqn.invars[1].aval.shape
+    out = eqn.outvars[0].aval.shape
+    dn = eqn.params["dimension_numbers"]
+    p = eqn.params
+    n_sp = len(dn.lhs_spec) - 2
+    lhs_dil = p.get("lhs_dilation") or (1,) * n_sp
+    rhs_dil = p.get("rhs_dilation") or (1,) * n_sp
+    macs = out[dn.out_spec[0]] * out[dn.out_spec[1]] * rhs[dn.rhs_spec[1]]
+    for d in range(n_sp):
+        macs *= _valid_taps(
+            out[dn.out_spec[2 + d]],
+            rhs[dn.rhs_spec[2 + d]],
+            lhs[dn.lhs_spec[2 + d]],
+            p["window_strides"][d],
+            p["padding"][d][0],
+            lhs_dil[d],
+            rhs_dil[d],
+        )
+    return macs
+
+
 def _jaxpr_flops(jaxpr: jcore.Jaxpr) -> int:
     total = 0
     for eqn in jaxpr.eqns:
@@ -192,10 +236,7 @@ def _jaxpr_flops(jaxpr: jcore.Jaxpr) -> int:
             k = math.prod(lhs[d] for d in lhs_contract)
             total += 2 * math.prod(eqn.outvars[0].aval.shape) * k
         elif name == "conv_general_dilated":
-            rhs = eqn.invars[1].aval.shape
-            out_features = rhs[eqn.params["dimension_numbers"].rhs_spec[0]]
-            window = math.prod(rhs) // out_features  # kh * kw * in_features / groups
-            total += 2 * math.prod(eqn.outvars[0].aval.shape) * window
+            total += 2 * _conv_macs(eqn)
         subs = [j.jaxpr if isinstance(j, jcore.ClosedJaxpr) else j for j in _subjaxprs(eqn)]
         if not subs:
             continue

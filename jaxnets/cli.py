@@ -166,7 +166,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     from jaxnets import data
     from jaxnets import loop as jl
 
-    jl.configure_runtime(args)  # platform, devices/mesh, precision, float64
     frameworks = jl.parse_frameworks(args.framework)
     if args.checkpoint and frameworks != ["jax"]:
         print("jaxnets train: --checkpoint/--resume need --framework jax", file=sys.stderr)
@@ -196,6 +195,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     except (data.DataError, ValueError) as exc:
         print(f"jaxnets train: error: {exc}", file=sys.stderr)
         return 2
+    # after the checks above (numpy only), so bad arguments are refused before JAX starts
+    jl.configure_runtime(args)  # platform, devices/mesh, precision, float64
     progress = not args.no_progress
     if frameworks == ["jax"]:
         results = [
@@ -383,6 +384,12 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-torch-compile", dest="torch_compile", action="store_false")
     p.add_argument("--json", metavar="PATH", help="also write every result as JSON")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--device",
+        choices=["cpu", "gpu"],
+        default="cpu",
+        help="where both frameworks run (gpu: torch on cuda, JAX on CUDA, true float32)",
+    )
     p.add_argument(
         "--async-dispatch",
         action="store_true",

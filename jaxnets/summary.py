@@ -14,7 +14,10 @@ torch's names and constructor arguments for each layer: ``nnx.Linear`` -> ``Line
 ``nnx.Conv`` -> ``Conv2d(...)``, :class:`jaxnets.layers.BatchNorm1d` -> ``BatchNorm1d(...)``,
 ``nnx.List`` -> ``ModuleList(...)`` (with torch's ``(1-2): 2 x ...`` folding of repeats).
 The text equals ``repr(torchref.create_model(name))`` for every registered model under the
-pinned torch (2.13, whose BatchNorm repr includes ``bias=``); a test holds it to that.
+installed torch; a test holds it to that. BatchNorm's repr gained ``bias=`` when torch's norm
+layers got a ``bias`` argument (pytorch/pytorch#176573, merged March 2026: torch 2.13.0
+prints it, 2.11.0 does not); the installed torch's version is read from its package
+metadata, without importing it, and without torch the newer form is written.
 
 Activation functions stored as attributes (``self.activation1 = jax.nn.relu``) are the twin's
 port of a torch module attribute (``self.activation1 = nn.ReLU()``) and print as ``ReLU()``.
@@ -25,6 +28,7 @@ are registered with :func:`register_functional` so the twin's text matches.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Iterator
 from typing import Any
@@ -106,13 +110,29 @@ def _conv_repr(m: nnx.Conv) -> str:
     return f"Conv2d({s})"
 
 
+@functools.cache
+def _torch_bn_repr_has_bias() -> bool:
+    """Whether the installed torch's BatchNorm repr lists ``bias=`` (2.12 and later)."""
+    from importlib import metadata
+
+    try:
+        version = metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        return True
+    major, minor = (
+        int("".join(c for c in part if c.isdigit()) or 0) for part in version.split(".")[:2]
+    )
+    return (major, minor) >= (2, 12)
+
+
 def _batchnorm_repr(m: nnx.BatchNorm) -> str:
     momentum = m.torch_momentum if isinstance(m, BatchNorm1d) else round(1.0 - m.momentum, 12)
     affine = bool(m.use_scale or m.use_bias)
     name = "BatchNorm1d" if isinstance(m, BatchNorm1d) else "BatchNorm"
+    bias = f"bias={bool(m.use_bias)}, " if _torch_bn_repr_has_bias() else ""
     return (
         f"{name}({m.num_features}, eps={m.epsilon}, momentum={momentum}, affine={affine}, "
-        f"bias={bool(m.use_bias)}, track_running_stats=True)"
+        f"{bias}track_running_stats=True)"
     )
 
 

@@ -265,3 +265,38 @@ def test_bench_command_says_it_needs_torch(monkeypatch, capsys) -> None:
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "jaxnets bench needs PyTorch" in err and "torch==2.13.0" in err
+
+
+@pytest.mark.parametrize("impl", ["im2col", "xla"])
+def test_conv_gradient_flops_do_not_depend_on_the_formulation(impl: str) -> None:
+    """Two stacked convolutions, weight gradients of both and the input gradient of the
+    second: the same multiply-adds whether the convolutions are im2col matmuls or
+    ``lax.conv`` (whose input gradient is a convolution over a cotangent padded by
+    ``kernel - 1``, whose zero taps are not work)."""
+    from flax import nnx
+
+    from jaxnets.layers import Conv2d
+
+    c1 = Conv2d(1, 6, 3, rngs=nnx.Rngs(0), impl=impl)
+    c2 = Conv2d(6, 16, 3, rngs=nnx.Rngs(1), impl=impl)
+    params = nnx.state((c1, c2), nnx.Param)
+    x = jnp.ones((2, 15, 15, 1), jnp.float32)
+
+    def loss(p: object) -> jax.Array:
+        a, b = nnx.merge(nnx.graphdef((c1, c2)), p)
+        return jnp.sum(b(a(x)))
+
+    macs1, macs2 = 13 * 13 * 6 * 9, 11 * 11 * 16 * 54
+    # batch 2 x 2 FLOP per multiply-add x (forward and weight gradient of both convolutions,
+    # input gradient of the second only)
+    assert jbench.matmul_flops(jax.grad(loss), params) == 2 * 2 * (2 * macs1 + 3 * macs2)
+
+
+def test_conv_flops_skip_padding_taps() -> None:
+    """A padded 3x3 convolution: taps on the zero border are not counted (brute force)."""
+    x = jnp.ones((1, 5, 5, 2), jnp.float32)
+    w = jnp.ones((3, 3, 2, 4), jnp.float32)
+    dn = ("NHWC", "HWIO", "NHWC")
+    f = lambda x, w: lax.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=dn)  # noqa: E731
+    per_axis = sum(0 <= o + t - 1 < 5 for o in range(5) for t in range(3))  # 13 of 15
+    assert jbench.matmul_flops(f, x, w) == 2 * 4 * 2 * per_axis**2

@@ -22,6 +22,7 @@ from flax import nnx
 import jaxnets
 import torchref
 from jaxnets import checkpoint, convert, optim
+from jaxnets.tolerances import backend_name
 from jaxnets.train import Trainer
 from torchref import bridge, parity
 from torchref.checkpoint import load_torch_file, save_torch_file
@@ -293,6 +294,10 @@ def _child(args: list[str], tmp_path: Path, pace: float = 0.0) -> subprocess.Pop
     script = tmp_path / "train_loop.py"
     script.write_text(textwrap.dedent(_TRAIN))
     env = {**os.environ, "PYTHONPATH": str(REPO), "JAXNETS_TEST_PACE": str(pace)}
+    if backend_name() == "gpu":
+        # XLA:GPU may reduce with atomics in a run-dependent order; bit-identical runs on a GPU
+        # need its deterministic mode, as torch needs use_deterministic_algorithms (README)
+        env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_gpu_deterministic_ops=true".strip()
     return subprocess.Popen(
         [sys.executable, str(script), *args],
         env=env,

@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+from jaxnets.tolerances import backend_name
+
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "port_your_own_model.py"
 
 
@@ -38,6 +40,6 @@ def test_port_your_own_model_runs_to_parity(capsys) -> None:
     # and, independently, the LayerNorm eps; round 3: parity
     assert fixed == [["act", "conv2"], ["fc1", "norm"], []], out
     assert out.count("[confirmed]") == 4, out
-    assert "every layer agrees" in out and "parity port [float64, cpu]" in out
+    assert "every layer agrees" in out and f"parity port [float64, {backend_name()}]" in out
     assert out.rstrip().splitlines()[-1].split()[0] == "grad"  # the harness table printed
     assert ": OK" in out

@@ -42,7 +42,7 @@ import jaxnets
 import torchref
 from jaxnets import convert, data, optim, steps
 from jaxnets.testing import assert_trees_all_close, leaf_diff
-from jaxnets.tolerances import Tolerance, tolerance
+from jaxnets.tolerances import Tolerance, backend_name, tolerance
 from jaxnets.train import Trainer, TrainState
 from torchref.bridge import to_numpy_state_dict, torch_to_flax
 
@@ -179,14 +179,27 @@ def _assert_step_loop_is_scan(
     """``step`` called once per row of ``idx`` from ``start`` reproduces ``run_epoch``
     bit for bit: same losses, parameters, BatchNorm statistics and optimizer state. The scan
     body is the step's computation on the same operands, and XLA:CPU emits the same
-    arithmetic for it (measured: no difference in float32 or float64)."""
+    arithmetic for it (measured: no difference in float32 or float64).
+
+    XLA:GPU fuses the scan body and the lone step differently, so float32 results there can
+    differ in the last bit (seen on an H100: 15 of 30 losses 1 ulp apart): on a GPU the two
+    are held to the trajectory tolerance instead."""
     state, losses = start, []
     for i in idx:
         state, loss = trainer.step(state, inputs[i], targets[i])
         losses.append(loss)
-    np.testing.assert_array_equal(np.asarray(fused_losses), np.array(losses))
-    for a, b in zip(jax.tree.leaves(fused), jax.tree.leaves(state), strict=True):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    pairs = [(np.asarray(fused_losses), np.array(losses))]
+    pairs += [
+        (np.asarray(a), np.asarray(b))
+        for a, b in zip(jax.tree.leaves(fused), jax.tree.leaves(state), strict=True)
+    ]
+    if backend_name() == "cpu":
+        for a, b in pairs:
+            np.testing.assert_array_equal(a, b)
+        return
+    tol = tolerance(str(pairs[0][0].dtype), kind="trajectory")
+    for a, b in pairs:
+        assert leaf_diff(a, b, rtol=tol.rtol, atol=tol.atol).ok, (a, b)
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,7 +12,13 @@ For each model and batch size, four ways to train the same model on the same bat
 * ``jax_scan``: all steps of a block in one ``Trainer.run_epoch`` (one ``lax.scan``).
 
 Batch-1 inference latency is timed the same way (``torch.inference_mode()`` against the jitted
-``Trainer.predict``), each call waiting for its result. Both sides start from the same
+``Trainer.predict``), each call waiting for its result.
+
+``device="gpu"`` runs both sides on the GPU (torch on ``cuda``, JAX on its CUDA backend), with
+true float32 on both (JAX matmul precision ``'highest'``, torch TF32 off): the same arithmetic
+the parity suite checks. Every torch block ends with ``torch.cuda.synchronize()`` and every
+JAX block waits for its last result, so each timing covers the finished work. On a GPU the
+peak column is left empty (the CPU peak formula does not apply). Both sides start from the same
 weights (torch initialises, the bridge copies) and the first loss and the eval outputs are
 checked to agree before anything is timed, so the numbers compare equal computations.
 
@@ -34,7 +40,7 @@ import os
 import platform
 import statistics
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import jax
 import numpy as np
@@ -81,6 +87,7 @@ def _torch_train_variant(
     model: torch.nn.Module,
     loss_fn: Callable[..., torch.Tensor],
     batches: list[tuple[torch.Tensor, torch.Tensor]],
+    sync: Callable[[], None],
 ) -> jbench.Variant:
     opt = torch.optim.SGD(model.parameters(), lr=LR)
 
@@ -92,23 +99,29 @@ def _torch_train_variant(
 
     def first() -> None:
         step(*batches[0])
+        sync()
 
     def block() -> None:
         for x, y in batches:
             step(x, y)
+        sync()
 
     return jbench.Variant(name, "train", len(batches), first, block, first_units=1)
 
 
-def _torch_infer_variant(name: str, model: torch.nn.Module, x: torch.Tensor, calls: int) -> Any:
+def _torch_infer_variant(
+    name: str, model: torch.nn.Module, x: torch.Tensor, calls: int, sync: Callable[[], None]
+) -> Any:
     def first() -> None:
         with torch.inference_mode():
             model(x)
+        sync()
 
     def block() -> None:
         with torch.inference_mode():
             for _ in range(calls):
                 model(x)
+                sync()  # each call waits for its result (a no-op on the CPU)
 
     return jbench.Variant(name, "infer", calls, first, block, first_units=1)
 
@@ -122,16 +135,36 @@ def _compiled(model: torch.nn.Module) -> torch.nn.Module:
 # --------------------------------------------------------------------------------------------
 
 
-def _pair(name: str, seed: int) -> tuple[torch.nn.Module, Any]:
+Device = Literal["cpu", "gpu"]
+
+
+def _torch_device(device: Device) -> torch.device:
+    if device == "gpu":
+        if not torch.cuda.is_available():
+            raise BenchmarkError(
+                f"--device gpu: torch {torch.__version__} sees no CUDA GPU. Fix: run on a GPU "
+                "machine with a CUDA build of torch, or use --device cpu"
+            )
+        return torch.device("cuda")
+    if device == "cpu":
+        return torch.device("cpu")
+    raise ValueError(f"device must be 'cpu' or 'gpu', got {device!r}")
+
+
+def _sync(dev: torch.device) -> Callable[[], None]:
+    return torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+
+
+def _pair(name: str, seed: int, dev: torch.device) -> tuple[torch.nn.Module, Any]:
     torch.manual_seed(seed)
     t = torchref.create_model(name)
     f = jaxnets.create_model(name)
     torch_to_flax(t, f)
-    return t, f
+    return t.to(dev), f
 
 
 def _close(a: float | np.ndarray, b: float | np.ndarray) -> bool:
-    tol = tolerance("float32", kind="eval")
+    tol = tolerance("float32", kind="eval")  # the backend JAX runs on picks the entry
     return leaf_diff(np.asarray(a), np.asarray(b), rtol=tol.rtol, atol=tol.atol).ok
 
 
@@ -142,7 +175,7 @@ def _rows(
     variants: Sequence[jbench.Variant],
     times: dict[str, list[float]],
     flops: int,
-    peak: jbench.CpuPeak,
+    peak: jbench.CpuPeak | None,
 ) -> list[dict[str, Any]]:
     base = times.get("torch_eager")
     rows = []
@@ -174,7 +207,7 @@ def _rows(
                     b / s for b, s in zip(base, t, strict=True)
                 )
             row["gflops"] = flops / med / 1e9
-            row["peak_fraction"] = row["gflops"] / peak.gflops
+            row["peak_fraction"] = row["gflops"] / peak.gflops if peak else None
         rows.append(row)
     return rows
 
@@ -186,8 +219,9 @@ def bench_training(
     steps: int,
     repeats: int,
     torch_compile: bool,
-    peak: jbench.CpuPeak,
+    peak: jbench.CpuPeak | None,
     seed: int = 0,
+    device: Device = "cpu",
 ) -> list[dict[str, Any]]:
     """Time one training step of ``name`` at ``batch_size`` in every variant; one row each.
 
@@ -195,11 +229,13 @@ def bench_training(
     float32 tolerance (the timed programs would not be the same computation).
     """
     spec = jaxnets.get_model_spec(name)
-    t_model, f_model = _pair(name, seed)
+    dev = _torch_device(device)
+    sync = _sync(dev)
+    t_model, f_model = _pair(name, seed, dev)
     x, y = spec.example_batch(steps * batch_size, np.random.default_rng(seed))
     loss_fn = TORCH_LOSSES[spec.loss]
 
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    xt, yt = torch.from_numpy(x).to(dev), torch.from_numpy(y).to(dev)
     batches = [
         (xt[i * batch_size : (i + 1) * batch_size], yt[i * batch_size : (i + 1) * batch_size])
         for i in range(steps)
@@ -216,10 +252,12 @@ def bench_training(
             f"{name}: first loss differs (torch {torch_first!r}, JAX {info['first_loss']!r}); "
             "the twin does not compute what torch computes, run `jaxnets compare`"
         )
-    variants = [_torch_train_variant("torch_eager", t_model, loss_fn, batches)]
+    variants = [_torch_train_variant("torch_eager", t_model, loss_fn, batches, sync)]
     if torch_compile:
         torch._dynamo.reset()  # a fresh recompile budget for each model
-        variants.append(_torch_train_variant("torch_compile", _compiled(t_model), loss_fn, batches))
+        variants.append(
+            _torch_train_variant("torch_compile", _compiled(t_model), loss_fn, batches, sync)
+        )
     variants += jax_variants
     times = jbench.time_interleaved(variants, repeats)
     rows = _rows(name, batch_size, "train", variants, times, info["flops_per_step"], peak)
@@ -237,31 +275,34 @@ def bench_inference(
     calls: int,
     repeats: int,
     torch_compile: bool,
-    peak: jbench.CpuPeak,
+    peak: jbench.CpuPeak | None,
     seed: int = 0,
     batch_size: int = 1,
+    device: Device = "cpu",
 ) -> list[dict[str, Any]]:
     """Latency of one eval-mode forward call of ``name`` (batch 1 by default); one row each.
 
     Raises :class:`BenchmarkError` when the two sides' outputs differ beyond tolerance.
     """
     spec = jaxnets.get_model_spec(name)
-    t_model, f_model = _pair(name, seed)
+    dev = _torch_device(device)
+    sync = _sync(dev)
+    t_model, f_model = _pair(name, seed, dev)
     t_model.eval()
     x, _ = spec.example_batch(batch_size, np.random.default_rng(seed))
-    xt = torch.from_numpy(x)
+    xt = torch.from_numpy(x).to(dev)
     trainer = Trainer(f_model, optim.sgd(lr=LR), spec.loss)
     jvar, info = jbench.jax_infer_variant(trainer, spec.to_flax_layout(x), calls)
     with torch.inference_mode():
-        t_out = t_model(xt).numpy()
+        t_out = t_model(xt).cpu().numpy()
     if not _close(info["output"], t_out):
         raise BenchmarkError(
             f"{name}: eval outputs differ between torch and JAX; run `jaxnets compare`"
         )
-    variants = [_torch_infer_variant("torch_eager", t_model, xt, calls)]
+    variants = [_torch_infer_variant("torch_eager", t_model, xt, calls, sync)]
     if torch_compile:
         torch._dynamo.reset()
-        variants.append(_torch_infer_variant("torch_compile", _compiled(t_model), xt, calls))
+        variants.append(_torch_infer_variant("torch_compile", _compiled(t_model), xt, calls, sync))
     variants.append(jvar)
     times = jbench.time_interleaved(variants, repeats)
     return _rows(name, batch_size, "infer", variants, times, info["flops"], peak)
@@ -272,9 +313,17 @@ def bench_inference(
 # --------------------------------------------------------------------------------------------
 
 
-def _machine() -> dict[str, Any]:
+def _machine(device: Device = "cpu") -> dict[str, Any]:
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    gpu = torch.cuda.get_device_name(0) if device == "gpu" else None
     return {
+        "device": device,
+        "gpu": gpu,
+        "jax_matmul_precision": str(jax.config.jax_default_matmul_precision),
+        "torch_allow_tf32": [
+            torch.backends.cuda.matmul.allow_tf32,
+            torch.backends.cudnn.allow_tf32,
+        ],
         "cpu": jbench.cpu_peak().cpu,
         "platform": platform.platform(),
         "python": platform.python_version(),
@@ -301,9 +350,13 @@ def run(
     peak: jbench.CpuPeak | None = None,
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
+    device: Device = "cpu",
 ) -> dict[str, Any]:
     """Benchmark ``names``; returns the JSON document (``results`` rows, ``targets``,
     ``machine``, ``peak``, ``settings``).
+
+    ``device="gpu"`` times both frameworks on the GPU (the caller selects JAX's CUDA backend
+    first; :func:`cli_main` does) and has no peak (``peak`` is ignored).
 
     ``batch_sizes`` overrides every model's defaults (:func:`jaxnets.bench.default_batch_sizes`)
     and ``steps`` the steps per timed block (:func:`jaxnets.bench.default_steps`).
@@ -314,12 +367,22 @@ def run(
         raise ValueError(f"steps must be >= 1, got {steps}")
     if batch_sizes is not None and any(b < 1 for b in batch_sizes):
         raise ValueError(f"batch sizes must be >= 1, got {list(batch_sizes)}")
-    peak = peak or jbench.cpu_peak()
+    _torch_device(device)  # a clear error before anything runs
+    if device == "gpu" and jax.default_backend() != "gpu":
+        raise BenchmarkError(
+            f"--device gpu: JAX runs on {jax.default_backend()!r}; select its GPU backend first "
+            "(jaxnets bench --device gpu does) and install JAX with CUDA (pip install -e '.[gpu]')"
+        )
+    peak = None if device == "gpu" else (peak or jbench.cpu_peak())
     say = progress or (lambda _msg: None)
     doc: dict[str, Any] = {
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": _machine(),
-        "peak": {**dataclasses.asdict(peak), "gflops": peak.gflops, "describe": peak.describe()},
+        "machine": _machine(device),
+        "peak": (
+            {**dataclasses.asdict(peak), "gflops": peak.gflops, "describe": peak.describe()}
+            if peak
+            else {"describe": "no peak on a GPU run (GFLOP/s are reported)"}
+        ),
         "settings": {
             "repeats": repeats,
             "steps": steps,
@@ -327,6 +390,7 @@ def run(
             "optimizer": f"SGD(lr={LR})",
             "seed": seed,
             "torch_compile": torch_compile,
+            "device": device,
         },
         "results": [],
     }
@@ -342,6 +406,7 @@ def run(
                 torch_compile=torch_compile,
                 peak=peak,
                 seed=seed,
+                device=device,
             )
         if inference:
             say(f"infer {name} batch 1 ({infer_calls} calls x {repeats} repeats)")
@@ -352,10 +417,11 @@ def run(
                 torch_compile=torch_compile,
                 peak=peak,
                 seed=seed,
+                device=device,
             )
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     doc["machine"]["loadavg_end"] = [round(v, 1) for v in load] if load else None
-    doc["targets"] = check_targets(doc["results"], peak)
+    doc["targets"] = check_targets(doc["results"], peak, device=device)
     return doc
 
 
@@ -391,11 +457,15 @@ def _best_jax(rows: Sequence[dict[str, Any]], model: str, b: int) -> dict[str, A
     return max(cands, key=lambda r: r["speedup_vs_torch_eager"] or 0.0) if cands else None
 
 
-def check_targets(rows: Sequence[dict[str, Any]], peak: jbench.CpuPeak) -> list[dict[str, Any]]:
+def check_targets(
+    rows: Sequence[dict[str, Any]], peak: jbench.CpuPeak | None, *, device: Device = "cpu"
+) -> list[dict[str, Any]]:
     """The issue's targets, each with the measured value and whether it is met.
 
     Training targets use the faster JAX variant (named in the row). Only the targets whose
-    models and batch sizes were measured are listed.
+    models and batch sizes were measured are listed. The CPU targets are for CPU runs; a GPU
+    run has one of its own: a scan-fused epoch of an MNIST MLP at batch 64 at least 10x torch
+    eager (run it with ``--steps 937``, one MNIST epoch of 60000 images).
     """
     out: list[dict[str, Any]] = []
 
@@ -419,12 +489,24 @@ def check_targets(rows: Sequence[dict[str, Any]], peak: jbench.CpuPeak) -> list[
         if best is None or best["speedup_vs_torch_eager"] is None:
             continue
         s, how = best["speedup_vs_torch_eager"], best["variant"]
-        if model == "xor_net":
+        scan_row = _find(rows, model=model, batch_size=b, kind="train", variant="jax_scan")
+        if device == "gpu":
+            if model in _MNIST_MLPS and b == 64 and scan_row is not None:
+                add(
+                    "scan-fused MLP epoch vs torch eager on a GPU, batch 64",
+                    model,
+                    b,
+                    scan_row["speedup_vs_torch_eager"],
+                    10.0,
+                    "x",
+                    f"jax_scan, {scan_row['units_per_block']} steps per block",
+                )
+        elif model == "xor_net":
             add("xor_net whole run vs torch eager", model, b, s, 150.0, "x", how)
         elif model in _MNIST_MLPS or jaxnets.get_model_spec(model).layout == "features":
             if b == 64:
                 add("MLP train step vs torch eager, batch 64", model, b, s, 2.0, "x", how)
-            if b == 1024 and model in _MNIST_MLPS:
+            if b == 1024 and model in _MNIST_MLPS and peak is not None:
                 frac = best["peak_fraction"] or 0.0
                 add("MLP train step, fraction of FP32 peak", model, b, frac, 0.85, "of peak", how)
         elif model == "lenet" and b in (64, 256):
@@ -439,6 +521,8 @@ def check_targets(rows: Sequence[dict[str, Any]], peak: jbench.CpuPeak) -> list[
             add("scan-fused epoch not slower than steps one by one", model, b, ratio, 1.0, "x",
                 "jax_jit time / jax_scan time")  # fmt: skip
     for r in rows:
+        if device == "gpu":
+            break  # the latency target is a CPU one
         if r["kind"] == "infer" and r["variant"] == "jax_jit" and r["speedup_vs_torch_eager"]:
             add(
                 "batch-1 inference latency vs torch eager",
@@ -456,6 +540,19 @@ def _fmt(value: Any, spec: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     return format(value, spec)
+
+
+def _where(doc: dict[str, Any]) -> str:
+    """The hardware that ran the benchmark, in words."""
+    m = doc["machine"]
+    cpus = doc["peak"].get("cores") or os.cpu_count()
+    where = f"{m['cpu']} ({cpus} CPUs)"
+    if m.get("device") == "gpu":
+        where = (
+            f"GPU {m['gpu']} (both frameworks on it, true float32: JAX matmul precision "
+            f"{m['jax_matmul_precision']}, torch TF32 off) with host {where}"
+        )
+    return where
 
 
 def render(doc: dict[str, Any]) -> str:
@@ -491,7 +588,7 @@ def render(doc: dict[str, Any]) -> str:
     m = doc["machine"]
     lines += [
         "",
-        f"machine: {m['cpu']}, {m['platform']}; jax {m['jax']} ({m['jax_backend']}), "
+        f"machine: {_where(doc)}, {m['platform']}; jax {m['jax']} ({m['jax_backend']}), "
         f"torch {m['torch']} ({m['torch_threads']} threads, its default)",
         f"XLA_FLAGS: {m['xla_flags'] or '(none)'}; JAX CPU async dispatch: "
         f"{m['jax_cpu_async_dispatch']}",
@@ -525,6 +622,19 @@ def cli_main(args: Any) -> int:
     except RuntimeError as exc:
         note = f"XLA settings not applied: {exc}"
         print(f"jaxnets bench: {note}", file=sys.stderr)
+    device = getattr(args, "device", "cpu")
+    if device == "gpu":
+        from jaxnets.loop import select_jax_platform, set_jax_precision
+
+        try:
+            _torch_device("gpu")
+            select_jax_platform("gpu")
+        except (BenchmarkError, RuntimeError) as exc:
+            print(f"jaxnets bench: {exc}", file=sys.stderr)
+            return 2
+        set_jax_precision("highest")  # true float32 on both sides, as the parity suite runs
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     names = jaxnets.match_models(args.model)
     peak = jbench.cpu_peak(
         cores=args.peak_cores, flops_per_cycle=args.peak_flops_per_cycle, ghz=args.peak_ghz
@@ -539,6 +649,7 @@ def cli_main(args: Any) -> int:
         torch_compile=args.torch_compile,
         peak=peak,
         seed=args.seed,
+        device=device,
         progress=lambda msg: print(f"jaxnets bench: {msg}", file=sys.stderr, flush=True),
     )
     if note:
@@ -593,7 +704,7 @@ def markdown(doc: dict[str, Any]) -> str:
     m = doc["machine"]
     lines += [
         "",
-        f"Machine: {m['cpu']} ({doc['peak']['cores']} CPUs), jax {m['jax']}, torch {m['torch']} "
+        f"Machine: {_where(doc)}, jax {m['jax']}, torch {m['torch']} "
         f"at {m['torch_threads']} threads (its default); XLA_FLAGS `{m['xla_flags'] or 'none'}`, "
         f"JAX CPU async dispatch {m['jax_cpu_async_dispatch']}; load average "
         f"{m['loadavg_start']} at start, {m.get('loadavg_end')} at end. {doc['peak']['describe']}.",
