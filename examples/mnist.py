@@ -42,7 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seed",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="initial weights and batch order; several seeds add a table of the accuracy "
+        "gap over them (float32 runs drift apart by rounding, so one seed's gap is a draw)",
+    )
     p.add_argument("--data-dir", help="folder with the MNIST IDX files")
     p.add_argument("--download", action="store_true", help="fetch missing files first")
     p.add_argument("--no-verify", action="store_true", help="accept subsets (no MD5/size check)")
@@ -65,17 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         set_torch_precision(args.precision)
     results = []
+    described: dict[int, str] = {}  # seed -> optimizer, batch, epochs, seed in words
     for model in args.model:
-        cfg = jl.TrainConfig(
-            model,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            optimizer=args.optimizer,
-            lr=args.lr,
-            momentum=args.momentum,
-            seed=args.seed,
-            dtype=args.dtype,
-        )
         try:
             dataset = jl.mnist_dataset(
                 model,
@@ -89,20 +87,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         except data.DataError as exc:
             print(f"mnist: {exc}", file=sys.stderr)
             return 2
-        progress = not args.no_progress
-        if frameworks == ["jax"]:
-            results.append(jl.run_jax(cfg, dataset, progress=progress))
-        else:
-            kw = {"device": args.device, "progress": progress}
-            results += run_frameworks(cfg, dataset, frameworks, **kw)
-    print(f"\nMNIST, {cfg.describe()}, {args.dtype}, same initial weights and batch order")
-    for model in args.model:
-        print("\n" + jl.result_table([r for r in results if r.model == model]))
+        for seed in args.seed:
+            cfg = jl.TrainConfig(
+                model,
+                epochs=args.epochs,
+                batch_size=args.batch_size,
+                optimizer=args.optimizer,
+                lr=args.lr,
+                momentum=args.momentum,
+                seed=seed,
+                dtype=args.dtype,
+            )
+            described[seed] = cfg.describe()
+            progress = not args.no_progress
+            if frameworks == ["jax"]:
+                results.append(jl.run_jax(cfg, dataset, progress=progress))
+            else:
+                kw = {"device": args.device, "progress": progress}
+                results += run_frameworks(cfg, dataset, frameworks, **kw)
+    for seed in args.seed:
+        first = [r for r in results if r.seed == seed]
+        print(f"\nMNIST, {described[seed]}, {args.dtype}, same initial weights and batch order")
+        for model in args.model:
+            print("\n" + jl.result_table([r for r in first if r.model == model]))
+    if len(args.seed) > 1:
+        for model in args.model:
+            print(f"\n{model}: test accuracy over seeds {args.seed} ({args.dtype})")
+            print(jl.seed_spread_table([r for r in results if r.model == model]))
     if args.plot:
         from jaxnets.plot import plot_loss_curves
 
-        sub = f"MNIST, {cfg.describe()}, {args.dtype}"
-        print(f"\nloss curves: {plot_loss_curves(results, args.plot, subtitle=sub)}")
+        seed = args.seed[0]
+        runs = [r for r in results if r.seed == seed]
+        sub = f"MNIST, {described[seed]}, {args.dtype}"
+        print(f"\nloss curves: {plot_loss_curves(runs, args.plot, subtitle=sub)}")
     if args.results:
         with open(args.results, "w") as f:
             json.dump(jl.results_to_json(results), f)

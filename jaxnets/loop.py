@@ -59,6 +59,7 @@ __all__ = [
     "results_from_json",
     "results_to_json",
     "run_jax",
+    "seed_spread_table",
     "select_jax_platform",
     "set_jax_precision",
 ]
@@ -455,7 +456,8 @@ class RunResult:
 
     ``losses``: per-step training loss ``(steps,)``; ``test_accuracy``: fraction in [0, 1]
     (None without class targets); ``wall_time``: seconds for the whole run, compilation or
-    warm-up included; ``state_dict``: the trained weights, torch names and layout.
+    warm-up included; ``state_dict``: the trained weights, torch names and layout;
+    ``seed``: the run's :attr:`TrainConfig.seed`.
     """
 
     framework: str
@@ -469,6 +471,7 @@ class RunResult:
     wall_time: float
     state_dict: dict[str, np.ndarray] | None = None
     epoch_accuracies: list[float | None] = field(default_factory=list)
+    seed: int | None = None
 
 
 def run_jax(
@@ -554,6 +557,7 @@ def run_jax(
         wall_time=wall,
         state_dict=convert.state_dict(trained),
         epoch_accuracies=[e.accuracy for e in history.evaluations],
+        seed=cfg.seed,
     )
 
 
@@ -632,4 +636,34 @@ def result_table(results: Sequence[RunResult]) -> str:
     for label, vals, d in rows:
         line = f"{label:<{w0}}  " + "  ".join(f"{v:>{w}}" for v, w in zip(vals, ws, strict=True))
         lines.append((line + (f"  {d}" if has_diff and d else "")).rstrip())
+    return "\n".join(lines)
+
+
+def seed_spread_table(results: Sequence[RunResult]) -> str:
+    """Test accuracy of torch and JAX runs of one model over several seeds, with the gap.
+
+    One row per seed (the runs with that :attr:`RunResult.seed`), then the mean accuracy of
+    each framework, the gap between the means, and the median and largest per-seed gap. In
+    float32 two runs from the same start stay equal to rounding for a few hundred steps and
+    then become different, equally valid runs, so one seed's gap is a draw from a spread; the
+    mean over seeds is what compares the frameworks (float64 runs stay equal: gap 0).
+    """
+    by_seed: dict[int | None, dict[str, float | None]] = {}
+    for r in results:
+        by_seed.setdefault(r.seed, {})[r.framework] = r.test_accuracy
+    rows = [(s, v.get("torch"), v.get("jax")) for s, v in sorted(by_seed.items(), key=str)]
+    pairs = [(t, j) for _, t, j in rows if t is not None and j is not None]
+    lines = [f"{'seed':>6} {'torch':>9} {'JAX':>9} {'gap':>8}"]
+    for s, t, j in rows:
+        gap = f"{100 * abs(t - j):.2f} pp" if t is not None and j is not None else "-"
+        lines.append(f"{s!s:>6} {_fmt_pct(t):>9} {_fmt_pct(j):>9} {gap:>8}")
+    if pairs:
+        mt = float(np.mean([t for t, _ in pairs]))
+        mj = float(np.mean([j for _, j in pairs]))
+        gaps = [abs(t - j) for t, j in pairs]
+        lines.append(f"{'mean':>6} {_fmt_pct(mt):>9} {_fmt_pct(mj):>9} {100 * abs(mt - mj):.2f} pp")
+        lines.append(
+            f"per-seed gap over {len(pairs)} seeds: median {100 * float(np.median(gaps)):.2f} pp, "
+            f"largest {100 * max(gaps):.2f} pp"
+        )
     return "\n".join(lines)

@@ -101,6 +101,36 @@ def test_mnist_one_tiny_epoch(tmp_path, write_tiny_mnist, np_rng, capsys):
     assert all(len(r.losses) == 4 for r in runs)  # 64 images / batch 16, one epoch
 
 
+def test_mnist_several_seeds_add_the_spread_table(tmp_path, write_tiny_mnist, np_rng, capsys):
+    folder = write_tiny_mnist(tmp_path / "mnist", np_rng, n_train=32, n_test=16)
+    js = tmp_path / "runs.json"
+    args = [
+        *device_args(),
+        *("--data-dir", str(folder), "--no-verify", "--epochs", "1", "--batch-size", "16"),
+        *("--model", "custom_neural_network", "--seed", "3", "5", "--plot", ""),
+        *("--results", str(js), "--no-progress"),
+    ]
+    assert load_example("mnist").main(args) == 0
+    out = capsys.readouterr().out
+    assert "seed 3" in out and "seed 5" in out
+    assert "custom_neural_network: test accuracy over seeds [3, 5]" in out
+    assert "per-seed gap over" in out
+    runs = jl.results_from_json(json.loads(js.read_text()))
+    assert sorted(r.seed for r in runs if r.framework == "jax") == [3, 5]
+
+
+def test_seed_spread_table_arithmetic():
+    def run(fw: str, seed: int, acc: float) -> jl.RunResult:
+        return jl.RunResult(fw, "m", "cpu", np.zeros(1), 1, [0.0], 0.1, acc, 1.0, seed=seed)
+
+    runs = [run("torch", 0, 0.9700), run("jax", 0, 0.9720), run("torch", 1, 0.9800)]
+    runs += [run("jax", 1, 0.9790)]
+    text = jl.seed_spread_table(runs)
+    assert "0.20 pp" in text and "0.10 pp" in text  # per-seed gaps
+    assert "97.50 %" in text and "97.55 %" in text and "0.05 pp" in text  # means and their gap
+    assert "median 0.15 pp, largest 0.20 pp" in text
+
+
 def test_mnist_missing_file_says_which(tmp_path, write_tiny_mnist, capsys):
     folder = write_tiny_mnist(tmp_path / "mnist", np.random.default_rng(0), 32, 16)
     (folder / "t10k-labels-idx1-ubyte").unlink()

@@ -325,6 +325,9 @@ def _machine(device: Device = "cpu") -> dict[str, Any]:
             torch.backends.cudnn.allow_tf32,
         ],
         "cpu": jbench.cpu_peak().cpu,
+        "cpus": len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else os.cpu_count(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "jax": jax.__version__,
@@ -542,10 +545,14 @@ def _fmt(value: Any, spec: str) -> str:
     return format(value, spec)
 
 
+def _pct(fraction: float | None) -> str:
+    return "-" if fraction is None else f"{100 * fraction:.2g}"
+
+
 def _where(doc: dict[str, Any]) -> str:
     """The hardware that ran the benchmark, in words."""
     m = doc["machine"]
-    cpus = doc["peak"].get("cores") or os.cpu_count()
+    cpus = doc["peak"].get("cores") or m.get("cpus", "?")
     where = f"{m['cpu']} ({cpus} CPUs)"
     if m.get("device") == "gpu":
         where = (
@@ -687,7 +694,7 @@ def markdown(doc: dict[str, Any]) -> str:
             f"{us('jax_jit')} | {us('jax_scan')} | "
             + (
                 f"{best['speedup_vs_torch_eager']:.2f}× ({best['variant'].removeprefix('jax_')}) "
-                f"| {best['gflops']:.3g} | {100 * best['peak_fraction']:.2g} |"
+                f"| {best['gflops']:.3g} | {_pct(best['peak_fraction'])} |"
                 if best and best["speedup_vs_torch_eager"]
                 else "- | - | - |"
             )

@@ -186,6 +186,7 @@ def run_torch(
         wall_time=wall,
         state_dict=to_numpy_state_dict(model),
         epoch_accuracies=epoch_accs,
+        seed=cfg.seed,
     )
 
 
