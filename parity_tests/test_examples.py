@@ -95,6 +95,7 @@ def test_mnist_one_tiny_epoch(tmp_path, write_tiny_mnist, np_rng, capsys):
     assert load_example("mnist").main(args) == 0
     out = capsys.readouterr().out
     assert "custom_neural_network" in out and "lenet" in out and "test accuracy" in out
+    assert "of it compiling" in out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     runs = jl.results_from_json(json.loads(js.read_text()))
     assert {r.model for r in runs} == {"custom_neural_network", "lenet"}
@@ -117,6 +118,19 @@ def test_mnist_several_seeds_add_the_spread_table(tmp_path, write_tiny_mnist, np
     assert "per-seed gap over" in out
     runs = jl.results_from_json(json.loads(js.read_text()))
     assert sorted(r.seed for r in runs if r.framework == "jax") == [3, 5]
+
+
+def test_compile_seconds_counts_a_new_compilation():
+    import jax
+    import jax.numpy as jnp
+
+    before = jl.compile_seconds()
+    f = jax.jit(lambda x: jnp.tanh(x) * 3.25 + x.sum())  # a function nothing has compiled
+    f(jnp.ones((7, 5), jnp.float32)).block_until_ready()
+    middle = jl.compile_seconds()
+    assert middle > before
+    f(jnp.ones((7, 5), jnp.float32)).block_until_ready()  # cached: no new compilation
+    assert jl.compile_seconds() == middle
 
 
 def test_seed_spread_table_arithmetic():
