@@ -396,7 +396,12 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         help="keep JAX's asynchronous CPU dispatch (default: run computations inline, which "
         "removes a thread hand-off per call)",
     )
-    p.add_argument("--xla-flags", default="", help="extra XLA_FLAGS for the JAX side")
+    p.add_argument(
+        "--xla-flags",
+        default="",
+        help="extra XLA_FLAGS for the JAX side; write it with '=' since the value starts "
+        "with dashes: --xla-flags='--xla_cpu_use_xnnpack=false'",
+    )
     p.add_argument("--peak-ghz", type=float, help="clock for the FP32 peak (default: cpuinfo)")
     p.add_argument("--peak-cores", type=int, help="cores for the FP32 peak (default: all)")
     p.add_argument("--peak-flops-per-cycle", type=int, help="FP32 FLOP/cycle/core (default: ISA)")
