@@ -54,6 +54,7 @@ from jaxnets.testing import leaf_diff
 from jaxnets.tolerances import tolerance
 from jaxnets.train import Trainer
 from torchref.bridge import torch_to_flax
+from torchref.loop import torch_device
 from torchref.parity import TORCH_LOSSES
 
 __all__ = [
@@ -138,19 +139,6 @@ def _compiled(model: torch.nn.Module) -> torch.nn.Module:
 Device = Literal["cpu", "gpu"]
 
 
-def _torch_device(device: Device) -> torch.device:
-    if device == "gpu":
-        if not torch.cuda.is_available():
-            raise BenchmarkError(
-                f"--device gpu: torch {torch.__version__} sees no CUDA GPU. Fix: run on a GPU "
-                "machine with a CUDA build of torch, or use --device cpu"
-            )
-        return torch.device("cuda")
-    if device == "cpu":
-        return torch.device("cpu")
-    raise ValueError(f"device must be 'cpu' or 'gpu', got {device!r}")
-
-
 def _sync(dev: torch.device) -> Callable[[], None]:
     return torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
 
@@ -229,7 +217,7 @@ def bench_training(
     float32 tolerance (the timed programs would not be the same computation).
     """
     spec = jaxnets.get_model_spec(name)
-    dev = _torch_device(device)
+    dev = torch_device(device)
     sync = _sync(dev)
     t_model, f_model = _pair(name, seed, dev)
     x, y = spec.example_batch(steps * batch_size, np.random.default_rng(seed))
@@ -285,7 +273,7 @@ def bench_inference(
     Raises :class:`BenchmarkError` when the two sides' outputs differ beyond tolerance.
     """
     spec = jaxnets.get_model_spec(name)
-    dev = _torch_device(device)
+    dev = torch_device(device)
     sync = _sync(dev)
     t_model, f_model = _pair(name, seed, dev)
     t_model.eval()
@@ -370,7 +358,7 @@ def run(
         raise ValueError(f"steps must be >= 1, got {steps}")
     if batch_sizes is not None and any(b < 1 for b in batch_sizes):
         raise ValueError(f"batch sizes must be >= 1, got {list(batch_sizes)}")
-    _torch_device(device)  # a clear error before anything runs
+    torch_device(device)  # a clear error before anything runs
     if device == "gpu" and jax.default_backend() != "gpu":
         raise BenchmarkError(
             f"--device gpu: JAX runs on {jax.default_backend()!r}; select its GPU backend first "
@@ -634,9 +622,9 @@ def cli_main(args: Any) -> int:
         from jaxnets.loop import select_jax_platform, set_jax_precision
 
         try:
-            _torch_device("gpu")
+            torch_device("gpu")
             select_jax_platform("gpu")
-        except (BenchmarkError, RuntimeError) as exc:
+        except RuntimeError as exc:
             print(f"jaxnets bench: {exc}", file=sys.stderr)
             return 2
         set_jax_precision("highest")  # true float32 on both sides, as the parity suite runs
