@@ -54,7 +54,7 @@ from jaxnets.testing import leaf_diff
 from jaxnets.tolerances import tolerance
 from jaxnets.train import Trainer
 from torchref.bridge import torch_to_flax
-from torchref.loop import torch_device
+from torchref.loop import set_torch_precision, torch_device
 from torchref.parity import TORCH_LOSSES
 
 __all__ = [
@@ -628,8 +628,7 @@ def cli_main(args: Any) -> int:
             print(f"jaxnets bench: {exc}", file=sys.stderr)
             return 2
         set_jax_precision("highest")  # true float32 on both sides, as the parity suite runs
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
+        set_torch_precision("highest")
     names = jaxnets.match_models(args.model)
     peak = jbench.cpu_peak(
         cores=args.peak_cores, flops_per_cycle=args.peak_flops_per_cycle, ghz=args.peak_ghz
