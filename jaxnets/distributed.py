@@ -48,13 +48,14 @@ only the order of the additions in the reductions differs, so results agree to r
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import re
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -343,7 +344,8 @@ class DataParallelTrainer(Trainer):
     ``in_shardings``/``out_shardings``. See the module docstring for what is sharded.
 
     Args:
-      model, optimizer, loss, donate: as for :class:`~jaxnets.train.Trainer`.
+      model, optimizer, loss, donate, compiler_options: as for
+        :class:`~jaxnets.train.Trainer`.
       mesh: from :func:`make_mesh` (default: every device on one ``'data'`` axis).
 
     Attributes:
@@ -361,8 +363,9 @@ class DataParallelTrainer(Trainer):
         *,
         mesh: Mesh | None = None,
         donate: bool = True,
+        compiler_options: Mapping[str, Any] | Literal["auto"] | None = "auto",
     ) -> None:
-        super().__init__(model, optimizer, loss, donate=donate)
+        super().__init__(model, optimizer, loss, donate=donate, compiler_options=compiler_options)
         self.mesh = mesh if mesh is not None else make_mesh()
         self.num_shards = data_parallel_size(self.mesh)
         self.replicated = replicated_sharding(self.mesh)
@@ -372,31 +375,32 @@ class DataParallelTrainer(Trainer):
         donate_argnums = (0,) if donate else ()
         # A sharding given for an argument is a prefix of its pytree: ``rep`` lays out the
         # whole TrainState (params, optimizer state, statistics, counter) replicated.
-        self.jit_step = jax.jit(
+        jit = functools.partial(jax.jit, compiler_options=self.compiler_options)
+        self.jit_step = jit(
             self._step,
             in_shardings=(rep, bat, bat),
             out_shardings=(rep, rep),
             donate_argnums=donate_argnums,
         )
-        self.jit_epoch = jax.jit(
+        self.jit_epoch = jit(
             self._sharded_epoch,
             in_shardings=(rep, rep, rep, idx),
             out_shardings=(rep, rep),
             donate_argnums=donate_argnums,
         )
         batches = NamedSharding(self.mesh, idx.spec)  # (steps, B, ...): B split
-        self.jit_batches = jax.jit(
+        self.jit_batches = jit(
             self._batches_epoch,
             in_shardings=(rep, batches, batches),
             out_shardings=(rep, rep),
             donate_argnums=donate_argnums,
         )
-        self.jit_predict = jax.jit(self._predict, in_shardings=(rep, bat), out_shardings=bat)
-        self.jit_loss_and_grad = jax.jit(
+        self.jit_predict = jit(self._predict, in_shardings=(rep, bat), out_shardings=bat)
+        self.jit_loss_and_grad = jit(
             self._loss_and_grad, in_shardings=(rep, bat, bat), out_shardings=(rep, rep)
         )
         if hasattr(self, "_apply_gradients"):  # optimizer.step() on given (replicated) grads
-            self.apply_gradients = jax.jit(
+            self.apply_gradients = jit(
                 self._apply_gradients,
                 in_shardings=(rep, rep),
                 out_shardings=rep,

@@ -7,7 +7,9 @@
   cannot run instead of failing;
 * ``torchref.bench.run`` on a tiny configuration emits well-formed JSON with the required
   fields, and the jitted step compiled once;
-* ``jaxnets bench`` says plainly that it needs torch when torch is missing.
+* ``jaxnets bench`` says plainly that it needs torch when torch is missing;
+* the per-model XLA options of ``Trainer`` (YNNPACK off for im2col convolutions on CPU) are
+  chosen as documented, reach the compiled program, and give what XLA's defaults give.
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 from jax import lax
 
 import jaxnets
 from jaxnets import bench as jbench
-from jaxnets import layers
+from jaxnets import layers, optim
 from jaxnets.tolerances import tolerance
+from jaxnets.train import Trainer, default_compiler_options
 
 # --------------------------------------------------------------------------------------------
 # the fast convolution
@@ -91,8 +95,6 @@ def test_im2col_falls_back_to_lax_conv_for_what_it_does_not_handle(
 def test_conv2d_impls_share_parameters_and_agree(np_rng: np.random.Generator) -> None:
     """Conv2d(impl=...) changes only how the output is computed: same kernel layout
     [kH, kW, I, O], same draws from the same seed, same outputs within tolerance."""
-    from flax import nnx
-
     x = jnp.asarray(np_rng.standard_normal((2, 10, 10, 3)), jnp.float32)
     convs = {
         impl: layers.Conv2d(3, 4, (3, 2), stride=2, padding=1, rngs=nnx.Rngs(0), impl=impl)
@@ -254,6 +256,11 @@ def test_harness_emits_well_formed_json(tmp_path) -> None:
     text = tbench.render(doc)
     assert "jax_scan" in text and "FP32 peak" in text
     assert tbench.markdown(doc).startswith("| model | batch |")
+    # the rows say how JAX was compiled: the trainer's per-model default
+    for row in back["results"]:
+        if row["variant"].startswith("jax"):
+            expected = default_compiler_options(jaxnets.create_model(row["model"]))
+            assert row["compiler_options"] == expected, row
 
 
 def test_bench_command_says_it_needs_torch(monkeypatch, capsys) -> None:
@@ -300,3 +307,68 @@ def test_conv_flops_skip_padding_taps() -> None:
     f = lambda x, w: lax.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=dn)  # noqa: E731
     per_axis = sum(0 <= o + t - 1 < 5 for o in range(5) for t in range(3))  # 13 of 15
     assert jbench.matmul_flops(f, x, w) == 2 * 4 * 2 * per_axis**2
+
+
+# --------------------------------------------------------------------------------------------
+# per-model XLA options
+# --------------------------------------------------------------------------------------------
+
+on_cpu = pytest.mark.skipif(
+    jax.default_backend() != "cpu", reason="the options are chosen for XLA:CPU only"
+)
+
+
+@on_cpu
+def test_default_compiler_options_turn_ynnpack_off_for_im2col_convolutions(monkeypatch) -> None:
+    off = {"xla_cpu_experimental_ynn_fusion_type": ""}
+    assert default_compiler_options(jaxnets.create_model("lenet")) == off
+    for name in ("mlp", "xor_net", "batchnorm_mlp"):
+        assert default_compiler_options(jaxnets.create_model(name)) is None, name
+    xla = layers.Conv2d(1, 2, 3, rngs=nnx.Rngs(0), impl="xla")
+    assert default_compiler_options(xla) is None  # lax.conv: nothing to fix
+    im2col = layers.Conv2d(1, 2, 3, rngs=nnx.Rngs(0), impl="im2col")
+    assert default_compiler_options(im2col) == off
+    # the user's own XLA_FLAGS setting of the option wins
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=reduce")
+    assert default_compiler_options(jaxnets.create_model("lenet")) is None
+
+
+def test_trainer_compiler_options_argument() -> None:
+    model = jaxnets.create_model("lenet")
+    assert Trainer(model, optim.sgd(0.1), compiler_options=None).compiler_options is None
+    given = {"xla_cpu_enable_fast_math": False}
+    assert Trainer(model, optim.sgd(0.1), compiler_options=given).compiler_options == given
+    auto = Trainer(model, optim.sgd(0.1)).compiler_options
+    assert auto == default_compiler_options(model)
+    with pytest.raises(TypeError, match="compiler_options must be 'auto', None or a dict"):
+        Trainer(model, optim.sgd(0.1), compiler_options="fast")  # type: ignore[arg-type]
+
+
+@on_cpu
+def test_lenet_options_reach_the_program_and_change_no_result() -> None:
+    """The default (YNNPACK off) compiles to a program without YNNPACK fusions, and one
+    training step and the eval outputs equal those under XLA's defaults (float32 parity
+    bound: only the libraries computing the same products differ)."""
+    spec = jaxnets.get_model_spec("lenet")
+    x, y = spec.example_batch(8, np.random.default_rng(0))
+    x = spec.to_flax_layout(x)
+    fast = Trainer(jaxnets.create_model("lenet"), optim.sgd(0.1))
+    plain = Trainer(jaxnets.create_model("lenet"), optim.sgd(0.1), compiler_options=None)
+    assert fast.compiler_options is not None
+    hlo = fast.step.lower(fast.init(), x, y).compile().as_text()
+    assert "__ynn_fusion" not in hlo
+    tol = tolerance("float32", kind="eval")
+
+    def check(what: str, a: jax.Array, b: jax.Array) -> None:
+        err = float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+        assert err <= tol.atol + tol.rtol * float(np.max(np.abs(np.asarray(b)))), (what, err)
+
+    outs = []
+    for trainer in (fast, plain):
+        state, loss = trainer.step(trainer.init(), x, y)
+        outs.append((loss, state.params, trainer.predict(state, x)))
+    (l1, p1, o1), (l2, p2, o2) = outs
+    check("loss", l1, l2)
+    for a, b in zip(p1, p2, strict=True):
+        check("params after one step", a, b)
+    check("eval outputs", o1, o2)

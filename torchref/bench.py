@@ -254,6 +254,8 @@ def bench_training(
         row["loss_check"] = {"torch": torch_first, "jax": info["first_loss"]}
         if row["variant"] == "jax_jit":
             row["jit_cache_size"] = compiles  # 1: the step never recompiled
+        if row["variant"].startswith("jax"):
+            row["compiler_options"] = trainer.compiler_options
     return rows
 
 
@@ -293,7 +295,11 @@ def bench_inference(
         variants.append(_torch_infer_variant("torch_compile", _compiled(t_model), xt, calls, sync))
     variants.append(jvar)
     times = jbench.time_interleaved(variants, repeats)
-    return _rows(name, batch_size, "infer", variants, times, info["flops"], peak)
+    rows = _rows(name, batch_size, "infer", variants, times, info["flops"], peak)
+    for row in rows:
+        if row["variant"].startswith("jax"):
+            row["compiler_options"] = trainer.compiler_options
+    return rows
 
 
 # --------------------------------------------------------------------------------------------
@@ -703,4 +709,12 @@ def markdown(doc: dict[str, Any]) -> str:
         f"JAX CPU async dispatch {m['jax_cpu_async_dispatch']}; load average "
         f"{m['loadavg_start']} at start, {m.get('loadavg_end')} at end. {doc['peak']['describe']}.",
     ]
+    results = doc["results"]
+    options = {r["model"]: r["compiler_options"] for r in results if r.get("compiler_options")}
+    if options:
+        lines.append(
+            "JAX compiled with XLA options (`Trainer`'s per-model default): "
+            + "; ".join(f"`{k}` {v}" for k, v in options.items())
+            + "."
+        )
     return "\n".join(lines)
