@@ -27,7 +27,7 @@ from jax import lax
 
 import jaxnets
 from jaxnets import bench as jbench
-from jaxnets import layers, optim
+from jaxnets import layers, optim, train
 from jaxnets.tolerances import tolerance
 from jaxnets.train import Trainer, default_compiler_options
 
@@ -263,6 +263,21 @@ def test_harness_emits_well_formed_json(tmp_path) -> None:
             assert row["compiler_options"] == expected, row
 
 
+def test_target_values_print_the_way_the_verdict_went() -> None:
+    from torchref.bench import _measured, _pct
+
+    def target(measured: float, required: float, unit: str = "x") -> dict:
+        met = measured >= required
+        return {"measured": measured, "required": required, "unit": unit, "met": met}
+
+    assert _measured(target(2.999242, 3.0)) == "2.999"  # not "3.00" next to "not met"
+    assert _measured(target(3.004, 3.0)) == "3.00"
+    assert _measured(target(148.6482, 150.0)) == "148.65"
+    assert _measured(target(0.8499, 0.85, "of peak")) == "84.99"
+    assert _measured(target(1.008, 0.85, "of peak")) == "100.8"
+    assert (_pct(1.008), _pct(0.0743), _pct(None)) == ("101", "7.4", "-")
+
+
 def test_bench_command_says_it_needs_torch(monkeypatch, capsys) -> None:
     from jaxnets import cli
 
@@ -313,14 +328,20 @@ def test_conv_flops_skip_padding_taps() -> None:
 # per-model XLA options
 # --------------------------------------------------------------------------------------------
 
+YNN_OFF = {"xla_cpu_experimental_ynn_fusion_type": ""}
 on_cpu = pytest.mark.skipif(
     jax.default_backend() != "cpu", reason="the options are chosen for XLA:CPU only"
+)
+knows_ynn_option = pytest.mark.skipif(
+    not train._compiler_options_work(tuple(YNN_OFF.items())),
+    reason="this jaxlib's XLA has no xla_cpu_experimental_ynn_fusion_type option",
 )
 
 
 @on_cpu
+@knows_ynn_option
 def test_default_compiler_options_turn_ynnpack_off_for_im2col_convolutions(monkeypatch) -> None:
-    off = {"xla_cpu_experimental_ynn_fusion_type": ""}
+    off = YNN_OFF
     assert default_compiler_options(jaxnets.create_model("lenet")) == off
     for name in ("mlp", "xor_net", "batchnorm_mlp"):
         assert default_compiler_options(jaxnets.create_model(name)) is None, name
@@ -345,6 +366,7 @@ def test_trainer_compiler_options_argument() -> None:
 
 
 @on_cpu
+@knows_ynn_option
 def test_lenet_options_reach_the_program_and_change_no_result() -> None:
     """The default (YNNPACK off) compiles to a program without YNNPACK fusions, and one
     training step and the eval outputs equal those under XLA's defaults (float32 parity

@@ -540,7 +540,11 @@ def _fmt(value: Any, spec: str) -> str:
 
 
 def _pct(fraction: float | None) -> str:
-    return "-" if fraction is None else f"{100 * fraction:.2g}"
+    """A fraction as a percentage: two significant digits, whole numbers from 10 % up."""
+    if fraction is None:
+        return "-"
+    pct = 100 * fraction
+    return f"{pct:.0f}" if pct >= 10 else f"{pct:.2g}"
 
 
 def _where(doc: dict[str, Any]) -> str:
@@ -574,9 +578,7 @@ def render(doc: dict[str, Any]) -> str:
     lines += ["", "targets (medians of per-round ratios):"]
     for t in doc.get("targets", []):
         unit = "x" if t["unit"] == "x" else ""
-        value = (
-            f"{100 * t['measured']:.1f} %" if t["unit"] == "of peak" else f"{t['measured']:.2f}x"
-        )
+        value = f"{_measured(t)} %" if t["unit"] == "of peak" else f"{_measured(t)}x"
         need = (
             f"{100 * t['required']:.0f} %"
             if t["unit"] == "of peak"
@@ -661,6 +663,20 @@ def cli_main(args: Any) -> int:
     return 0
 
 
+def _measured(target: dict[str, Any]) -> str:
+    """A target's measured value (percent for 'of peak'), with as many decimals as it takes
+    for the printed value to read the way the verdict went: 2.9992x of a 3x target prints
+    as 2.999, not as 3.00 next to 'not met'."""
+    scale = 100.0 if target["unit"] == "of peak" else 1.0
+    value, need = scale * target["measured"], scale * target["required"]
+    digits = 1 if target["unit"] == "of peak" else 2
+    text = f"{value:.{digits}f}"
+    while (float(text) >= need) != bool(target["met"]) and digits < 6:
+        digits += 1
+        text = f"{value:.{digits}f}"
+    return text
+
+
 def markdown(doc: dict[str, Any]) -> str:
     """The results as a markdown table (one row per model, batch size and kind), followed by
     the targets and the machine, for the README."""
@@ -695,7 +711,7 @@ def markdown(doc: dict[str, Any]) -> str:
     lines += ["", "| target | model | batch | measured | required | met |", "|---" * 6 + "|"]
     for t in doc.get("targets", []):
         pct = t["unit"] == "of peak"
-        value = f"{100 * t['measured']:.1f} %" if pct else f"{t['measured']:.2f}×"
+        value = f"{_measured(t)} %" if pct else f"{_measured(t)}×"
         need = f"{100 * t['required']:.0f} %" if pct else f"{t['required']:g}×"
         lines.append(
             f"| {t['target']} | `{t['model']}` | {t['batch_size']} | {value} ({t['how']}) | "
