@@ -344,7 +344,7 @@ class DataParallelTrainer(Trainer):
     ``in_shardings``/``out_shardings``. See the module docstring for what is sharded.
 
     Args:
-      model, optimizer, loss, donate, compiler_options, scan_unroll: as for
+      model, optimizer, loss, donate, compiler_options: as for
         :class:`~jaxnets.train.Trainer`.
       mesh: from :func:`make_mesh` (default: every device on one ``'data'`` axis).
 
@@ -364,16 +364,8 @@ class DataParallelTrainer(Trainer):
         mesh: Mesh | None = None,
         donate: bool = True,
         compiler_options: Mapping[str, Any] | Literal["auto"] | None = "auto",
-        scan_unroll: int | Literal["auto"] = "auto",
     ) -> None:
-        super().__init__(
-            model,
-            optimizer,
-            loss,
-            donate=donate,
-            compiler_options=compiler_options,
-            scan_unroll=scan_unroll,
-        )
+        super().__init__(model, optimizer, loss, donate=donate, compiler_options=compiler_options)
         self.mesh = mesh if mesh is not None else make_mesh()
         self.num_shards = data_parallel_size(self.mesh)
         self.replicated = replicated_sharding(self.mesh)
@@ -565,7 +557,7 @@ class DataParallelTrainer(Trainer):
             y = jax.lax.with_sharding_constraint(targets[idx], self.batch)
             return self._step(s, x, y)
 
-        return jax.lax.scan(body, state, batch_idx, unroll=self.scan_unroll)
+        return jax.lax.scan(body, state, batch_idx)
 
     def _batches_epoch(
         self, state: TrainState, xs: jax.Array, ys: jax.Array
@@ -573,7 +565,7 @@ class DataParallelTrainer(Trainer):
         def body(s: TrainState, xy: tuple[jax.Array, jax.Array]) -> tuple[TrainState, jax.Array]:
             return self._step(s, *xy)
 
-        return jax.lax.scan(body, state, (xs, ys), unroll=self.scan_unroll)
+        return jax.lax.scan(body, state, (xs, ys))
 
 
 # ---- many hosts -----------------------------------------------------------------------------

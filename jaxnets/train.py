@@ -44,14 +44,7 @@ from flax import nnx
 
 from jaxnets import layers, losses, steps
 
-__all__ = [
-    "LossFn",
-    "TrainState",
-    "Trainer",
-    "default_compiler_options",
-    "default_scan_unroll",
-    "resolve_loss",
-]
+__all__ = ["LossFn", "TrainState", "Trainer", "default_compiler_options", "resolve_loss"]
 
 LossFn = Callable[[jax.Array, jax.Array], jax.Array]
 
@@ -119,21 +112,6 @@ def default_compiler_options(model: nnx.Module) -> dict[str, Any] | None:
     return dict(_YNN_OFF)
 
 
-# A scan iteration costs about a microsecond of loop bookkeeping on XLA:CPU, a visible share
-# of a step that itself takes a few: unrolling two steps per iteration ran the XOR net's
-# 1000-epoch scan 12 % faster (4.8 -> 4.2 us/step) and my_network's 7 %, with bit-identical
-# losses; 4 and 8 gained nothing more. Larger models gain nothing and would compile the step
-# twice, so only models up to this many parameters are unrolled.
-_UNROLL_MAX_PARAMS = 10_000
-
-
-def default_scan_unroll(model: nnx.Module) -> int:
-    """The ``lax.scan`` unroll :meth:`Trainer.run_epoch` uses by default for ``model``:
-    2 for models of at most 10,000 parameters (where the loop's own cost shows), else 1."""
-    n = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(nnx.state(model, nnx.Param)))
-    return 2 if n <= _UNROLL_MAX_PARAMS else 1
-
-
 class TrainState(NamedTuple):
     """Everything a training step reads and writes, as plain arrays.
 
@@ -162,8 +140,6 @@ class Trainer:
         default) takes :func:`default_compiler_options` for the model, ``None`` XLA's
         defaults, a dict those options (as ``jax.jit(..., compiler_options=...)``). The
         resolved value is ``self.compiler_options``.
-      scan_unroll: steps per ``lax.scan`` iteration in :meth:`run_epoch` (same results, bit
-        for bit): ``'auto'`` (the default) takes :func:`default_scan_unroll`, or an int >= 1.
     """
 
     def __init__(
@@ -174,14 +150,8 @@ class Trainer:
         *,
         donate: bool = True,
         compiler_options: Mapping[str, Any] | Literal["auto"] | None = "auto",
-        scan_unroll: int | Literal["auto"] = "auto",
     ) -> None:
         self.optimizer = optimizer
-        if scan_unroll == "auto":
-            scan_unroll = default_scan_unroll(model)
-        if isinstance(scan_unroll, bool) or not isinstance(scan_unroll, int) or scan_unroll < 1:
-            raise ValueError(f"scan_unroll must be 'auto' or an int >= 1, got {scan_unroll!r}")
-        self.scan_unroll = scan_unroll
         if compiler_options == "auto":
             self.compiler_options = default_compiler_options(model)
         elif compiler_options is None or isinstance(compiler_options, Mapping):
@@ -294,7 +264,7 @@ class Trainer:
         def body(s: TrainState, idx: jax.Array) -> tuple[TrainState, jax.Array]:
             return self._step(s, inputs[idx], targets[idx])
 
-        return jax.lax.scan(body, state, batch_idx, unroll=self.scan_unroll)
+        return jax.lax.scan(body, state, batch_idx)
 
     def predict(self, state: TrainState, x: jax.Array) -> jax.Array:
         """Eval-mode model outputs for ``x`` (jitted), e.g. ``(N, 10)`` logits.

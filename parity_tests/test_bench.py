@@ -394,35 +394,3 @@ def test_lenet_options_reach_the_program_and_change_no_result() -> None:
     for a, b in zip(p1, p2, strict=True):
         check("params after one step", a, b)
     check("eval outputs", o1, o2)
-
-
-def test_scan_unroll_default_and_bit_identical_results() -> None:
-    """Small models unroll the epoch's scan by 2 (default_scan_unroll); any unroll gives the
-    same losses and parameters bit for bit on XLA:CPU, also when it does not divide the step
-    count (on a GPU, within the trajectory tolerance)."""
-    from jaxnets.train import default_scan_unroll
-
-    assert default_scan_unroll(jaxnets.create_model("xor_net")) == 2
-    assert default_scan_unroll(jaxnets.create_model("my_network")) == 2
-    assert default_scan_unroll(jaxnets.create_model("lenet")) == 1
-    assert default_scan_unroll(jaxnets.create_model("mlp")) == 1
-    model = jaxnets.create_model("my_network")
-    for bad in (0, -1, 1.5, True, "fast"):
-        with pytest.raises(ValueError, match="scan_unroll must be 'auto' or an int >= 1"):
-            Trainer(model, optim.sgd(0.1), "mse", scan_unroll=bad)  # type: ignore[arg-type]
-    spec = jaxnets.get_model_spec("my_network")
-    x, y = spec.example_batch(24, np.random.default_rng(0))
-    idx = np.random.default_rng(1).integers(0, 24, size=(7, 8))  # 7 steps: 2 and 3 leave one
-    results = []
-    for unroll in (1, 2, 3):
-        trainer = Trainer(model, optim.sgd(0.1, momentum=0.9), "mse", scan_unroll=unroll)
-        assert trainer.scan_unroll == unroll
-        state, losses = trainer.run_epoch(trainer.init(), x, y, idx)
-        results.append([np.asarray(losses), *map(np.asarray, state.params)])
-    tol = tolerance(jnp.float32, kind="trajectory")
-    for other in results[1:]:
-        for a, b in zip(results[0], other, strict=True):
-            if jax.default_backend() == "cpu":
-                np.testing.assert_array_equal(a, b)
-            else:  # XLA:GPU may fuse an unrolled body differently (last-bit differences)
-                np.testing.assert_allclose(a, b, rtol=tol.rtol, atol=tol.atol)
