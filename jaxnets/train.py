@@ -74,8 +74,9 @@ def resolve_loss(loss: str | LossFn) -> LossFn:
 # Eigen: in LeNet's step at batch 64 (jax.profiler, XLA:CPU) conv1's forward product took
 # 1.5 ms with YNNPACK and 30 us without; the max-pool and bias-gradient reductions 0.5-1.7 ms
 # each. The whole step went from 10.3 to 7.4 ms, batch-1 inference from 181 to 121 us.
-# For the MLPs the default is faster (their 784x256 products suit YNNPACK), so this is
-# chosen per model. An empty list turns every YNNPACK fusion type off.
+# For the MLPs turning it off gained nothing (784-256-128-10 at batch 64: 1378 -> 1749 us in
+# one A/B, 2026 -> 1929 in another; batch 1024: 16428 -> 16910), so it is chosen per model,
+# where it was measured to help. An empty list turns every YNNPACK fusion type off.
 _YNN_OFF: dict[str, Any] = {"xla_cpu_experimental_ynn_fusion_type": ""}
 _IM2COL_CONVS = (layers.conv2d_im2col, layers._conv_auto)
 
