@@ -25,7 +25,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from jaxnets import data, distributed
+from jaxnets import data
 from jaxnets import loop as jl
 
 
@@ -33,15 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     """Arguments of this example."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", nargs="+", default=["custom_neural_network", "lenet"])
-    p.add_argument("--framework", choices=["torch", "jax", "both"], default="both")
-    p.add_argument("--device", choices=["cpu", "gpu", "tpu"], default="cpu")
-    p.add_argument("--precision", choices=["highest", "default"], default="highest")
-    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
-    p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    jl.add_run_args(p)  # framework, device, precision, dtype, devices; recipe; data
     p.add_argument(
         "--seed",
         type=int,
@@ -50,15 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="initial weights and batch order; several seeds add a table of the accuracy "
         "gap over them (float32 runs drift apart by rounding, so one seed's gap is a draw)",
     )
-    p.add_argument("--data-dir", help="folder with the MNIST IDX files")
-    p.add_argument("--download", action="store_true", help="fetch missing files first")
-    p.add_argument("--no-verify", action="store_true", help="accept subsets (no MD5/size check)")
-    p.add_argument("--limit", type=int, help="use the first N training images")
-    p.add_argument("--test-limit", type=int, help="use the first N test images")
     p.add_argument("--plot", default="mnist_loss_curves.png", help="PNG path ('' for none)")
     p.add_argument("--results", help="also write the runs (losses, accuracy, times) as JSON")
     p.add_argument("--no-progress", action="store_true")
-    distributed.add_device_args(p)  # --devices N|all, --mesh data=8, --distributed
     return p
 
 

@@ -320,25 +320,11 @@ def cmd_summary(args: argparse.Namespace) -> int:
 def _add_train_convert_summary(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model on MNIST in torch and/or JAX, side by side")
     p.add_argument("model", metavar="MODEL")
-    from jaxnets.distributed import add_device_args
+    from jaxnets.loop import add_run_args
 
-    add_device_args(p)
+    add_run_args(p)
     p.add_argument("--config", action="append", metavar="KEY=VALUE", help="model config")
-    p.add_argument("--data-dir", help="folder with the MNIST IDX files (else $JAXNETS_DATA_DIR)")
-    p.add_argument("--download", action="store_true", help="fetch missing MNIST files first")
-    p.add_argument("--no-verify", action="store_true", help="accept subsets (no MD5/size check)")
-    p.add_argument("--framework", choices=["torch", "jax", "both"], default="both")
-    p.add_argument("--device", choices=["cpu", "gpu", "tpu"], default="cpu")
-    p.add_argument("--precision", choices=["highest", "default"], default="highest")
-    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
-    p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--limit", type=int, help="use the first N training images")
-    p.add_argument("--test-limit", type=int, help="use the first N test images")
     p.add_argument("--plot", metavar="PNG", help="draw the loss curves into this PNG")
     p.add_argument("--results", metavar="JSON", help="write the runs (losses, accuracy) here")
     p.add_argument("--checkpoint", metavar="PATH", help="save the JAX run here every epoch")

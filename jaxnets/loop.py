@@ -22,6 +22,7 @@ No torch here.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import math
@@ -48,7 +49,9 @@ __all__ = [
     "History",
     "RunResult",
     "TrainConfig",
+    "add_run_args",
     "compile_seconds",
+    "configure_runtime",
     "evaluate",
     "fit",
     "initial_state_dict",
@@ -250,6 +253,31 @@ def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
     if cfg.optimizer == "sgd":
         return optim.sgd(lr=cfg.lr, momentum=cfg.momentum)
     return optim.adam(lr=cfg.lr)
+
+
+def add_run_args(parser: argparse.ArgumentParser) -> None:
+    """Add the MNIST run flags shared by ``jaxnets train`` and ``examples/mnist.py``: what to
+    run (``--framework``, ``--device``, ``--precision``, ``--dtype``, the devices/mesh flags
+    of :func:`jaxnets.distributed.add_device_args`), the training recipe (``--epochs``,
+    ``--batch-size``, ``--optimizer``, ``--lr``, ``--momentum``) and the data (``--data-dir``,
+    ``--download``, ``--no-verify``, ``--limit``, ``--test-limit``). :func:`configure_runtime`
+    acts on the first group; each caller adds its own ``--seed``, ``--plot``, ``--results``."""
+    p = parser
+    p.add_argument("--framework", choices=["torch", "jax", "both"], default="both")
+    p.add_argument("--device", choices=["cpu", "gpu", "tpu"], default="cpu")
+    p.add_argument("--precision", choices=["highest", "default"], default="highest")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    distributed.add_device_args(p)  # --devices N|all, --mesh data=8, --distributed
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    p.add_argument("--data-dir", help="folder with the MNIST IDX files (else $JAXNETS_DATA_DIR)")
+    p.add_argument("--download", action="store_true", help="fetch missing MNIST files first")
+    p.add_argument("--no-verify", action="store_true", help="accept subsets (no MD5/size check)")
+    p.add_argument("--limit", type=int, help="use the first N training images")
+    p.add_argument("--test-limit", type=int, help="use the first N test images")
 
 
 def configure_runtime(args: Any) -> None:
