@@ -164,7 +164,9 @@ def _rows(
     times: dict[str, list[float]],
     flops: int,
     peak: jbench.CpuPeak | None,
+    compiler_options: dict[str, Any] | None,
 ) -> list[dict[str, Any]]:
+    """One result row per variant; JAX rows record the XLA options they were compiled with."""
     base = times.get("torch_eager")
     rows = []
     for v in variants:
@@ -183,6 +185,8 @@ def _rows(
             "flops_per_step": flops,
             "error": v.error or None,
         }
+        if v.name.startswith("jax"):
+            row["compiler_options"] = compiler_options
         t = times.get(v.name)
         if t:
             med = statistics.median(t)
@@ -248,14 +252,13 @@ def bench_training(
         )
     variants += jax_variants
     times = jbench.time_interleaved(variants, repeats)
-    rows = _rows(name, batch_size, "train", variants, times, info["flops_per_step"], peak)
+    flops = info["flops_per_step"]
+    rows = _rows(name, batch_size, "train", variants, times, flops, peak, trainer.compiler_options)
     compiles = info["step_fn"]._cache_size()
     for row in rows:
         row["loss_check"] = {"torch": torch_first, "jax": info["first_loss"]}
         if row["variant"] == "jax_jit":
             row["jit_cache_size"] = compiles  # 1: the step never recompiled
-        if row["variant"].startswith("jax"):
-            row["compiler_options"] = trainer.compiler_options
     return rows
 
 
@@ -295,11 +298,8 @@ def bench_inference(
         variants.append(_torch_infer_variant("torch_compile", _compiled(t_model), xt, calls, sync))
     variants.append(jvar)
     times = jbench.time_interleaved(variants, repeats)
-    rows = _rows(name, batch_size, "infer", variants, times, info["flops"], peak)
-    for row in rows:
-        if row["variant"].startswith("jax"):
-            row["compiler_options"] = trainer.compiler_options
-    return rows
+    flops = info["flops"]
+    return _rows(name, batch_size, "infer", variants, times, flops, peak, trainer.compiler_options)
 
 
 # --------------------------------------------------------------------------------------------
