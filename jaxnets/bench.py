@@ -226,10 +226,27 @@ def _conv_macs(eqn: jcore.JaxprEqn) -> int:
     return macs
 
 
+def _elementwise_products(jaxpr: jcore.Jaxpr) -> int:
+    """Multiply-adds inside :func:`jaxnets.layers.dot_elementwise` (or its jvp/transpose):
+    each ``mul`` there forms the broadcast products of one matrix product (the forward, or
+    the input or weight gradient), which a sum then reduces."""
+    total = 0
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "mul":
+            total += math.prod(eqn.outvars[0].aval.shape)
+        for sub in _subjaxprs(eqn):
+            total += _elementwise_products(sub.jaxpr if isinstance(sub, jcore.ClosedJaxpr) else sub)
+    return total
+
+
 def _jaxpr_flops(jaxpr: jcore.Jaxpr) -> int:
     total = 0
     for eqn in jaxpr.eqns:
         name = eqn.primitive.name
+        if name in ("jit", "pjit") and "_elementwise_dot" in str(eqn.params.get("name", "")):
+            inner = eqn.params["jaxpr"]
+            total += 2 * _elementwise_products(getattr(inner, "jaxpr", inner))
+            continue
         if name == "dot_general":
             (lhs_contract, _), _ = eqn.params["dimension_numbers"]
             lhs = eqn.invars[0].aval.shape
@@ -260,7 +277,8 @@ def _subjaxprs(eqn: jcore.JaxprEqn) -> list[Any]:
 def matmul_flops(fn: Callable[..., Any], *args: Any) -> int:
     """FLOPs of the matrix products and convolutions ``fn(*args)`` performs (2 per
     multiply-add), counted from its jaxpr: what the program computes, whatever the
-    formulation (an im2col convolution and ``lax.conv`` count the same). Elementwise work
+    formulation (an im2col convolution and ``lax.conv`` count the same, and so do a Linear
+    layer's ``lax.dot_general`` and :func:`jaxnets.layers.dot_elementwise`). Elementwise work
     (activations, the optimizer update) is not counted. Loops of ``lax.scan`` count every
     iteration.
     """

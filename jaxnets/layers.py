@@ -8,7 +8,10 @@ same distributions as its torch original, and behaves like it in train and eval 
   ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``, and the same bound for the bias) and torch's
   padding default (0, where ``nnx.Conv`` defaults to ``'SAME'``). On CPU the convolution
   is computed as im2col and one matmul (:func:`conv2d_im2col`), which XLA:CPU runs faster
-  than its own convolution, above all inside ``lax.scan``; parameters are unchanged.
+  than its own convolution, above all inside ``lax.scan``; a tiny Linear product (at most
+  :data:`ELEMENTWISE_DOT_MAX` multiply-adds) as a broadcast multiply and a sum
+  (:func:`dot_elementwise`), which XLA fuses with its neighbours instead of calling a
+  matrix-product routine. Parameters are unchanged either way.
 * :class:`BatchNorm1d` is an ``nnx.BatchNorm`` with torch's momentum convention, torch's
   unbiased running-variance update and ``num_batches_tracked``.
 * :func:`max_pool2d` is ``F.max_pool2d`` with ``stride == kernel_size`` and floor semantics,
@@ -30,10 +33,12 @@ from jax import lax
 
 __all__ = [
     "ACTIVATIONS",
+    "ELEMENTWISE_DOT_MAX",
     "BatchNorm1d",
     "Conv2d",
     "Linear",
     "conv2d_im2col",
+    "dot_elementwise",
     "get_activation",
     "max_pool2d",
     "torch_uniform_init",
@@ -73,6 +78,9 @@ def torch_uniform_init(fan_in: int) -> Callable[..., jax.Array]:
     return init
 
 
+LinearImpl = Literal["auto", "dot", "elementwise"]
+
+
 def Linear(  # noqa: N802 - mirrors torch.nn.Linear
     in_features: int,
     out_features: int,
@@ -81,12 +89,22 @@ def Linear(  # noqa: N802 - mirrors torch.nn.Linear
     rngs: nnx.Rngs,
     dtype: Dtype | None = None,
     param_dtype: Dtype | None = None,
+    impl: LinearImpl = "auto",
 ) -> nnx.Linear:
     """``torch.nn.Linear(in_features, out_features)`` as an ``nnx.Linear`` with torch's init.
 
     Input ``(..., in_features)``, output ``(..., out_features)``. The kernel is stored
     ``[in, out]`` (torch's weight is ``[out, in]``; :mod:`jaxnets.convert` transposes).
+
+    ``impl`` chooses how the product is computed; the parameters and the result are the
+    same either way: ``'dot'`` (``lax.dot_general``), ``'elementwise'``
+    (:func:`dot_elementwise`: a broadcast multiply and a sum over ``in_features``), or
+    ``'auto'`` (the default): elementwise on CPU when the call has at most
+    :data:`ELEMENTWISE_DOT_MAX` multiply-adds (``batch * in * out``), ``lax.dot_general``
+    otherwise.
     """
+    if impl not in ("auto", "dot", "elementwise"):
+        raise ValueError(f"Linear impl must be 'auto', 'dot' or 'elementwise', got {impl!r}")
     init = torch_uniform_init(in_features)
     param_dtype = jnp.float32 if param_dtype is None else param_dtype
     return nnx.Linear(
@@ -97,7 +115,115 @@ def Linear(  # noqa: N802 - mirrors torch.nn.Linear
         bias_init=init,
         dtype=dtype,
         param_dtype=param_dtype,
+        dot_general={"auto": _dot_auto, "dot": lax.dot_general, "elementwise": dot_elementwise}[
+            impl
+        ],
         rngs=rngs,
+    )
+
+
+# XLA:CPU runs every matrix product that is not fused into a YNNPACK call as its own
+# step (a call into Eigen) and cannot fuse it with the bias add, the activation or the
+# optimizer update around it; each such step costs about a microsecond whatever its size.
+# A product this small is cheaper as a broadcast multiply and a sum, which XLA fuses with
+# its neighbours: xor_net's training step (2->5->1 at batch 4, inside lax.scan, jax 0.10.2,
+# 2-core Zen 1) went from 3.4-3.8 to 1.5-1.9 us. Larger products lose: XLA:CPU hands
+# bigger sums to YNNPACK, which is slow for them (my_network's 10->32 layer at batch 16,
+# 5,120 multiply-adds, took 48 us a step instead of 7.5), and from a few thousand
+# multiply-adds a blocked matrix product wins anyway. 1,024 stays below every such case
+# measured (1,280 was still faster elementwise).
+ELEMENTWISE_DOT_MAX = 1024
+"""The most multiply-adds (``batch * in * out``) a ``Linear(impl='auto')`` computes
+elementwise on CPU."""
+
+
+def _is_linear_product(
+    lhs: jax.Array,
+    rhs: jax.Array,
+    dimension_numbers: Any,
+    preferred_element_type: Any,
+    out_sharding: Any,
+) -> bool:
+    """``lhs (..., K) @ rhs (K, O)`` in float32/float64 with nothing else asked: the product
+    ``nnx.Linear`` computes, which :func:`dot_elementwise` can take."""
+    dtype = jnp.result_type(lhs)
+    return (
+        rhs.ndim == 2
+        and lhs.ndim >= 1
+        and _dims_tuple(dimension_numbers) == (((lhs.ndim - 1,), (0,)), ((), ()))
+        and jnp.result_type(rhs) == dtype
+        and dtype in (jnp.float32, jnp.float64)
+        and (preferred_element_type is None or jnp.dtype(preferred_element_type) == dtype)
+        and out_sharding is None
+    )
+
+
+def _dims_tuple(dimension_numbers: Any) -> Any:
+    try:
+        return tuple(tuple(tuple(int(d) for d in ds) for ds in pair) for pair in dimension_numbers)
+    except TypeError:
+        return None
+
+
+@jax.jit
+def _elementwise_dot(lhs: jax.Array, rhs: jax.Array) -> jax.Array:
+    # Its own jit only to carry a name: jaxnets.bench.matmul_flops finds these products (and
+    # their gradients, jvp(...)/transpose(...) of the name) by it. XLA inlines the call.
+    return jnp.sum(lhs[..., :, None] * rhs, axis=-2)
+
+
+def dot_elementwise(
+    lhs: jax.Array,
+    rhs: jax.Array,
+    dimension_numbers: Any,
+    precision: Any = None,
+    preferred_element_type: Any = None,
+    out_sharding: Any = None,
+) -> jax.Array:
+    """``lax.dot_general`` for a Linear layer's product as a broadcast multiply and a sum.
+
+    ``lhs (..., K)`` and ``rhs (K, O)`` (contracting ``lhs``'s last axis with ``rhs``'s
+    first) give ``(..., O)``: ``sum(lhs[..., :, None] * rhs, axis=-2)``, the same products
+    as the matrix product, summed over ``K`` in a different order. Its gradients are
+    multiplies and sums too. Fast only for tiny products (see :data:`ELEMENTWISE_DOT_MAX`).
+    Any other contraction, dtype or option goes to ``lax.dot_general`` unchanged. Same
+    signature, so it can be passed as ``nnx.Linear(dot_general=...)``.
+    """
+    if not _is_linear_product(lhs, rhs, dimension_numbers, preferred_element_type, out_sharding):
+        return lax.dot_general(
+            lhs,
+            rhs,
+            dimension_numbers,
+            precision=precision,
+            preferred_element_type=preferred_element_type,
+            out_sharding=out_sharding,
+        )
+    return _elementwise_dot(lhs, rhs)
+
+
+def _dot_auto(
+    lhs: jax.Array,
+    rhs: jax.Array,
+    dimension_numbers: Any,
+    precision: Any = None,
+    preferred_element_type: Any = None,
+    out_sharding: Any = None,
+) -> jax.Array:
+    """:func:`dot_elementwise` on CPU for at most :data:`ELEMENTWISE_DOT_MAX` multiply-adds,
+    ``lax.dot_general`` otherwise."""
+    small = (
+        jax.default_backend() == "cpu"
+        and rhs.ndim == 2
+        and lhs.size * rhs.shape[1] <= ELEMENTWISE_DOT_MAX
+    )
+    dot = dot_elementwise if small else lax.dot_general
+    return dot(
+        lhs,
+        rhs,
+        dimension_numbers,
+        precision=precision,
+        preferred_element_type=preferred_element_type,
+        out_sharding=out_sharding,
     )
 
 

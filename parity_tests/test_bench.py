@@ -2,7 +2,11 @@
 
 * the im2col convolution (the default on CPU) equals ``lax.conv`` in value and gradient, in
   float64 at the parity tolerance, for strides, padding and rectangular kernels;
-* FLOP counts are exact for known shapes (LeNet's from its layer sizes);
+* the elementwise form of tiny Linear products (the default on CPU up to
+  ``ELEMENTWISE_DOT_MAX`` multiply-adds) equals ``lax.dot_general`` in value and gradient,
+  and hands every other product to it;
+* FLOP counts are exact for known shapes (LeNet's from its layer sizes) and the same for
+  either form of a convolution or a Linear product;
 * the interleaved timer runs what it should, in rotating order, and reports a variant that
   cannot run instead of failing;
 * ``torchref.bench.run`` on a tiny configuration emits well-formed JSON with the required
@@ -109,6 +113,117 @@ def test_conv2d_impls_share_parameters_and_agree(np_rng: np.random.Generator) ->
         assert err <= tol.atol + tol.rtol * float(jnp.max(jnp.abs(ref))), (impl, err)
     with pytest.raises(ValueError, match="impl must be"):
         layers.Conv2d(3, 4, 3, rngs=nnx.Rngs(0), impl="fast")  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------------------------
+# the elementwise form of tiny Linear products
+# --------------------------------------------------------------------------------------------
+
+LINEAR_CASES = [
+    # lhs shape, (in, out)
+    pytest.param((4, 2), (2, 5), id="xor-layer1"),
+    pytest.param((1, 5), (5, 1), id="to-one-output"),
+    pytest.param((7, 37), (37, 23), id="odd-and-larger"),
+    pytest.param((2, 3, 6), (6, 4), id="extra-batch-axis"),
+]
+
+
+@pytest.mark.parametrize(("xs", "ws"), LINEAR_CASES)
+def test_dot_elementwise_equals_dot_general_value_and_gradients(
+    xs: tuple, ws: tuple, np_rng: np.random.Generator
+) -> None:
+    """dot_elementwise is Linear's product (and its gradients w.r.t. input and kernel) at the
+    float64 parity tolerance: the same products summed in another order."""
+    x = jnp.asarray(np_rng.standard_normal(xs), jnp.float64)
+    w = jnp.asarray(np_rng.standard_normal(ws), jnp.float64)
+    dims = (((x.ndim - 1,), (0,)), ((), ()))
+    tol = tolerance(jnp.float64, kind="eval")
+
+    def check(a: jax.Array, b: jax.Array) -> None:
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=tol.rtol, atol=tol.atol)
+
+    check(layers.dot_elementwise(x, w, dims), lax.dot_general(x, w, dims))
+    g = jnp.asarray(np_rng.standard_normal((*xs[:-1], ws[1])), jnp.float64)
+    for argnum in (0, 1):
+        ge = jax.grad(lambda *a: jnp.vdot(layers.dot_elementwise(*a, dims), g), argnum)(x, w)
+        gd = jax.grad(lambda *a: jnp.vdot(lax.dot_general(*a, dims), g), argnum)(x, w)
+        check(ge, gd)
+
+
+def test_dot_elementwise_hands_other_products_to_dot_general(
+    np_rng: np.random.Generator,
+) -> None:
+    """A contraction that is not Linear's, an integer or half dtype, or a requested result
+    type goes to lax.dot_general unchanged (bit for bit)."""
+    a = jnp.asarray(np_rng.standard_normal((3, 4, 5)), jnp.float32)
+    b = jnp.asarray(np_rng.standard_normal((3, 5, 2)), jnp.float32)
+    batched = (((2,), (1,)), ((0,), (0,)))
+    np.testing.assert_array_equal(
+        layers.dot_elementwise(a, b, batched), lax.dot_general(a, b, batched)
+    )
+    x, w = a[0], b[0]
+    dims = (((1,), (0,)), ((), ()))
+    for xx, ww, kw in [
+        (x.astype(jnp.int32), w.astype(jnp.int32), {}),
+        (x.astype(jnp.float16), w.astype(jnp.float16), {}),
+        (x, w, {"preferred_element_type": jnp.float64}),
+    ]:
+        got = layers.dot_elementwise(xx, ww, dims, **kw)
+        want = lax.dot_general(xx, ww, dims, **kw)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+
+
+def _uses_elementwise(layer: nnx.Linear, x: jax.Array) -> bool:
+    return "_elementwise_dot" in str(jax.make_jaxpr(lambda x: layer(x))(x))
+
+
+def test_linear_impls_share_parameters_and_choose_as_documented(
+    np_rng: np.random.Generator,
+) -> None:
+    """Linear(impl=...) changes only how the product is computed: the same kernel draws,
+    outputs within tolerance; 'auto' is elementwise on CPU up to ELEMENTWISE_DOT_MAX
+    multiply-adds (batch * in * out) and a dot_general above it."""
+    lin = {
+        impl: layers.Linear(8, 16, rngs=nnx.Rngs(0), impl=impl)
+        for impl in ("auto", "dot", "elementwise")
+    }
+    np.testing.assert_array_equal(lin["dot"].kernel[...], lin["elementwise"].kernel[...])
+    np.testing.assert_array_equal(lin["dot"].bias[...], lin["auto"].bias[...])
+    tol = tolerance(jnp.float32, kind="eval")
+    x = jnp.asarray(np_rng.standard_normal((8, 8)), jnp.float32)  # 8*8*16 = 1024: at the limit
+    ref = lin["dot"](x)
+    for impl in ("auto", "elementwise"):
+        err = float(jnp.max(jnp.abs(lin[impl](x) - ref)))
+        assert err <= tol.atol + tol.rtol * float(jnp.max(jnp.abs(ref))), (impl, err)
+    on_cpu = jax.default_backend() == "cpu"
+    assert layers.ELEMENTWISE_DOT_MAX == 8 * 8 * 16
+    assert _uses_elementwise(lin["auto"], x) == on_cpu
+    assert not _uses_elementwise(lin["auto"], jnp.zeros((9, 8), jnp.float32))
+    assert not _uses_elementwise(lin["dot"], x)
+    assert _uses_elementwise(lin["elementwise"], jnp.zeros((9, 8), jnp.float32))
+    with pytest.raises(ValueError, match="impl must be"):
+        layers.Linear(3, 4, rngs=nnx.Rngs(0), impl="fast")  # type: ignore[arg-type]
+
+
+def test_linear_flops_do_not_depend_on_the_formulation() -> None:
+    """Two stacked Linear layers, gradients w.r.t. both kernels and biases: the same count
+    for the elementwise form as for dot_general (forward, weight gradients, and the input
+    gradient of the second layer only)."""
+    x = jnp.ones((4, 3), jnp.float32)
+    counts = []
+    for impl in ("dot", "elementwise"):
+        l1 = layers.Linear(3, 5, rngs=nnx.Rngs(0), impl=impl)
+        l2 = layers.Linear(5, 2, rngs=nnx.Rngs(1), impl=impl)
+        params = nnx.state((l1, l2), nnx.Param)
+
+        def loss(p: object, l1: nnx.Linear = l1, l2: nnx.Linear = l2) -> jax.Array:
+            a, b = nnx.merge(nnx.graphdef((l1, l2)), p)
+            return jnp.sum(b(jax.nn.relu(a(x))))
+
+        counts.append(jbench.matmul_flops(jax.grad(loss), params))
+    macs1, macs2 = 4 * 3 * 5, 4 * 5 * 2
+    assert counts == [2 * (2 * macs1 + 3 * macs2)] * 2
 
 
 # --------------------------------------------------------------------------------------------
