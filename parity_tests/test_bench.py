@@ -42,6 +42,9 @@ from jaxnets.train import Trainer, default_compiler_options
 CONV_CASES = [
     # (N, H, W, C), (kH, kW, C, O), stride, padding
     pytest.param((2, 9, 9, 1), (3, 3, 1, 4), (1, 1), ((0, 0), (0, 0)), id="lenet-conv1-like"),
+    # one input channel takes the stacked-windows layout: strides, padding, 1x1
+    pytest.param((2, 7, 8, 1), (2, 3, 1, 3), (2, 1), ((1, 0), (2, 1)), id="1ch-stride-pad-rect"),
+    pytest.param((1, 4, 4, 1), (1, 1, 1, 2), (1, 1), ((0, 0), (0, 0)), id="1ch-1x1"),
     pytest.param((3, 8, 7, 3), (3, 2, 3, 5), (2, 1), ((1, 1), (0, 2)), id="stride-pad-rect"),
     pytest.param((1, 5, 5, 2), (1, 1, 2, 3), (1, 1), ((0, 0), (0, 0)), id="1x1"),
     pytest.param((2, 6, 6, 2), (6, 6, 2, 2), (1, 1), ((0, 0), (0, 0)), id="kernel-fills-input"),
