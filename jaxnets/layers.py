@@ -101,7 +101,9 @@ def Linear(  # noqa: N802 - mirrors torch.nn.Linear
     (:func:`dot_elementwise`: a broadcast multiply and a sum over ``in_features``), or
     ``'auto'`` (the default): elementwise on CPU when the call has at most
     :data:`ELEMENTWISE_DOT_MAX` multiply-adds (``batch * in * out``), ``lax.dot_general``
-    otherwise.
+    otherwise. The size is the one the layer is traced with: under ``jax.vmap`` that is one
+    example's, so a vmapped call over many examples (per-example gradients, say) can end up
+    elementwise at a size where the matmul is faster; pass ``impl='dot'`` there.
     """
     if impl not in ("auto", "dot", "elementwise"):
         raise ValueError(f"Linear impl must be 'auto', 'dot' or 'elementwise', got {impl!r}")
