@@ -174,6 +174,32 @@ def _elementwise_dot(lhs: jax.Array, rhs: jax.Array) -> jax.Array:
     return jnp.sum(lhs[..., :, None] * rhs, axis=-2)
 
 
+def _linear_dot(
+    lhs: jax.Array,
+    rhs: jax.Array,
+    dimension_numbers: Any,
+    precision: Any,
+    preferred_element_type: Any,
+    out_sharding: Any,
+    max_products: float,
+) -> jax.Array:
+    """:func:`_elementwise_dot` for Linear's product of at most ``max_products``
+    multiply-adds, ``lax.dot_general`` for anything else."""
+    if (
+        _is_linear_product(lhs, rhs, dimension_numbers, preferred_element_type, out_sharding)
+        and lhs.size * rhs.shape[1] <= max_products
+    ):
+        return _elementwise_dot(lhs, rhs)
+    return lax.dot_general(
+        lhs,
+        rhs,
+        dimension_numbers,
+        precision=precision,
+        preferred_element_type=preferred_element_type,
+        out_sharding=out_sharding,
+    )
+
+
 def dot_elementwise(
     lhs: jax.Array,
     rhs: jax.Array,
@@ -191,16 +217,9 @@ def dot_elementwise(
     Any other contraction, dtype or option goes to ``lax.dot_general`` unchanged. Same
     signature, so it can be passed as ``nnx.Linear(dot_general=...)``.
     """
-    if not _is_linear_product(lhs, rhs, dimension_numbers, preferred_element_type, out_sharding):
-        return lax.dot_general(
-            lhs,
-            rhs,
-            dimension_numbers,
-            precision=precision,
-            preferred_element_type=preferred_element_type,
-            out_sharding=out_sharding,
-        )
-    return _elementwise_dot(lhs, rhs)
+    return _linear_dot(
+        lhs, rhs, dimension_numbers, precision, preferred_element_type, out_sharding, math.inf
+    )
 
 
 def _dot_auto(
@@ -213,19 +232,9 @@ def _dot_auto(
 ) -> jax.Array:
     """:func:`dot_elementwise` on CPU for at most :data:`ELEMENTWISE_DOT_MAX` multiply-adds,
     ``lax.dot_general`` otherwise."""
-    small = (
-        jax.default_backend() == "cpu"
-        and rhs.ndim == 2
-        and lhs.size * rhs.shape[1] <= ELEMENTWISE_DOT_MAX
-    )
-    dot = dot_elementwise if small else lax.dot_general
-    return dot(
-        lhs,
-        rhs,
-        dimension_numbers,
-        precision=precision,
-        preferred_element_type=preferred_element_type,
-        out_sharding=out_sharding,
+    limit = ELEMENTWISE_DOT_MAX if jax.default_backend() == "cpu" else -1
+    return _linear_dot(
+        lhs, rhs, dimension_numbers, precision, preferred_element_type, out_sharding, limit
     )
 
 
