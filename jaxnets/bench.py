@@ -12,6 +12,8 @@ the interleaved timer. ``torchref.bench`` adds the torch side and runs the compa
 * :func:`jax_train_variants` and :func:`jax_infer_variant` build the JAX variants from a
   :class:`jaxnets.train.Trainer`: ``jax_jit`` (one ``Trainer.step`` call per step) and
   ``jax_scan`` (all steps of a block in one ``Trainer.run_epoch``).
+* :func:`dispatch_floor_variant` times the cheapest jitted call on the same input: the floor
+  under any JAX model's latency on this machine.
 * :func:`configure_xla_cpu` sets XLA:CPU's options; it must run before JAX's first
   computation (``jaxnets bench`` does that).
 """
@@ -39,6 +41,7 @@ __all__ = [
     "cpu_peak",
     "default_batch_sizes",
     "default_steps",
+    "dispatch_floor_variant",
     "jax_infer_variant",
     "jax_train_variants",
     "matmul_flops",
@@ -499,3 +502,30 @@ def jax_infer_variant(trainer: Any, x: np.ndarray, calls: int) -> tuple[Variant,
         "flops": flops,
         "output": out,
     }
+
+
+DISPATCH_FLOOR = "jax_dispatch_floor"
+
+
+def dispatch_floor_variant(x: np.ndarray, calls: int) -> Variant:
+    """The ``jax_dispatch_floor`` variant: ``calls`` synchronous calls of a jitted ``-x``.
+
+    ``x`` is the input the model's latency is measured on (e.g. ``(1, 784)``). A one-argument
+    executable that negates it is the cheapest jitted call on that input, so its time is what
+    JAX's dispatch alone costs (argument checks, the executable launch, allocating and
+    waiting for the output): no JAX model call on ``x`` can return faster. Timed in the same
+    rounds as the model, ``torch_eager / floor`` is the highest latency ratio any JAX
+    formulation of the model could reach on this machine.
+    """
+    xj = jnp.asarray(x)
+    jax.block_until_ready(xj)
+    neg = jax.jit(jnp.negative)
+
+    def first() -> None:
+        neg(xj).block_until_ready()
+
+    def block() -> None:
+        for _ in range(calls):
+            neg(xj).block_until_ready()
+
+    return Variant(DISPATCH_FLOOR, "infer", calls, first, block, first_units=1)

@@ -362,6 +362,10 @@ def test_harness_emits_well_formed_json(tmp_path) -> None:
             assert row["compile_s"] >= 0
         assert row["flops_per_step"] > 0
         kinds.setdefault((row["model"], row["kind"]), set()).add(row["variant"])
+        if row["variant"] == "jax_jit" and row["kind"] == "infer":
+            # the dispatch floor was timed in the same rounds
+            assert row["dispatch_floor_us"] > 0 and math.isfinite(row["dispatch_floor_us"])
+            assert row["ceiling_vs_torch_eager"] > 0
         if row["variant"] == "jax_jit" and row["kind"] == "train":
             assert row["jit_cache_size"] == 1  # the step did not recompile
             lc = row["loss_check"]
@@ -371,6 +375,8 @@ def test_harness_emits_well_formed_json(tmp_path) -> None:
         assert kinds[(model, "infer")] == {"torch_eager", "jax_jit"}
     for t in back["targets"]:
         assert {"target", "model", "batch_size", "measured", "required", "met"} <= set(t)
+        if t["target"].startswith("batch-1 inference latency"):
+            assert t["ceiling"] > 0 and "takes" in t["how"], t
     text = tbench.render(doc)
     assert "jax_scan" in text and "FP32 peak" in text
     assert tbench.markdown(doc).startswith("| model | batch |")
