@@ -1,0 +1,76 @@
+"""The MLP's two large matrix products, timed alone: the floor under its training step.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/mlp_products.py [--batch-size 64] [--repeats 9]
+
+The MLP (784-256-128-10) spends 51 of its 64 MFLOP per step at batch 64 in two products of
+its first layer: the forward ``x @ W`` ``(B, 784) @ (784, 256)`` and the weight gradient
+``x^T @ g`` ``(784, B) @ (B, 256)``, contracted over the batch. Each is compiled alone (as
+``Trainer`` compiles the MLP: XLA's default options) and timed as a median of ``--repeats``
+blocks; the output says which library XLA:CPU gave it (YNNPACK or Eigen) and the GFLOP/s.
+Their sum is a lower bound on the step whatever else is done, the number the README's Speed
+section compares with torch's step time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+
+def _median_us(fn: Callable[..., jax.Array], args: tuple[jax.Array, ...], repeats: int) -> float:
+    calls = 50
+    for _ in range(5):
+        jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            out = fn(*args)
+        jax.block_until_ready(out)
+        times.append((time.perf_counter() - t0) / calls * 1e6)
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Time the products and print one line each, then their sum."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=9)
+    args = parser.parse_args(argv)
+    jax.config.update("jax_cpu_enable_async_dispatch", False)  # as jaxnets bench runs
+    b, n_in, n_out = args.batch_size, 784, 256
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((b, n_in), np.float32))
+    w = jnp.asarray(rng.standard_normal((n_in, n_out), np.float32))
+    g = jnp.asarray(rng.standard_normal((b, n_out), np.float32))
+    flops = 2 * b * n_in * n_out
+    products = {
+        "forward x @ W": (lambda x, w: x @ w, (x, w)),
+        "weight gradient x^T @ g": (
+            lambda x, g: lax.dot_general(x, g, (((0,), (0,)), ((), ()))),
+            (x, g),
+        ),
+    }
+    total = 0.0
+    print(f"batch {b}, {args.repeats} repeats, jax {jax.__version__} ({jax.default_backend()})")
+    for name, (fn, operands) in products.items():
+        jitted = jax.jit(fn)
+        hlo = jitted.lower(*operands).compile().as_text()
+        library = "YNNPACK" if "__ynn_fusion" in hlo else "XLA/Eigen"
+        us = _median_us(jitted, operands, args.repeats)
+        total += us
+        print(f"{name:26s} {us:9.1f} us  {flops / us / 1e3:6.1f} GFLOP/s  ({library})")
+    print(f"{'both':26s} {total:9.1f} us")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
