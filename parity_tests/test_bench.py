@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -518,3 +519,18 @@ def test_lenet_options_reach_the_program_and_change_no_result() -> None:
     for a, b in zip(p1, p2, strict=True):
         check("params after one step", a, b)
     check("eval outputs", o1, o2)
+
+
+def test_mlp_products_script_runs(capsys) -> None:
+    """``benchmarks/mlp_products.py`` (the README's bound on the MLP's step) runs and reports
+    both products and their sum."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "mlp_products.py"
+    spec = importlib.util.spec_from_file_location("mlp_products", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--batch-size", "2", "--repeats", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [ln.split()[0] for ln in lines[1:]] == ["forward", "weight", "both"]
+    assert all("GFLOP/s" in ln for ln in lines[1:3])
