@@ -383,6 +383,13 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         "removes a thread hand-off per call)",
     )
     p.add_argument(
+        "--system-malloc",
+        action="store_true",
+        help="leave glibc malloc as it is (default on the CPU: keep freed memory for reuse, "
+        "jaxnets.host.retain_freed_memory, so XLA's large per-call temporaries are not "
+        "page-faulted in again on every call; torch in the same process gets the same)",
+    )
+    p.add_argument(
         "--xla-flags",
         default="",
         help="extra XLA_FLAGS for the JAX side; write it with '=' since the value starts "

@@ -38,7 +38,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from jaxnets import convert, data, distributed, optim
+from jaxnets import convert, data, distributed, host, optim
 from jaxnets.registry import ModelSpec, create_model, get_model_spec
 from jaxnets.train import Trainer, TrainState
 
@@ -283,9 +283,12 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
 def configure_runtime(args: Any) -> None:
     """Act on the run flags shared by ``jaxnets train`` and ``examples/mnist.py``, in the order
     JAX needs: the platform (``args.device``) and ``--devices``/``--mesh``/``--distributed``
-    before anything starts JAX, then matmul precision (``args.precision``) and, for
+    before anything starts JAX (on the CPU also :func:`jaxnets.host.retain_freed_memory`),
+    then matmul precision (``args.precision``) and, for
     ``args.dtype == 'float64'``, 64-bit JAX."""
     select_jax_platform(args.device)
+    if args.device == "cpu":
+        host.retain_freed_memory()  # XLA:CPU's per-call temporaries stay paged in
     distributed.setup_from_args(args)
     set_jax_precision(args.precision)
     if args.dtype == "float64":

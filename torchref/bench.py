@@ -52,7 +52,7 @@ import torch
 import jaxnets
 import torchref
 from jaxnets import bench as jbench
-from jaxnets import optim
+from jaxnets import host, optim
 from jaxnets.testing import leaf_diff
 from jaxnets.tolerances import tolerance
 from jaxnets.train import Trainer
@@ -353,6 +353,7 @@ def _machine(device: Device = "cpu") -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "jax_cpu_async_dispatch": bool(jax.config.read("jax_cpu_enable_async_dispatch")),
+        "host_malloc": host.retained(),
         "loadavg_start": [round(v, 1) for v in load] if load else None,
     }
 
@@ -624,7 +625,8 @@ def render(doc: dict[str, Any]) -> str:
         f"machine: {_where(doc)}, {m['platform']}; jax {m['jax']} ({m['jax_backend']}), "
         f"torch {m['torch']} ({m['torch_threads']} threads, its default)",
         f"XLA_FLAGS: {m['xla_flags'] or '(none)'}; JAX CPU async dispatch: "
-        f"{m['jax_cpu_async_dispatch']}",
+        f"{m['jax_cpu_async_dispatch']}; host malloc: "
+        f"{m.get('host_malloc') or 'as the system has it'}",
         f"load average at start {m['loadavg_start']}, at end {m.get('loadavg_end')}",
         doc["peak"]["describe"],
         "GFLOP/s count the FLOPs of the matrix products and convolutions of one step "
@@ -667,6 +669,8 @@ def cli_main(args: Any) -> int:
             return 2
         set_jax_precision("highest")  # true float32 on both sides, as the parity suite runs
         set_torch_precision("highest")
+    elif not getattr(args, "system_malloc", False):
+        host.retain_freed_memory()  # both frameworks share it; the machine info records it
     names = jaxnets.match_models(args.model)
     peak = jbench.cpu_peak(
         cores=args.peak_cores, flops_per_cycle=args.peak_flops_per_cycle, ghz=args.peak_ghz
@@ -752,7 +756,8 @@ def markdown(doc: dict[str, Any]) -> str:
         "",
         f"Machine: {_where(doc)}, jax {m['jax']}, torch {m['torch']} "
         f"at {m['torch_threads']} threads (its default); XLA_FLAGS `{m['xla_flags'] or 'none'}`, "
-        f"JAX CPU async dispatch {m['jax_cpu_async_dispatch']}; load average "
+        f"JAX CPU async dispatch {m['jax_cpu_async_dispatch']}; "
+        f"host malloc: {m.get('host_malloc') or 'as the system has it'}; load average "
         f"{m['loadavg_start']} at start, {m.get('loadavg_end')} at end. {doc['peak']['describe']}.",
     ]
     results = doc["results"]
