@@ -5,8 +5,9 @@
 The MLP (784-256-128-10) spends 51 of its 64 MFLOP per step at batch 64 in two products of
 its first layer: the forward ``x @ W`` ``(B, 784) @ (784, 256)`` and the weight gradient
 ``x^T @ g`` ``(784, B) @ (B, 256)``, contracted over the batch. Each is compiled alone (as
-``Trainer`` compiles the MLP: XLA's default options) and timed as a median of ``--repeats``
-blocks; the output says which library XLA:CPU gave it (YNNPACK or Eigen) and the GFLOP/s.
+``Trainer`` compiles the MLP: XLA's default options) and timed by
+:func:`jaxnets.bench.time_interleaved` (the two alternate, ``--repeats`` rounds, medians);
+the output says which library XLA:CPU gave each (YNNPACK or Eigen) and the GFLOP/s.
 Their sum is a lower bound on the step whatever else is done, the number the README's Speed
 section compares with torch's step time.
 """
@@ -16,7 +17,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from collections.abc import Callable
 
 import jax
@@ -24,19 +24,19 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxnets.bench import Variant, time_interleaved
 
-def _median_us(fn: Callable[..., jax.Array], args: tuple[jax.Array, ...], repeats: int) -> float:
+
+def _variant(name: str, fn: Callable[..., jax.Array], args: tuple[jax.Array, ...]) -> Variant:
     calls = 50
-    for _ in range(5):
-        jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+
+    def block() -> None:
+        out = None
         for _ in range(calls):
             out = fn(*args)
         jax.block_until_ready(out)
-        times.append((time.perf_counter() - t0) / calls * 1e6)
-    return statistics.median(times)
+
+    return Variant(name, "train", calls, lambda: jax.block_until_ready(fn(*args)), block, 1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,13 +58,17 @@ def main(argv: list[str] | None = None) -> int:
             (x, g),
         ),
     }
-    total = 0.0
     print(f"batch {b}, {args.repeats} repeats, jax {jax.__version__} ({jax.default_backend()})")
+    variants, libraries = [], {}
     for name, (fn, operands) in products.items():
         jitted = jax.jit(fn)
         hlo = jitted.lower(*operands).compile().as_text()
-        library = "YNNPACK" if "__ynn_fusion" in hlo else "XLA/Eigen"
-        us = _median_us(jitted, operands, args.repeats)
+        libraries[name] = "YNNPACK" if "__ynn_fusion" in hlo else "XLA/Eigen"
+        variants.append(_variant(name, jitted, operands))
+    times = time_interleaved(variants, args.repeats)  # seconds per call, round by round
+    total = 0.0
+    for name, library in libraries.items():
+        us = statistics.median(times[name]) * 1e6
         total += us
         print(f"{name:26s} {us:9.1f} us  {flops / us / 1e3:6.1f} GFLOP/s  ({library})")
     print(f"{'both':26s} {total:9.1f} us")
