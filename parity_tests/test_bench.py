@@ -22,6 +22,7 @@ import json
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -521,16 +522,83 @@ def test_lenet_options_reach_the_program_and_change_no_result() -> None:
     check("eval outputs", o1, o2)
 
 
+def _load_benchmark(name: str) -> Any:
+    """A script of ``benchmarks/`` (not a package) imported as a module."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_benchmarks_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[spec.name]
+        raise
+    return module
+
+
 def test_mlp_products_script_runs(capsys) -> None:
     """``benchmarks/mlp_products.py`` (the README's bound on the MLP's step) runs and reports
     both products and their sum."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "mlp_products.py"
-    spec = importlib.util.spec_from_file_location("mlp_products", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _load_benchmark("mlp_products")
     assert module.main(["--batch-size", "2", "--repeats", "1"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [ln.split()[0] for ln in lines[1:]] == ["forward", "weight", "both"]
     assert all("GFLOP/s" in ln for ln in lines[1:3])
+
+
+_HLO = """\
+HloModule jit__step, entry_computation_layout={(f32[4,3]{1,0})->f32[4,2]{1,0}}
+
+%fused_computation (param_0: f32[4,3]) -> f32[4,3] {
+  %param_0 = f32[4,3]{1,0} parameter(0)
+  ROOT %neg.1 = f32[4,3]{1,0} negate(%param_0)
+}
+
+ENTRY %main (x.1: f32[4,3], w.1: f32[3,2]) -> f32[4,2] {
+  %x.1 = f32[4,3]{1,0} parameter(0)
+  %w.1 = f32[3,2]{1,0} parameter(1)
+  %negate_fusion = f32[4,3]{1,0} fusion(%x.1), kind=kLoop, calls=%fused_computation, \
+metadata={op_name="jit(_step)/jvp()/neg" stack_frame_id=3}
+  %ynn_fusion.2 = f32[4,2]{1,0} fusion(%negate_fusion, %w.1), kind=kCustom, \
+calls=%fused_computation, backend_config={"fusion_config":{"kind":"__ynn_fusion"}}
+  %dot.3 = f32[3,2]{1,0} dot(%x.1, %ynn_fusion.2), lhs_contracting_dims={0}, \
+rhs_contracting_dims={0}, metadata={op_name="jit(_step)/transpose(jvp())/transpose"}
+  ROOT %concatenate.1 = f32[4,5]{1,0} concatenate(%negate_fusion, %ynn_fusion.2), \
+dimensions={1}
+}
+"""
+
+
+def test_step_profile_reads_hlo_instructions() -> None:
+    """``benchmarks/step_profile.py`` names each profiled thunk's HLO instruction right: its
+    shape, its kind (YNNPACK fusions and dots are library products) and its operands."""
+    module = _load_benchmark("step_profile")
+    hlo = module.parse_hlo(_HLO)
+    assert {"x.1", "w.1", "neg.1", "negate_fusion", "ynn_fusion.2", "dot.3"} <= set(hlo)
+    assert hlo["negate_fusion"].kind == "fused loop"
+    assert hlo["negate_fusion"].source == "jit(_step)/jvp()/neg"
+    assert hlo["ynn_fusion.2"].kind == "library product"
+    assert hlo["dot.3"].kind == "library product"
+    assert hlo["dot.3"].operands == ("x.1", "ynn_fusion.2")
+    assert hlo["concatenate.1"].kind == "copy/concatenate"
+    assert hlo["concatenate.1"].shape == "f32[4,5]"
+    assert module.describe(hlo["dot.3"], hlo) == (
+        "f32[4,3] x f32[4,2] -> f32[3,2]  (transpose(jvp())/transpose)"
+    )
+    assert module.describe(hlo["negate_fusion"], hlo) == "jvp()/neg"
+
+
+def test_step_profile_script_runs(capsys) -> None:
+    """The script profiles a real step: LeNet's im2col products show up as library products
+    and every kind's share adds up to the whole."""
+    module = _load_benchmark("step_profile")
+    args = ["--model", "lenet", "--batch-size", "2", "--steps", "2", "--top", "40"]
+    assert module.main(args) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("lenet batch 2")
+    table, kinds = out.split("\nby kind:\n")
+    assert "library product" in table and " -> f32[" in table
+    shares = [float(ln.split()[1].rstrip("%")) for ln in kinds.strip().splitlines()]
+    assert abs(sum(shares) - 100.0) < 0.5
