@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnets import host, optim
-from jaxnets.registry import create_model, get_model_spec
+from jaxnets.registry import UnknownModelError, create_model, get_model_spec
 from jaxnets.train import Trainer
 
 _INSTRUCTION = re.compile(
@@ -136,7 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.steps < 1 or args.batch_size < 1 or args.top < 1:
         parser.error("--steps, --batch-size and --top must be positive")
-    spec = get_model_spec(args.model)
+    try:
+        spec = get_model_spec(args.model)
+    except UnknownModelError as exc:
+        parser.error(str(exc))
     if jax.default_backend() == "cpu":
         host.retain_freed_memory()  # as jaxnets bench and jaxnets train run
     trainer = Trainer(create_model(args.model), optim.sgd(lr=0.01), spec.loss)

@@ -602,3 +602,17 @@ def test_step_profile_script_runs(capsys) -> None:
     assert "library product" in table and " -> f32[" in table
     shares = [float(ln.split()[1].rstrip("%")) for ln in kinds.strip().splitlines()]
     assert abs(sum(shares) - 100.0) < 0.5
+
+
+def test_step_profile_rejects_bad_arguments(capsys) -> None:
+    """An unknown model or a non-positive count is a usage error naming the problem, not a
+    traceback."""
+    module = _load_benchmark("step_profile")
+    with pytest.raises(SystemExit) as exc:
+        module.main(["--model", "no_such_model"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown model 'no_such_model'" in err and "lenet" in err
+    with pytest.raises(SystemExit):
+        module.main(["--steps", "0"])
+    assert "must be positive" in capsys.readouterr().err
