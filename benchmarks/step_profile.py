@@ -13,8 +13,8 @@ step's wall time measured without the profiler.
 
 Read the per-operation times as shares, not as a sum to the step: the profiler costs time
 itself, a library product may run on both cores while another thunk waits, and independent
-thunks can overlap. On a GPU the thunks that launch kernels are recorded on the host; the
-kernels' own times are not in this table.
+thunks can overlap. It reads XLA:CPU's events only: on another backend it says so and exits
+(there, open the trace of ``jax.profiler.trace`` in XProf or TensorBoard).
 """
 
 from __future__ import annotations
@@ -140,8 +140,15 @@ def main(argv: list[str] | None = None) -> int:
         spec = get_model_spec(args.model)
     except UnknownModelError as exc:
         parser.error(str(exc))
-    if jax.default_backend() == "cpu":
-        host.retain_freed_memory()  # as jaxnets bench and jaxnets train run
+    if jax.default_backend() != "cpu":
+        print(
+            f"step_profile.py reads XLA:CPU's thunk events; JAX's backend here is "
+            f"{jax.default_backend()!r}. Run it with JAX_PLATFORMS=cpu, or open a "
+            "jax.profiler.trace of the step in XProf or TensorBoard.",
+            file=sys.stderr,
+        )
+        return 2
+    host.retain_freed_memory()  # as jaxnets bench and jaxnets train run
     trainer = Trainer(create_model(args.model), optim.sgd(lr=0.01), spec.loss)
     x, y = spec.example_batch(args.batch_size, np.random.default_rng(0))
     xj, yj = jnp.asarray(spec.to_flax_layout(x)), jnp.asarray(y)
