@@ -616,3 +616,14 @@ def test_step_profile_rejects_bad_arguments(capsys) -> None:
     with pytest.raises(SystemExit):
         module.main(["--steps", "0"])
     assert "must be positive" in capsys.readouterr().err
+
+
+def test_step_profile_stops_on_other_backends(monkeypatch, capsys) -> None:
+    """It reads XLA:CPU's thunk events only; elsewhere it says so instead of printing a table
+    it was never checked to build right."""
+    module = _load_benchmark("step_profile")
+    monkeypatch.setattr(module.jax, "default_backend", lambda: "gpu")
+    assert module.main(["--model", "xor_net", "--batch-size", "4"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "XLA:CPU" in captured.err and "'gpu'" in captured.err
