@@ -26,7 +26,6 @@ import re
 import statistics
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 
 import jax
@@ -34,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnets import host, optim
+from jaxnets.bench import Variant, time_interleaved
 from jaxnets.registry import UnknownModelError, create_model, get_model_spec
 from jaxnets.train import Trainer
 
@@ -153,23 +153,23 @@ def main(argv: list[str] | None = None) -> int:
     x, y = spec.example_batch(args.batch_size, np.random.default_rng(0))
     xj, yj = jnp.asarray(spec.to_flax_layout(x)), jnp.asarray(y)
     state = trainer.init()
-    hlo = parse_hlo(trainer.step.lower(state, xj, yj).compile().as_text())
+    # The executable that is timed and profiled is the one whose HLO names the events.
+    step = trainer.step.lower(state, xj, yj).compile()
+    hlo = parse_hlo(step.as_text())
+    holder = {"state": state}
 
-    for _ in range(3):  # compile and warm up
-        state, loss = trainer.step(state, xj, yj)
-    jax.block_until_ready(loss)
-    walls = []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        for _ in range(args.steps):
-            state, loss = trainer.step(state, xj, yj)
+    def run_steps(n: int = args.steps) -> None:
+        s, loss = holder["state"], None
+        for _ in range(n):
+            s, loss = step(s, xj, yj)
+        holder["state"] = s
         jax.block_until_ready(loss)
-        walls.append((time.perf_counter() - t0) / args.steps)
+
+    wall = Variant("step", "train", args.steps, lambda: run_steps(3), run_steps)
+    walls = time_interleaved([wall], repeats=5)["step"]  # seconds a step, one per repeat
     with tempfile.TemporaryDirectory() as tmp:
         with jax.profiler.trace(tmp):
-            for _ in range(args.steps):
-                state, loss = trainer.step(state, xj, yj)
-            jax.block_until_ready(loss)
+            run_steps()
         times = thunk_times(tmp, set(hlo))
 
     per_step = {k: v / args.steps for k, v in times.items()}
