@@ -11,17 +11,29 @@ operations with their shapes and what JAX op they come from, the totals by kind 
 matrix products, XLA's fused loops, copies and concatenations) and, for comparison, the
 step's wall time measured without the profiler.
 
+XLA:CPU runs Eigen's matrix products asynchronously: the product's thunk event covers only
+its launch, the product then runs on XLA's thread pool, and the executor goes on with whatever
+does not need its result. When nothing is left to run, no thunk is recorded until the product
+is done (the first thunk that reads it starts). The script therefore adds each such idle
+stretch to the products in flight during it (from a product's launch to the start of its first
+consumer; split evenly when several are), shows it in the ``waited`` column, and puts idle time
+with no product in flight under ``(no thunk running)``: the executor's own time, and the
+dispatch between steps. Together they cover the profiled span. A product's time that
+overlapped other thunks is not added, so the products' figures are lower bounds.
+
 Read the per-operation times as shares, not as a sum to the step: the profiler costs time
-itself, a library product may run on both cores while another thunk waits, and independent
-thunks can overlap. It reads XLA:CPU's events only: on another backend it says so and exits
-(there, open the trace of ``jax.profiler.trace`` in XProf or TensorBoard).
+itself, and a product that runs on both cores slows the thunks beside it. It reads XLA:CPU's
+events only: on another backend it says so and exits (there, open the trace of
+``jax.profiler.trace`` in XProf or TensorBoard).
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import collections
 import glob
+import itertools
 import re
 import statistics
 import sys
@@ -106,24 +118,113 @@ def describe(ins: Instruction, hlo: dict[str, Instruction]) -> str:
     return f"{' x '.join(shapes)} -> {ins.shape}" + (f"  ({source})" if source else "")
 
 
-def thunk_times(trace_dir: str, names: set[str]) -> dict[str, float]:
-    """Total seconds of the profiler events in ``trace_dir`` named like an instruction.
+@dataclass(frozen=True)
+class Event:
+    """One profiler event of an instruction's thunk: its name and its span in nanoseconds."""
 
-    Reads the ``*.xplane.pb`` that ``jax.profiler.trace(trace_dir)`` wrote; every event
-    whose name is in ``names`` is added up, on whatever thread it ran.
+    name: str
+    start_ns: int
+    end_ns: int
+
+
+IDLE = "(no thunk running)"
+"""The key of :func:`step_times` for idle time with no library product in flight."""
+
+
+def read_events(trace_dir: str, names: set[str]) -> list[Event]:
+    """The profiler events in ``trace_dir`` named like an instruction, on every thread.
+
+    Reads the ``*.xplane.pb`` that ``jax.profiler.trace(trace_dir)`` wrote.
     """
     from jax.profiler import ProfileData
 
     files = glob.glob(f"{trace_dir}/**/*.xplane.pb", recursive=True)
     if not files:
         raise RuntimeError(f"jax.profiler wrote no trace under {trace_dir}")
-    totals: dict[str, float] = collections.defaultdict(float)
-    for plane in ProfileData.from_file(files[0]).planes:
-        for line in plane.lines:
-            for event in line.events:
-                if event.name in names:
-                    totals[event.name] += event.duration_ns * 1e-9
-    return dict(totals)
+    return [
+        Event(event.name, int(event.start_ns), int(event.start_ns + event.duration_ns))
+        for plane in ProfileData.from_file(files[0]).planes
+        for line in plane.lines
+        for event in line.events
+        if event.name in names
+    ]
+
+
+def _consumers(hlo: dict[str, Instruction], timed: set[str]) -> dict[str, set[str]]:
+    """For each instruction, the timed instructions that read its result first: its users,
+    looking through the ones that run no thunk of their own (bitcasts, tuples)."""
+    users: dict[str, set[str]] = collections.defaultdict(set)
+    for ins in hlo.values():
+        for operand in ins.operands:
+            users[operand].add(ins.name)
+    out: dict[str, set[str]] = {}
+    for name in hlo:
+        found: set[str] = set()
+        seen: set[str] = set()
+        todo = list(users[name])
+        while todo:
+            user = todo.pop()
+            if user in seen:
+                continue
+            seen.add(user)
+            if user in timed:
+                found.add(user)
+            else:
+                todo.extend(users[user])
+        out[name] = found
+    return out
+
+
+def step_times(events: list[Event], hlo: dict[str, Instruction]) -> tuple[dict, dict]:
+    """Seconds per instruction over the profiled span, and the part of it spent waiting.
+
+    Returns ``(total, waited)``: ``total[name]`` is the thunk events' time of ``name`` plus
+    the idle time (no thunk running on any thread) while it was an asynchronous library
+    product in flight, from its launch to the first start of a thunk that reads its result,
+    split evenly among the products in flight; ``waited[name]`` is that idle part.
+    ``total[IDLE]`` is the idle time with no product in flight. Together they cover the span
+    from the first event's start to the last one's end (where thunks overlap, each counts).
+    """
+    if not events:
+        return {}, {}
+    events = sorted(events, key=lambda e: e.start_ns)
+    total: dict[str, float] = collections.defaultdict(float)
+    for e in events:
+        total[e.name] += (e.end_ns - e.start_ns) * 1e-9
+    # when a product's result is first read: the next start, after its launch, of a consumer
+    consumers = _consumers(hlo, {e.name for e in events})
+    starts: dict[str, list[int]] = collections.defaultdict(list)
+    for e in events:
+        starts[e.name].append(e.start_ns)
+    flights = []  # (launch, done, name) of each library product's run
+    for e in events:
+        if hlo[e.name].kind != "library product":
+            continue
+        later = [
+            t
+            for c in consumers[e.name]
+            for t in starts[c][bisect.bisect_right(starts[c], e.start_ns) :][:1]
+        ]
+        if later:
+            flights.append((e.start_ns, min(later), e.name))
+    # idle stretches: the span minus the union of all events
+    idle, busy_until = [], events[0].start_ns
+    for e in events:
+        if e.start_ns > busy_until:
+            idle.append((busy_until, e.start_ns))
+        busy_until = max(busy_until, e.end_ns)
+    waited: dict[str, float] = collections.defaultdict(float)
+    for lo, hi in idle:
+        cuts = sorted({lo, hi} | {t for f in flights for t in f[:2] if lo < t < hi})
+        for a, b in itertools.pairwise(cuts):
+            flying = [name for launch, done, name in flights if launch <= a and done >= b]
+            for name in flying:
+                waited[name] += (b - a) * 1e-9 / len(flying)
+            if not flying:
+                total[IDLE] += (b - a) * 1e-9
+    for name, sec in waited.items():
+        total[name] += sec
+    return dict(total), dict(waited)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,9 +271,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         with jax.profiler.trace(tmp):
             run_steps()
-        times = thunk_times(tmp, set(hlo))
+        events = read_events(tmp, set(hlo))
+    times, waits = step_times(events, hlo)
 
     per_step = {k: v / args.steps for k, v in times.items()}
+    waited = {k: v / args.steps for k, v in waits.items()}
     total = sum(per_step.values())
     print(
         f"{args.model} batch {args.batch_size}, jax {jax.__version__} ({jax.default_backend()}), "
@@ -180,18 +283,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"step wall time without the profiler: {statistics.median(walls) * 1e3:.2f} ms "
-        f"(median of 5 x {args.steps} steps); operations' thunks: {total * 1e3:.2f} ms a step"
+        f"(median of 5 x {args.steps} steps); profiled: {total * 1e3:.2f} ms a step, "
+        f"of which {sum(waited.values()) * 1e3:.2f} ms waiting on asynchronous products "
+        f"and {per_step.get(IDLE, 0.0) * 1e3:.2f} ms with nothing running"
     )
-    print(f"\n{'us/step':>9} {'share':>6}  {'operation':<26} {'kind':<17} computes")
+    print(f"\n{'us/step':>9} {'share':>6} {'waited':>7}  {'operation':<26} {'kind':<17} computes")
     for name, sec in sorted(per_step.items(), key=lambda kv: -kv[1])[: args.top]:
+        if name == IDLE:
+            print(f"{sec * 1e6:9.1f} {100 * sec / total:5.1f}% {'':>7}  {IDLE}")
+            continue
         ins = hlo[name]
         what = describe(ins, hlo)
         if ins.kind != "library product":
             what = f"{ins.shape}  {what}".rstrip()
-        print(f"{sec * 1e6:9.1f} {100 * sec / total:5.1f}%  {name:<26} {ins.kind:<17} {what}")
+        wait = f"{waited[name] * 1e6:7.1f}" if name in waited else ""
+        share = f"{sec * 1e6:9.1f} {100 * sec / total:5.1f}% {wait:>7}"
+        print(f"{share}  {name:<26} {ins.kind:<17} {what}")
     by_kind: dict[str, float] = collections.defaultdict(float)
     for name, sec in per_step.items():
-        by_kind[hlo[name].kind] += sec
+        by_kind[IDLE if name == IDLE else hlo[name].kind] += sec
     print("\nby kind:")
     for kind, sec in sorted(by_kind.items(), key=lambda kv: -kv[1]):
         print(f"{sec * 1e6:9.1f} {100 * sec / total:5.1f}%  {kind}")

@@ -590,6 +590,45 @@ def test_step_profile_reads_hlo_instructions() -> None:
     assert module.describe(hlo["negate_fusion"], hlo) == "jvp()/neg"
 
 
+def test_step_profile_adds_waiting_to_asynchronous_products() -> None:
+    """Idle time while an asynchronous product is in flight (its launch to the first thunk
+    that reads it, through bitcasts) is the product's; two in flight share it; idle time with
+    none in flight is reported apart, and the parts cover the span."""
+    module = _load_benchmark("step_profile")
+    hlo = module.parse_hlo(
+        """\
+ENTRY %main (x.1: f32[4,3], w.1: f32[3,2]) -> f32[4,2] {
+  %x.1 = f32[4,3]{1,0} parameter(0)
+  %w.1 = f32[3,2]{1,0} parameter(1)
+  %dot.1 = f32[4,2]{1,0} dot(%x.1, %w.1), lhs_contracting_dims={1}, rhs_contracting_dims={0}
+  %dot.2 = f32[4,2]{1,0} dot(%x.1, %w.1), lhs_contracting_dims={1}, rhs_contracting_dims={0}
+  %bitcast.1 = f32[8]{0} bitcast(%dot.1)
+  %add_fusion = f32[8]{0} fusion(%bitcast.1), kind=kLoop, calls=%c
+  ROOT %neg_fusion = f32[4,2]{1,0} fusion(%dot.2, %add_fusion), kind=kLoop, calls=%c
+}
+"""
+    )
+    ev = module.Event
+    us = 1000  # nanoseconds
+    events = [
+        ev("dot.1", 0, 1 * us),  # launched, then runs on the pool until add_fusion reads it
+        ev("dot.2", 2 * us, 3 * us),  # launched too; read by neg_fusion
+        ev("add_fusion", 10 * us, 12 * us),
+        ev("neg_fusion", 20 * us, 21 * us),
+        ev("add_fusion", 30 * us, 31 * us),  # a later step's: not dot.1's first reader
+    ]
+    total, waited = module.step_times(events, hlo)
+    # idle: 1-2 (dot.1 alone), 3-10 (both: split), 12-20 (dot.2 alone), 21-30 (none)
+    assert waited["dot.1"] == pytest.approx((1 + 3.5) * 1e-6)
+    assert waited["dot.2"] == pytest.approx((3.5 + 8) * 1e-6)
+    assert total["dot.1"] == pytest.approx((1 + 4.5) * 1e-6)
+    assert total["dot.2"] == pytest.approx((1 + 11.5) * 1e-6)
+    assert total["add_fusion"] == pytest.approx(3e-6)
+    assert total[module.IDLE] == pytest.approx(9e-6)
+    assert sum(total.values()) == pytest.approx(31e-6)  # the span, no overlap here
+    assert module.step_times([], hlo) == ({}, {})
+
+
 def test_step_profile_script_runs(capsys) -> None:
     """The script profiles a real step: LeNet's im2col products show up as library products
     and every kind's share adds up to the whole."""
@@ -600,6 +639,7 @@ def test_step_profile_script_runs(capsys) -> None:
     assert out.startswith("lenet batch 2")
     table, kinds = out.split("\nby kind:\n")
     assert "library product" in table and " -> f32[" in table
+    assert "waiting on asynchronous products" in table
     shares = [float(ln.split()[1].rstrip("%")) for ln in kinds.strip().splitlines()]
     assert abs(sum(shares) - 100.0) < 0.5
 
