@@ -175,7 +175,9 @@ def _consumers(hlo: dict[str, Instruction], timed: set[str]) -> dict[str, set[st
     return out
 
 
-def step_times(events: list[Event], hlo: dict[str, Instruction]) -> tuple[dict, dict]:
+def step_times(
+    events: list[Event], hlo: dict[str, Instruction]
+) -> tuple[dict[str, float], dict[str, float]]:
     """Seconds per instruction over the profiled span, and the part of it spent waiting.
 
     Returns ``(total, waited)``: ``total[name]`` is the thunk events' time of ``name`` plus
