@@ -202,11 +202,11 @@ def step_times(
     for e in events:
         if hlo[e.name].kind != "library product":
             continue
-        later = [
-            t
-            for c in consumers[e.name]
-            for t in starts[c][bisect.bisect_right(starts[c], e.start_ns) :][:1]
-        ]
+        later = []  # each consumer's first start after this launch
+        for c in consumers[e.name]:
+            i = bisect.bisect_right(starts[c], e.start_ns)
+            if i < len(starts[c]):
+                later.append(starts[c][i])
         if later:
             flights.append((e.start_ns, min(later), e.name))
     # idle stretches: the span minus the union of all events

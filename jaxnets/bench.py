@@ -488,20 +488,25 @@ def jax_infer_variant(trainer: Any, x: np.ndarray, calls: int) -> tuple[Variant,
     xj = jnp.asarray(x)
     jax.block_until_ready(xj)
     predict = trainer.predict
-
-    def first() -> None:
-        predict(state, xj).block_until_ready()
-
-    def block() -> None:
-        for _ in range(calls):
-            predict(state, xj).block_until_ready()
-
     flops = matmul_flops(trainer._predict, state, xj)
     out = np.asarray(predict(state, xj))
-    return Variant("jax_jit", "infer", calls, first, block, first_units=1), {
+    return _latency_variant("jax_jit", calls, predict, state, xj), {
         "flops": flops,
         "output": out,
     }
+
+
+def _latency_variant(name: str, calls: int, fn: Callable[..., jax.Array], *args: Any) -> Variant:
+    """An ``'infer'`` variant of ``calls`` calls ``fn(*args)``, each waiting for its result."""
+
+    def first() -> None:
+        fn(*args).block_until_ready()
+
+    def block() -> None:
+        for _ in range(calls):
+            fn(*args).block_until_ready()
+
+    return Variant(name, "infer", calls, first, block, first_units=1)
 
 
 DISPATCH_FLOOR = "jax_dispatch_floor"
@@ -519,13 +524,4 @@ def dispatch_floor_variant(x: np.ndarray, calls: int) -> Variant:
     """
     xj = jnp.asarray(x)
     jax.block_until_ready(xj)
-    neg = jax.jit(jnp.negative)
-
-    def first() -> None:
-        neg(xj).block_until_ready()
-
-    def block() -> None:
-        for _ in range(calls):
-            neg(xj).block_until_ready()
-
-    return Variant(DISPATCH_FLOOR, "infer", calls, first, block, first_units=1)
+    return _latency_variant(DISPATCH_FLOOR, calls, jax.jit(jnp.negative), xj)
