@@ -540,12 +540,22 @@ def _load_benchmark(name: str) -> Any:
 
 def test_mlp_products_script_runs(capsys) -> None:
     """``benchmarks/mlp_products.py`` (the README's bound on the MLP's step) runs and reports
-    both products and their sum."""
+    both products and their sum, with torch's same products beside them (torch is installed
+    here) or without them under ``--no-torch``."""
     module = _load_benchmark("mlp_products")
     assert module.main(["--batch-size", "2", "--repeats", "1"]) == 0
     lines = capsys.readouterr().out.splitlines()
+    assert "torch" in lines[0]
     assert [ln.split()[0] for ln in lines[1:]] == ["forward", "weight", "both"]
-    assert all("GFLOP/s" in ln for ln in lines[1:3])
+    for ln in lines[1:3]:
+        assert ln.count("GFLOP/s") == 2
+        assert float(ln.split("JAX/torch")[1]) > 0
+    assert "torch" in lines[3]
+
+    assert module.main(["--batch-size", "2", "--repeats", "1", "--no-torch"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [ln.split()[0] for ln in lines[1:]] == ["forward", "weight", "both"]
+    assert not any("torch" in ln for ln in lines)
 
 
 _HLO = """\
