@@ -323,16 +323,9 @@ class Variant:
 
 
 def _timed(fn: Callable[[], None]) -> float:
-    gc.collect()
-    enabled = gc.isenabled()
-    gc.disable()  # as timeit does: a collection inside one block would be noise
-    try:
-        t0 = time.perf_counter()
-        fn()
-        return time.perf_counter() - t0
-    finally:
-        if enabled:
-            gc.enable()
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
 
 def time_interleaved(
@@ -341,11 +334,21 @@ def time_interleaved(
     """Seconds per unit of each variant, one entry per repeat.
 
     Every variant's ``first`` runs once (its wall time goes to ``Variant.first_s``; if it
-    raises, the error goes to ``Variant.error`` and the variant is left out), then
-    ``warmup_blocks`` untimed blocks each, then ``repeats`` rounds in each of which every
-    variant runs one block; the starting variant rotates from round to round, so slow
-    drift of a shared machine affects each variant alike and ratios within a round compare
-    like with like.
+    raises, the error goes to ``Variant.error`` and the variant is left out). Then Python's
+    garbage is collected once, the collector is switched off, and each variant runs
+    ``warmup_blocks`` untimed blocks, then ``repeats`` rounds in each of which every variant
+    runs one block; the starting variant rotates from round to round, so slow drift of a
+    shared machine affects each variant alike and ratios within a round compare like with
+    like. The collector stays off until the last round ends (as in ``timeit``, for all
+    rounds at once), so the blocks run back to back.
+
+    Why not collect before every block: a collection is a pause (45 ms in a process with
+    JAX, 90 ms with torch imported too) during which the second core idles, and on the
+    virtual machines this was measured on the next few milliseconds of work ran up to 2x
+    slower, whatever the pause was (a collection, a sleep, one busy thread). Charged to the
+    block after it, that made JAX's step at batch 1024 (``two_layer_net``, 2-CPU AVX-512
+    Xeon, jax 0.10.2) 3.6 ms instead of 2.0-2.2 ms, while torch's moved only from 2.28 to
+    2.23 ms: the pause cost one framework more than the other.
     """
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
@@ -357,16 +360,24 @@ def time_interleaved(
             first_line = (str(exc).strip().splitlines() or [""])[0]
             v.error = f"{type(exc).__name__}: {first_line[:300]}"
             continue
-        for _ in range(warmup_blocks):
-            v.block()
         ok.append(v)
     variants = ok
     times: dict[str, list[float]] = {v.name: [] for v in variants}
     k = len(variants)
-    for r in range(repeats):
-        for i in range(k):
-            v = variants[(r + i) % k]
-            times[v.name].append(_timed(v.block) / v.units)
+    gc.collect()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for v in variants:
+            for _ in range(warmup_blocks):
+                v.block()
+        for r in range(repeats):
+            for i in range(k):
+                v = variants[(r + i) % k]
+                times[v.name].append(_timed(v.block) / v.units)
+    finally:
+        if enabled:
+            gc.enable()
     return times
 
 

@@ -7,8 +7,8 @@
   and hands every other product to it;
 * FLOP counts are exact for known shapes (LeNet's from its layer sizes) and the same for
   either form of a convolution or a Linear product;
-* the interleaved timer runs what it should, in rotating order, and reports a variant that
-  cannot run instead of failing;
+* the interleaved timer runs what it should, in rotating order and back to back with the
+  garbage collector off, and reports a variant that cannot run instead of failing;
 * ``torchref.bench.run`` on a tiny configuration emits well-formed JSON with the required
   fields, and the jitted step compiled once;
 * ``jaxnets bench`` says plainly that it needs torch when torch is missing;
@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import sys
@@ -319,6 +320,32 @@ def test_time_interleaved_rotates_and_reports_a_variant_that_cannot_run() -> Non
     assert timed == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
     with pytest.raises(ValueError, match="repeats"):
         jbench.time_interleaved(variants, repeats=0)
+
+
+def test_time_interleaved_runs_blocks_back_to_back_with_the_collector_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A collection before each block would be a pause charged to that block (see the
+    # docstring): one collection before the warm-ups, none between blocks, gc off throughout.
+    events: list[str] = []
+    monkeypatch.setattr(jbench.gc, "collect", lambda *a: events.append("collect") or 0)
+
+    def make(name: str) -> jbench.Variant:
+        def block() -> None:
+            events.append(f"{name}:{'gc-on' if gc.isenabled() else 'gc-off'}")
+
+        return jbench.Variant(name, "train", 1, lambda: events.append(f"{name}:first"), block)
+
+    was_enabled = gc.isenabled()
+    jbench.time_interleaved([make("a"), make("b")], repeats=2, warmup_blocks=1)
+    assert events == [
+        "a:first",
+        "b:first",
+        "collect",
+        *["a:gc-off", "b:gc-off"],  # warm-ups
+        *["a:gc-off", "b:gc-off", "b:gc-off", "a:gc-off"],  # two rounds, rotated
+    ]
+    assert gc.isenabled() == was_enabled
 
 
 def test_default_batch_sizes_cover_the_issue_targets() -> None:
