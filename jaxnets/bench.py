@@ -12,6 +12,8 @@ the interleaved timer. ``torchref.bench`` adds the torch side and runs the compa
 * :func:`jax_train_variants` and :func:`jax_infer_variant` build the JAX variants from a
   :class:`jaxnets.train.Trainer`: ``jax_jit`` (one ``Trainer.step`` call per step) and
   ``jax_scan`` (all steps of a block in one ``Trainer.run_epoch``).
+* :func:`jax_frozen_variant` times ``Trainer.frozen_predictor`` (weights compiled in), the
+  serving form of batch-1 inference.
 * :func:`dispatch_floor_variant` times the cheapest jitted call on the same input: the floor
   under any JAX model's latency on this machine.
 * :func:`configure_xla_cpu` sets XLA:CPU's options; it must run before JAX's first
@@ -42,6 +44,7 @@ __all__ = [
     "default_batch_sizes",
     "default_steps",
     "dispatch_floor_variant",
+    "jax_frozen_variant",
     "jax_infer_variant",
     "jax_train_variants",
     "matmul_flops",
@@ -505,6 +508,22 @@ def jax_infer_variant(trainer: Any, x: np.ndarray, calls: int) -> tuple[Variant,
         "flops": flops,
         "output": out,
     }
+
+
+def jax_frozen_variant(trainer: Any, x: np.ndarray, calls: int) -> tuple[Variant, dict[str, Any]]:
+    """The ``jax_frozen`` inference variant: ``calls`` synchronous calls of
+    ``trainer.frozen_predictor(state)`` (the weights compiled in as constants).
+
+    Same input, weights and returns as :func:`jax_infer_variant` (``output`` is the first
+    call's result, for a cross-check against torch).
+    """
+    state = trainer.init()
+    xj = jnp.asarray(x)
+    jax.block_until_ready(xj)
+    predict = trainer.frozen_predictor(state)
+    flops = matmul_flops(trainer._predict, state, xj)
+    out = np.asarray(predict(xj))
+    return _latency_variant("jax_frozen", calls, predict, xj), {"flops": flops, "output": out}
 
 
 def _latency_variant(name: str, calls: int, fn: Callable[..., jax.Array], *args: Any) -> Variant:

@@ -391,7 +391,7 @@ def test_harness_emits_well_formed_json(tmp_path) -> None:
             assert row["compile_s"] >= 0
         assert row["flops_per_step"] > 0
         kinds.setdefault((row["model"], row["kind"]), set()).add(row["variant"])
-        if row["variant"] == "jax_jit" and row["kind"] == "infer":
+        if row["variant"] in ("jax_jit", "jax_frozen") and row["kind"] == "infer":
             # the dispatch floor was timed in the same rounds
             assert row["dispatch_floor_us"] > 0 and math.isfinite(row["dispatch_floor_us"])
             assert row["ceiling_vs_torch_eager"] > 0
@@ -401,7 +401,7 @@ def test_harness_emits_well_formed_json(tmp_path) -> None:
             assert abs(lc["torch"] - lc["jax"]) <= 1e-4 * max(1.0, abs(lc["torch"]))
     for model in ("xor_net", "lenet"):
         assert kinds[(model, "train")] == {"torch_eager", "jax_jit", "jax_scan"}
-        assert kinds[(model, "infer")] == {"torch_eager", "jax_jit"}
+        assert kinds[(model, "infer")] == {"torch_eager", "jax_jit", "jax_frozen"}
     for t in back["targets"]:
         assert {"target", "model", "batch_size", "measured", "required", "met"} <= set(t)
         if t["target"].startswith("batch-1 inference latency"):
@@ -429,6 +429,26 @@ def test_target_values_print_the_way_the_verdict_went() -> None:
     assert _measured(target(0.8499, 0.85, "of peak")) == "84.99"
     assert _measured(target(1.008, 0.85, "of peak")) == "100.8"
     assert (_pct(1.008), _pct(0.0743), _pct(None)) == ("101", "7.4", "-")
+
+
+def test_latency_target_takes_the_faster_jax_predictor() -> None:
+    """The batch-1 target is judged on the faster of ``Trainer.predict`` (``jax_jit``) and
+    ``Trainer.frozen_predictor`` (``jax_frozen``), and says which one it was."""
+    from torchref.bench import check_targets
+
+    def row(variant: str, speedup: float | None) -> dict[str, Any]:
+        r = {"model": "mlp", "batch_size": 1, "kind": "infer", "variant": variant,
+             "speedup_vs_torch_eager": speedup, "us_per_step": 10.0}  # fmt: skip
+        if variant.startswith("jax"):
+            r |= {"dispatch_floor_us": 4.0, "ceiling_vs_torch_eager": 9.0}
+        return r
+
+    rows = [row("torch_eager", None), row("jax_jit", 2.4), row("jax_frozen", 3.1)]
+    (t,) = check_targets(rows, None)
+    assert (t["measured"], t["met"]) == (3.1, True) and t["how"].startswith("jax_frozen;")
+    rows[2]["speedup_vs_torch_eager"] = 1.9
+    (t,) = check_targets(rows, None)
+    assert (t["measured"], t["met"]) == (2.4, False) and t["how"].startswith("jax_jit;")
 
 
 def test_bench_command_says_it_needs_torch(monkeypatch, capsys) -> None:

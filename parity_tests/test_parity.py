@@ -132,3 +132,39 @@ def test_report_flags_a_planted_fault(seed: int) -> None:
     assert report.worst("output").ok is False
     with pytest.raises(parity.ParityError, match=r"xor_net|XORNet"):
         report.raise_if_failed()
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("name", jaxnets.list_models())
+def test_frozen_predictor_matches_torch_eval(name: str, dtype: str, seed: int) -> None:
+    """``Trainer.frozen_predictor`` (weights compiled in as constants) gives torch's eval-mode
+    outputs, at batch 1 and 7, as ``Trainer.predict`` does; batchnorm_mlp with running
+    statistics moved away from (0, 1) first, so that folding them in is checked too."""
+    from jaxnets import optim
+    from jaxnets.testing import assert_trees_all_close
+    from jaxnets.tolerances import tolerance
+    from jaxnets.train import Trainer
+    from torchref.bridge import torch_to_flax
+
+    t, f = _pair(name, dtype, seed)
+    spec = jaxnets.get_model_spec(name)
+    rng = np.random.default_rng(seed)
+    if name == "batchnorm_mlp":
+        with torch.no_grad():
+            for _ in range(3):
+                t(torch.from_numpy(spec.example_batch(16, rng, dtype=np.dtype(dtype))[0] * 2 + 1))
+    torch_to_flax(t, f)
+    t.eval()
+    trainer = Trainer(f, optim.sgd(lr=0.01), spec.loss)
+    state = trainer.init()
+    frozen = trainer.frozen_predictor(state)
+    tol = tolerance(dtype)
+    for batch in (1, 7):
+        x, _ = spec.example_batch(batch, rng, dtype=np.dtype(dtype))
+        with torch.no_grad():
+            expected = t(torch.from_numpy(x)).numpy()
+        out = frozen(jnp.asarray(spec.to_flax_layout(x)))
+        assert out.dtype == jnp.dtype(dtype) and out.shape == expected.shape
+        assert_trees_all_close({"out": out}, {"out": expected}, rtol=tol.rtol, atol=tol.atol)
+    # the weights are constants of the executable: x is its only argument
+    assert len(frozen.lower(jnp.asarray(spec.to_flax_layout(x))).args_info[0]) == 1
