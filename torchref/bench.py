@@ -12,9 +12,10 @@ For each model and batch size, four ways to train the same model on the same bat
 * ``jax_scan``: all steps of a block in one ``Trainer.run_epoch`` (one ``lax.scan``).
 
 Batch-1 inference latency is timed the same way (``torch.inference_mode()`` against the jitted
-``Trainer.predict``), each call waiting for its result. In the same rounds it times the
+``Trainer.predict``, ``jax_jit``, and ``Trainer.frozen_predictor`` with the weights compiled
+in, ``jax_frozen``), each call waiting for its result. In the same rounds it times the
 cheapest jitted call on the same input (:func:`jaxnets.bench.dispatch_floor_variant`), so the
-``jax_jit`` row also says what JAX's dispatch alone costs here (``dispatch_floor_us``) and the
+JAX rows also say what JAX's dispatch alone costs here (``dispatch_floor_us``) and the
 best latency ratio any JAX call could reach (``ceiling_vs_torch_eager``).
 
 ``device="gpu"`` runs both sides on the GPU (torch on ``cuda``, JAX on its CUDA backend), with
