@@ -9,11 +9,11 @@ the interleaved timer. ``torchref.bench`` adds the torch side and runs the compa
 * :class:`Variant` is one timed thing (a framework's training step or a forward call), and
   :func:`time_interleaved` times several of them round-robin, so that drift of a shared
   machine affects each alike, and returns every repeat (medians are taken by the caller).
-* :func:`jax_train_variants` and :func:`jax_infer_variant` build the JAX variants from a
+* :func:`jax_train_variants` and :func:`jax_infer_variants` build the JAX variants from a
   :class:`jaxnets.train.Trainer`: ``jax_jit`` (one ``Trainer.step`` call per step) and
-  ``jax_scan`` (all steps of a block in one ``Trainer.run_epoch``).
-* :func:`jax_frozen_variant` times ``Trainer.frozen_predictor`` (weights compiled in), the
-  serving form of batch-1 inference.
+  ``jax_scan`` (all steps of a block in one ``Trainer.run_epoch``); for inference
+  ``jax_jit`` (``Trainer.predict``) and ``jax_frozen`` (``Trainer.frozen_predictor``, the
+  weights compiled in).
 * :func:`dispatch_floor_variant` times the cheapest jitted call on the same input: the floor
   under any JAX model's latency on this machine.
 * :func:`configure_xla_cpu` sets XLA:CPU's options; it must run before JAX's first
@@ -44,8 +44,7 @@ __all__ = [
     "default_batch_sizes",
     "default_steps",
     "dispatch_floor_variant",
-    "jax_frozen_variant",
-    "jax_infer_variant",
+    "jax_infer_variants",
     "jax_train_variants",
     "matmul_flops",
     "time_interleaved",
@@ -491,39 +490,31 @@ def jax_train_variants(
     return variants, info
 
 
-def jax_infer_variant(trainer: Any, x: np.ndarray, calls: int) -> tuple[Variant, dict[str, Any]]:
-    """The ``jax_jit`` inference variant: ``calls`` synchronous ``trainer.predict`` calls.
+def jax_infer_variants(
+    trainer: Any, x: np.ndarray, calls: int
+) -> tuple[list[Variant], dict[str, Any]]:
+    """The inference variants, each ``calls`` synchronous calls on the same weights and input:
+    ``jax_jit`` (``trainer.predict(state, x)``, the weights passed as arguments) and
+    ``jax_frozen`` (``trainer.frozen_predictor(state)(x)``, the weights compiled in).
 
     ``x`` is one batch in the twin's layout (``(1, ...)`` for batch-1 latency). Each call
-    waits for its result, as a latency-bound server would. Returns ``(variant, info)`` with
-    ``flops`` per call and ``output`` (the first call's result, for a cross-check).
+    waits for its result, as a latency-bound server would. Returns ``(variants, info)`` with
+    ``flops`` per call and ``outputs`` (each variant's first result by name, for a
+    cross-check).
     """
     state = trainer.init()
     xj = jnp.asarray(x)
     jax.block_until_ready(xj)
-    predict = trainer.predict
-    flops = matmul_flops(trainer._predict, state, xj)
-    out = np.asarray(predict(state, xj))
-    return _latency_variant("jax_jit", calls, predict, state, xj), {
-        "flops": flops,
-        "output": out,
+    frozen = trainer.frozen_predictor(state)
+    variants = [
+        _latency_variant("jax_jit", calls, trainer.predict, state, xj),
+        _latency_variant("jax_frozen", calls, frozen, xj),
+    ]
+    outputs = {
+        "jax_jit": np.asarray(trainer.predict(state, xj)),
+        "jax_frozen": np.asarray(frozen(xj)),
     }
-
-
-def jax_frozen_variant(trainer: Any, x: np.ndarray, calls: int) -> tuple[Variant, dict[str, Any]]:
-    """The ``jax_frozen`` inference variant: ``calls`` synchronous calls of
-    ``trainer.frozen_predictor(state)`` (the weights compiled in as constants).
-
-    Same input, weights and returns as :func:`jax_infer_variant` (``output`` is the first
-    call's result, for a cross-check against torch).
-    """
-    state = trainer.init()
-    xj = jnp.asarray(x)
-    jax.block_until_ready(xj)
-    predict = trainer.frozen_predictor(state)
-    flops = matmul_flops(trainer._predict, state, xj)
-    out = np.asarray(predict(xj))
-    return _latency_variant("jax_frozen", calls, predict, xj), {"flops": flops, "output": out}
+    return variants, {"flops": matmul_flops(trainer._predict, state, xj), "outputs": outputs}
 
 
 def _latency_variant(name: str, calls: int, fn: Callable[..., jax.Array], *args: Any) -> Variant:

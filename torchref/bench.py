@@ -291,20 +291,20 @@ def bench_inference(
     x, _ = spec.example_batch(batch_size, np.random.default_rng(seed))
     xt = torch.from_numpy(x).to(dev)
     trainer = Trainer(f_model, optim.sgd(lr=LR), spec.loss)
-    jvar, info = jbench.jax_infer_variant(trainer, spec.to_flax_layout(x), calls)
-    fvar, finfo = jbench.jax_frozen_variant(trainer, spec.to_flax_layout(x), calls)
+    jax_variants, info = jbench.jax_infer_variants(trainer, spec.to_flax_layout(x), calls)
     with torch.inference_mode():
         t_out = t_model(xt).cpu().numpy()
-    for what, out in (("Trainer.predict", info["output"]), ("frozen_predictor", finfo["output"])):
+    for variant, out in info["outputs"].items():
         if not _close(out, t_out):
             raise BenchmarkError(
-                f"{name}: eval outputs differ between torch and JAX's {what}; run `jaxnets compare`"
+                f"{name}: eval outputs differ between torch and JAX's {variant}; "
+                "run `jaxnets compare`"
             )
     variants = [_torch_infer_variant("torch_eager", t_model, xt, calls, sync)]
     if torch_compile:
         torch._dynamo.reset()
         variants.append(_torch_infer_variant("torch_compile", _compiled(t_model), xt, calls, sync))
-    variants += [jvar, fvar]
+    variants += jax_variants
     floor = jbench.dispatch_floor_variant(spec.to_flax_layout(x), calls)
     times = jbench.time_interleaved([*variants, floor], repeats)
     flops = info["flops"]
