@@ -12,6 +12,7 @@
 * ``torchref.bench.run`` on a tiny configuration emits well-formed JSON with the required
   fields, and the jitted step compiled once;
 * ``jaxnets bench`` says plainly that it needs torch when torch is missing;
+* the scripts of ``benchmarks/`` run, and report what they could not time instead of failing;
 * the per-model XLA options of ``Trainer`` (YNNPACK off for im2col convolutions on CPU) are
   chosen as documented, reach the compiled program, and give what XLA's defaults give.
 """
@@ -724,3 +725,65 @@ def test_step_profile_stops_on_other_backends(monkeypatch, capsys) -> None:
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "XLA:CPU" in captured.err and "'gpu'" in captured.err
+
+
+def test_xla_options_script_compares_sets_in_one_run(capsys) -> None:
+    """``benchmarks/xla_options.py`` times the baseline and each option set in the same
+    rounds: one line each, the baseline's ratio exactly 1, and an option XLA rejects is
+    reported with XLA's message and left out while the rest are still timed (exit 1)."""
+    module = _load_benchmark("xla_options")
+    common = ["--model", "my_network", "--batch-size", "4", "--steps", "2", "--repeats", "1"]
+    fast_math_off = '{"xla_cpu_enable_fast_math": false}'
+    assert module.main([*common, "--options", fast_math_off]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("my_network batch 4, 2 steps a block, 1 repeats")
+    rows = lines[2:]
+    assert [r.split("  ")[-1] for r in rows] == ["baseline", fast_math_off]
+    jit_us, scan_us, jit_x, scan_x = (float(c) for c in rows[0].split()[:4])
+    assert jit_us > 0 and scan_us > 0 and jit_x == scan_x == 1.0
+    assert all(float(c) > 0 for c in rows[1].split()[:4])
+
+    assert module.main([*common, "--options", '{"xla_cpu_no_such_option": 1}']) == 1
+    out = capsys.readouterr().out
+    assert "left out, XLA did not compile with it" in out and "xla_cpu_no_such_option" in out
+    assert out.splitlines()[-1].endswith("baseline")
+
+
+def test_xla_options_script_leaves_out_a_different_computation(monkeypatch, capsys) -> None:
+    """A set whose first loss is not the baseline's (beyond the float32 tolerance) is not
+    timed against it: it would be another computation."""
+    module = _load_benchmark("xla_options")
+    real = module.jax_train_variants
+    calls = []
+
+    def shifted(*args: Any, **kwargs: Any) -> Any:
+        variants, info = real(*args, **kwargs)
+        calls.append(info["first_loss"])
+        if len(calls) > 1:
+            info = {**info, "first_loss": info["first_loss"] + 1.0}
+        return variants, info
+
+    monkeypatch.setattr(module, "jax_train_variants", shifted)
+    argv = ["--model", "my_network", "--batch-size", "4", "--steps", "2", "--repeats", "1"]
+    assert module.main([*argv, "--options", '{"xla_cpu_enable_fast_math": false}']) == 1
+    out = capsys.readouterr().out
+    assert "left out, first loss" in out and "is not the baseline's" in out
+    assert out.splitlines()[-1].endswith("baseline")
+
+
+def test_xla_options_script_rejects_bad_arguments(capsys) -> None:
+    """An option set that is not a JSON object, or a non-positive count, is a usage error
+    that says what to write."""
+    module = _load_benchmark("xla_options")
+    for bad, says in (("{not json", "not JSON"), ("[1, 2]", "must be a JSON object")):
+        with pytest.raises(SystemExit) as exc:
+            module.main(["--options", bad])
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert says in err and repr(bad) in err
+    with pytest.raises(SystemExit):
+        module.main(["--repeats", "0"])
+    assert "must be positive" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        module.main(["--model", "no_such_model"])
+    assert "unknown model 'no_such_model'" in capsys.readouterr().err
