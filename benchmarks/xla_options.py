@@ -33,10 +33,14 @@ import jax
 import numpy as np
 
 from jaxnets import host, optim
-from jaxnets.bench import Variant, default_steps, jax_train_variants, time_interleaved
+from jaxnets.bench import (
+    Variant,
+    default_steps,
+    jax_train_variants,
+    same_computation,
+    time_interleaved,
+)
 from jaxnets.registry import UnknownModelError, create_model, get_model_spec
-from jaxnets.testing import leaf_diff
-from jaxnets.tolerances import tolerance
 from jaxnets.train import Trainer, default_compiler_options
 
 
@@ -93,14 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     x, y = spec.example_batch(steps * args.batch_size, np.random.default_rng(0))
     x = spec.to_flax_layout(x)
     base = {} if args.from_xla_defaults else default_compiler_options(create_model(args.model))
-    base = base or {}
     print(
         f"{args.model} batch {args.batch_size}, {steps} steps a block, {args.repeats} repeats, "
         f"jax {jax.__version__} ({jax.default_backend()}); "
         f"baseline: {base or 'XLA defaults'}"
     )
 
-    tol = tolerance("float32", kind="eval")
     sets: list[tuple[str, list[Variant]]] = []
     base_loss = None
     left_out = 0
@@ -108,18 +110,19 @@ def main(argv: list[str] | None = None) -> int:
         label = _label(extra)
         trainer = Trainer(
             create_model(args.model), optim.sgd(lr=0.01), spec.loss,
-            compiler_options={**base, **extra},
+            compiler_options={**(base or {}), **extra},
         )  # fmt: skip
         try:
             variants, info = jax_train_variants(trainer, x, y, args.batch_size, steps)
         except Exception as exc:  # XLA's rejection of an option comes as a runtime error
-            print(f"{label}: left out, XLA did not compile with it: {exc}".splitlines()[0])
+            why = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            print(f"{label}: left out, XLA did not compile or run with it: {why}")
             left_out += 1
             continue
         loss = info["first_loss"]
         if base_loss is None:
-            base_loss = np.asarray(loss)
-        elif not leaf_diff(np.asarray(loss), base_loss, rtol=tol.rtol, atol=tol.atol).ok:
+            base_loss = loss
+        elif not same_computation(loss, base_loss):
             print(f"{label}: left out, first loss {loss!r} is not the baseline's {base_loss}")
             left_out += 1
             continue

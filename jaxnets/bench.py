@@ -36,6 +36,9 @@ import jax.extend.core as jcore
 import jax.numpy as jnp
 import numpy as np
 
+from jaxnets.testing import leaf_diff
+from jaxnets.tolerances import tolerance
+
 __all__ = [
     "CpuPeak",
     "Variant",
@@ -47,6 +50,7 @@ __all__ = [
     "jax_infer_variants",
     "jax_train_variants",
     "matmul_flops",
+    "same_computation",
     "time_interleaved",
 ]
 
@@ -413,6 +417,15 @@ def default_steps(name: str, batch_size: int = 64) -> int:
     if name == "xor_net":
         return 1000
     return 20 if batch_size >= 256 else 50
+
+
+def same_computation(a: float | np.ndarray, b: float | np.ndarray) -> bool:
+    """Whether two timed programs' results agree (a first loss, or ``(N, ...)`` outputs)
+    within the float32 ``eval`` entry of the tolerance table for the backend JAX runs on:
+    the check a benchmark makes before it compares their speed. Results of different shapes
+    raise ``ValueError``."""
+    tol = tolerance("float32", kind="eval")
+    return leaf_diff(np.asarray(a), np.asarray(b), rtol=tol.rtol, atol=tol.atol).ok
 
 
 def _block_ready(tree: Any) -> None:

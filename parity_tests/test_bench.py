@@ -745,7 +745,7 @@ def test_xla_options_script_compares_sets_in_one_run(capsys) -> None:
 
     assert module.main([*common, "--options", '{"xla_cpu_no_such_option": 1}']) == 1
     out = capsys.readouterr().out
-    assert "left out, XLA did not compile with it" in out and "xla_cpu_no_such_option" in out
+    assert "left out, XLA did not compile or run with it" in out and "xla_cpu_no_such_option" in out
     assert out.splitlines()[-1].endswith("baseline")
 
 
@@ -787,3 +787,19 @@ def test_xla_options_script_rejects_bad_arguments(capsys) -> None:
     with pytest.raises(SystemExit):
         module.main(["--model", "no_such_model"])
     assert "unknown model 'no_such_model'" in capsys.readouterr().err
+
+
+def test_same_computation_is_the_float32_eval_tolerance() -> None:
+    """The check every benchmark makes before comparing two programs' speed: results within
+    the table's float32 ``eval`` entry agree, results just beyond it do not, and a shape
+    mismatch is an error, not a verdict."""
+    tol = tolerance("float32", kind="eval")
+    ref = np.array([1.0, -2.0, 3.0], np.float32)
+    inside = ref + 0.5 * (tol.atol + tol.rtol * np.abs(ref))
+    outside = ref + 2.0 * (tol.atol + tol.rtol * np.abs(ref))
+    assert jbench.same_computation(ref, ref)
+    assert jbench.same_computation(inside, ref)
+    assert not jbench.same_computation(outside, ref)
+    assert jbench.same_computation(2.5, np.float32(2.5))
+    with pytest.raises(ValueError, match="shape mismatch"):
+        jbench.same_computation(ref[:2], ref)

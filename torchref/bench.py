@@ -54,8 +54,6 @@ import jaxnets
 import torchref
 from jaxnets import bench as jbench
 from jaxnets import host, optim
-from jaxnets.testing import leaf_diff
-from jaxnets.tolerances import tolerance
 from jaxnets.train import Trainer
 from torchref.bridge import torch_to_flax
 from torchref.loop import set_torch_precision, torch_device
@@ -157,11 +155,6 @@ def _pair(name: str, seed: int, dev: torch.device) -> tuple[torch.nn.Module, Any
     return t.to(dev), f
 
 
-def _close(a: float | np.ndarray, b: float | np.ndarray) -> bool:
-    tol = tolerance("float32", kind="eval")  # the backend JAX runs on picks the entry
-    return leaf_diff(np.asarray(a), np.asarray(b), rtol=tol.rtol, atol=tol.atol).ok
-
-
 def _rows(
     name: str,
     batch_size: int,
@@ -245,7 +238,7 @@ def bench_training(
     jax_variants, info = jbench.jax_train_variants(
         trainer, spec.to_flax_layout(x), y, batch_size, steps
     )
-    if not _close(info["first_loss"], torch_first):
+    if not jbench.same_computation(info["first_loss"], torch_first):
         raise BenchmarkError(
             f"{name}: first loss differs (torch {torch_first!r}, JAX {info['first_loss']!r}); "
             "the twin does not compute what torch computes, run `jaxnets compare`"
@@ -295,7 +288,7 @@ def bench_inference(
     with torch.inference_mode():
         t_out = t_model(xt).cpu().numpy()
     for variant, out in info["outputs"].items():
-        if not _close(out, t_out):
+        if not jbench.same_computation(out, t_out):
             raise BenchmarkError(
                 f"{name}: eval outputs differ between torch and JAX's {variant}; "
                 "run `jaxnets compare`"
