@@ -570,6 +570,47 @@ def test_lenet_options_reach_the_program_and_change_no_result() -> None:
     check("eval outputs", o1, o2)
 
 
+def test_trainer_gather_up_front_argument() -> None:
+    """'auto' gathers the epoch's batches first for im2col-convolution models on the CPU
+    only; True and False are taken as given; anything else is a TypeError."""
+    lenet, mlp = jaxnets.create_model("lenet"), jaxnets.create_model("mlp")
+    on_cpu_backend = jax.default_backend() == "cpu"
+    assert Trainer(lenet, optim.sgd(0.1)).gather_up_front is on_cpu_backend
+    assert Trainer(mlp, optim.sgd(0.1)).gather_up_front is False
+    xla = layers.Conv2d(1, 2, 3, rngs=nnx.Rngs(0), impl="xla")
+    assert train.default_gather_up_front(xla) is False  # lax.conv: no patches to build
+    for given in (True, False):
+        assert Trainer(mlp, optim.sgd(0.1), gather_up_front=given).gather_up_front is given
+    with pytest.raises(TypeError, match="gather_up_front must be True, False or 'auto'"):
+        Trainer(mlp, optim.sgd(0.1), gather_up_front="yes")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["lenet", "batchnorm_mlp"])
+def test_run_epoch_gathering_up_front_changes_no_result(name: str) -> None:
+    """run_epoch over shuffled, repeated indices gives the same losses, parameters and
+    statistics whether the batches are gathered first or step by step (the same step on
+    the same batches: equal bit for bit on XLA:CPU; on a GPU held to the trajectory
+    tolerance, as XLA:GPU may fuse the two loops differently)."""
+    spec = jaxnets.get_model_spec(name)
+    rng = np.random.default_rng(0)
+    x, y = spec.example_batch(24, rng)
+    x = spec.to_flax_layout(x)
+    idx = np.concatenate([rng.permutation(24).reshape(3, 8), rng.permutation(24)[:8][None]])
+    results = []
+    for up_front in (True, False):
+        trainer = Trainer(
+            jaxnets.create_model(name), optim.sgd(0.1, momentum=0.9), gather_up_front=up_front
+        )
+        state, losses = trainer.run_epoch(trainer.init(), x, y, idx)
+        results.append([np.asarray(losses), *map(np.asarray, jax.tree.leaves(state))])
+    tol = tolerance("float32", kind="trajectory")
+    for a, b in zip(*results, strict=True):
+        if jax.default_backend() == "cpu":
+            np.testing.assert_array_equal(a, b)
+        else:
+            np.testing.assert_allclose(a, b, rtol=tol.rtol, atol=tol.atol)
+
+
 def _load_benchmark(name: str) -> Any:
     """A script of ``benchmarks/`` (not a package) imported as a module."""
     import importlib.util
