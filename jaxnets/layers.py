@@ -422,6 +422,10 @@ def max_pool2d(x: jax.Array, kernel_size: int = 2) -> jax.Array:
 
     ``(N, H, W, C) -> (N, H // k, W // k, C)``. Written as crop, reshape and max, which is
     exact and avoids ``reduce_window`` (slow on XLA:CPU, especially its gradient).
+
+    The gradient differs from torch's where a window holds its maximum more than once: JAX
+    splits the window's gradient equally among the tied values, torch gives it all to the
+    first. After a ReLU the ties are zeros, whose gradient the ReLU zeroes either way.
     """
     k = kernel_size
     n, h, w, c = x.shape

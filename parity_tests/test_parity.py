@@ -7,6 +7,7 @@ registering it on both sides.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ import torch
 
 import jaxnets
 import torchref
+from jaxnets.layers import max_pool2d
 from torchref import parity
 from torchref.compare import compare_registered
 
@@ -168,3 +170,32 @@ def test_frozen_predictor_matches_torch_eval(name: str, dtype: str, seed: int) -
         assert_trees_all_close({"out": out}, {"out": expected}, rtol=tol.rtol, atol=tol.atol)
     # the weights are constants of the executable: x is its only argument
     assert len(frozen.lower(jnp.asarray(spec.to_flax_layout(x))).args_info[0]) == 1
+
+
+def test_max_pool2d_gradient_on_ties() -> None:
+    """The one documented difference of ``max_pool2d`` from ``F.max_pool2d``: a window with
+    a repeated maximum splits its gradient among the ties in JAX, torch gives it to the
+    first. After a ReLU the ties are zeros, and both gradients agree bit for bit."""
+
+    def grads(x: np.ndarray, relu: bool) -> tuple[np.ndarray, np.ndarray]:
+        w = np.arange(1, x.size // 4 + 1, dtype=np.float64).reshape(1, 1, *np.array(x.shape) // 2)
+        xt = torch.tensor(x[None, None], requires_grad=True)
+        yt = torch.nn.functional.max_pool2d(torch.relu(xt) if relu else xt, 2)
+        (yt * torch.from_numpy(w)).sum().backward()
+
+        def f(a: jnp.ndarray) -> jnp.ndarray:
+            y = max_pool2d(jax.nn.relu(a) if relu else a, 2)
+            return (y[..., 0] * w[0]).sum()
+
+        gj = jax.grad(f)(jnp.asarray(x)[None, :, :, None])
+        return np.asarray(gj)[0, :, :, 0], xt.grad.numpy()[0, 0]
+
+    tied = np.array([[1.0, 1.0, 0.0, 0.0], [0.5, 1.0, 0.0, 0.0]])
+    g_jax, g_torch = grads(tied, relu=False)
+    np.testing.assert_array_equal(g_torch, [[1, 0, 2, 0], [0, 0, 0, 0]])
+    np.testing.assert_allclose(g_jax, [[1 / 3, 1 / 3, 0.5, 0.5], [0, 1 / 3, 0.5, 0.5]])
+    # after a ReLU: negative windows become all-zero ties, positive values are distinct
+    x = np.random.default_rng(0).standard_normal((8, 8)) - 0.5
+    x[:2, :2] = -1.0  # one window tied at zero for sure
+    g_jax, g_torch = grads(x, relu=True)
+    np.testing.assert_array_equal(g_jax, g_torch)
