@@ -49,7 +49,7 @@ __all__ = [
     "TrainState",
     "Trainer",
     "default_compiler_options",
-    "default_gather_up_front",
+    "default_gather_ahead",
     "resolve_loss",
 ]
 
@@ -107,19 +107,21 @@ def _has_im2col_convs(model: nnx.Module) -> bool:
     )
 
 
-def default_gather_up_front(model: nnx.Module) -> bool:
-    """Whether :meth:`Trainer.run_epoch` gathers all its batches before the loop by default:
+def default_gather_ahead(model: nnx.Module) -> bool:
+    """Whether :meth:`Trainer.run_epoch` gathers each step's batch one step ahead by default:
     on the CPU backend, for models with im2col convolutions (see :func:`_has_im2col_convs`).
 
     XLA:CPU fuses the gather of a batch from the data set into whatever reads the batch
     first. For an im2col convolution that is the loop that builds its patches, which reads
     each input value ``kH*kW`` times, so the gather's index arithmetic ran ``kH*kW`` times
-    per value: LeNet's scan-fused epoch (in-process A/B, jax 0.10.2, 2-CPU Xeon) took 11.4 to
-    12.0 ms a step at batch 256 gathering each step's batch, 9.8 to 10.5 ms with the
-    epoch's batches gathered first. For a model whose first layer is a matrix product
-    (the MLPs) the product cannot fuse the gather, so it is done once either way, and
-    gathering up front only adds a copy: 4.55 -> 4.88 ms a step for the 784-256-128-10 MLP
-    at batch 1024.
+    per value. Gathered one step ahead, the batch reaches the step through the loop's carry,
+    a plain array. LeNet's scan-fused epoch (in-process A/B, jax 0.10.2, 2-CPU Xeon), ms a
+    step: at batch 64 3.03 gathering in the step, 2.57 ahead; at batch 256 11.1 and 9.4 (and
+    2.69 and 9.9 with all the epoch's batches gathered before the loop, which also holds a
+    second copy of them). For a model whose first layer is a matrix product (the MLPs) the
+    product cannot fuse the gather, so it is done once either way, and carrying the batch
+    costs a copy: the 784-256-128-10 MLP at batch 1024 took 4.57 ms a step gathering in the
+    step, 4.77 ahead (at batch 64 the two were equal).
     """
     return jax.default_backend() == "cpu" and _has_im2col_convs(model)
 
@@ -170,12 +172,11 @@ class Trainer:
         default) takes :func:`default_compiler_options` for the model, ``None`` XLA's
         defaults, a dict those options (as ``jax.jit(..., compiler_options=...)``). The
         resolved value is ``self.compiler_options``.
-      gather_up_front: how :meth:`run_epoch` takes its batches from the data set: ``True``
-        gathers all of them into one ``(steps, batch, ...)`` array before the loop (one more
-        copy of the epoch's inputs in memory), ``False`` gathers each step's batch inside
-        the loop, ``'auto'`` (the default) takes :func:`default_gather_up_front` for the
-        model. The results are the same either way. The resolved value is
-        ``self.gather_up_front``.
+      gather_ahead: how :meth:`run_epoch` takes its batches from the data set: ``False``
+        gathers each step's batch inside the step, ``True`` gathers it one step ahead and
+        hands it to the step through the loop's carry (one more batch in memory), ``'auto'``
+        (the default) takes :func:`default_gather_ahead` for the model. The results are the
+        same either way. The resolved value is ``self.gather_ahead``.
     """
 
     def __init__(
@@ -186,17 +187,15 @@ class Trainer:
         *,
         donate: bool = True,
         compiler_options: Mapping[str, Any] | Literal["auto"] | None = "auto",
-        gather_up_front: bool | Literal["auto"] = "auto",
+        gather_ahead: bool | Literal["auto"] = "auto",
     ) -> None:
         self.optimizer = optimizer
-        if gather_up_front == "auto":
-            self.gather_up_front = default_gather_up_front(model)
-        elif isinstance(gather_up_front, bool):
-            self.gather_up_front = gather_up_front
+        if gather_ahead == "auto":
+            self.gather_ahead = default_gather_ahead(model)
+        elif isinstance(gather_ahead, bool):
+            self.gather_ahead = gather_ahead
         else:
-            raise TypeError(
-                f"gather_up_front must be True, False or 'auto', got {gather_up_front!r}"
-            )
+            raise TypeError(f"gather_ahead must be True, False or 'auto', got {gather_ahead!r}")
         if compiler_options == "auto":
             self.compiler_options = default_compiler_options(model)
         elif compiler_options is None or isinstance(compiler_options, Mapping):
@@ -303,18 +302,24 @@ class Trainer:
 
         ``inputs``: ``(N, ...)``, ``targets``: ``(N, ...)`` (on device once; batches are
         gathered inside the loop), ``batch_idx``: ``(steps, batch_size)`` int indices.
-        Returns the final state and the ``(steps,)`` losses. With ``self.gather_up_front``
-        the batches are gathered into ``(steps, batch_size, ...)`` arrays first and the loop
-        walks them; otherwise each step gathers its own.
+        Returns the final state and the ``(steps,)`` losses. With ``self.gather_ahead`` the
+        loop gathers the next step's batch while it runs this one's, and carries it.
         """
-        if self.gather_up_front:
+        steps = batch_idx.shape[0]
+        if self.gather_ahead and steps > 0:
 
-            def walk(
-                s: TrainState, batch: tuple[jax.Array, jax.Array]
-            ) -> tuple[TrainState, jax.Array]:
-                return self._step(s, *batch)
+            def ahead(
+                carry: tuple[TrainState, jax.Array, jax.Array], i: jax.Array
+            ) -> tuple[tuple[TrainState, jax.Array, jax.Array], jax.Array]:
+                s, x, y = carry
+                s, loss = self._step(s, x, y)
+                nxt = batch_idx[jnp.minimum(i + 1, steps - 1)]  # the last step fetches again
+                return (s, inputs[nxt], targets[nxt]), loss
 
-            return jax.lax.scan(walk, state, (inputs[batch_idx], targets[batch_idx]))
+            first = batch_idx[0]
+            start = (state, inputs[first], targets[first])
+            (state, _, _), losses = jax.lax.scan(ahead, start, jnp.arange(steps))
+            return state, losses
 
         def body(s: TrainState, idx: jax.Array) -> tuple[TrainState, jax.Array]:
             return self._step(s, inputs[idx], targets[idx])

@@ -570,38 +570,41 @@ def test_lenet_options_reach_the_program_and_change_no_result() -> None:
     check("eval outputs", o1, o2)
 
 
-def test_trainer_gather_up_front_argument() -> None:
-    """'auto' gathers the epoch's batches first for im2col-convolution models on the CPU
-    only; True and False are taken as given; anything else is a TypeError."""
+def test_trainer_gather_ahead_argument() -> None:
+    """'auto' gathers each batch a step ahead for im2col-convolution models on the CPU only;
+    True and False are taken as given; anything else is a TypeError."""
     lenet, mlp = jaxnets.create_model("lenet"), jaxnets.create_model("mlp")
     on_cpu_backend = jax.default_backend() == "cpu"
-    assert Trainer(lenet, optim.sgd(0.1)).gather_up_front is on_cpu_backend
-    assert Trainer(mlp, optim.sgd(0.1)).gather_up_front is False
+    assert Trainer(lenet, optim.sgd(0.1)).gather_ahead is on_cpu_backend
+    assert Trainer(mlp, optim.sgd(0.1)).gather_ahead is False
     xla = layers.Conv2d(1, 2, 3, rngs=nnx.Rngs(0), impl="xla")
-    assert train.default_gather_up_front(xla) is False  # lax.conv: no patches to build
+    assert train.default_gather_ahead(xla) is False  # lax.conv: no patches to build
     for given in (True, False):
-        assert Trainer(mlp, optim.sgd(0.1), gather_up_front=given).gather_up_front is given
-    with pytest.raises(TypeError, match="gather_up_front must be True, False or 'auto'"):
-        Trainer(mlp, optim.sgd(0.1), gather_up_front="yes")  # type: ignore[arg-type]
+        assert Trainer(mlp, optim.sgd(0.1), gather_ahead=given).gather_ahead is given
+    with pytest.raises(TypeError, match="gather_ahead must be True, False or 'auto'"):
+        Trainer(mlp, optim.sgd(0.1), gather_ahead="yes")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("name", ["lenet", "batchnorm_mlp"])
-def test_run_epoch_gathering_up_front_changes_no_result(name: str) -> None:
+@pytest.mark.parametrize("n_steps", [4, 1, 0])
+def test_run_epoch_gathering_ahead_changes_no_result(name: str, n_steps: int) -> None:
     """run_epoch over shuffled, repeated indices gives the same losses, parameters and
-    statistics whether the batches are gathered first or step by step (the same step on
+    statistics whether each batch is gathered in its step or a step ahead (the same step on
     the same batches: equal bit for bit on XLA:CPU; on a GPU held to the trajectory
-    tolerance, as XLA:GPU may fuse the two loops differently)."""
+    tolerance, as XLA:GPU may fuse the two loops differently). One step and none too."""
     spec = jaxnets.get_model_spec(name)
     rng = np.random.default_rng(0)
     x, y = spec.example_batch(24, rng)
     x = spec.to_flax_layout(x)
     idx = np.concatenate([rng.permutation(24).reshape(3, 8), rng.permutation(24)[:8][None]])
+    idx = idx[:n_steps]
     results = []
-    for up_front in (True, False):
+    for ahead in (True, False):
         trainer = Trainer(
-            jaxnets.create_model(name), optim.sgd(0.1, momentum=0.9), gather_up_front=up_front
+            jaxnets.create_model(name), optim.sgd(0.1, momentum=0.9), gather_ahead=ahead
         )
         state, losses = trainer.run_epoch(trainer.init(), x, y, idx)
+        assert losses.shape == (n_steps,)
         results.append([np.asarray(losses), *map(np.asarray, jax.tree.leaves(state))])
     tol = tolerance("float32", kind="trajectory")
     for a, b in zip(*results, strict=True):
