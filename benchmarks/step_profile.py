@@ -1,6 +1,7 @@
 """Where a jitted training step's time goes: XLA's operations, timed by JAX's profiler.
 
     PYTHONPATH=. .venv/bin/python benchmarks/step_profile.py --model lenet --batch-size 256
+    PYTHONPATH=. .venv/bin/python benchmarks/step_profile.py --model lenet --scan   # run_epoch
 
 Builds the model's :class:`jaxnets.train.Trainer` as ``jaxnets bench`` does (``SGD(lr=0.01)``,
 the model's loss, ``Trainer``'s per-model XLA options, freed memory kept on the CPU), runs
@@ -9,7 +10,11 @@ step, the time its thunks took (XLA:CPU runs each fusion, library call or copy a
 thunk and the profiler records each by the HLO instruction's name). It prints the costliest
 operations with their shapes and what JAX op they come from, the totals by kind (library
 matrix products, XLA's fused loops, copies and concatenations) and, for comparison, the
-step's wall time measured without the profiler.
+step's wall time measured without the profiler. With ``--scan`` it profiles
+``Trainer.run_epoch`` instead, the ``--steps`` steps in one ``lax.scan`` over shuffled
+batches of a data set of ``steps * batch_size`` examples (as ``jaxnets bench``'s ``jax_scan``
+runs), and every figure is per step of that loop: the operations inside the loop body,
+plus the loop's own, such as gathering the batches.
 
 XLA:CPU runs Eigen's matrix products asynchronously: the product's thunk event covers only
 its launch, the product then runs on XLA's thread pool, and the executor goes on with whatever
@@ -111,7 +116,8 @@ def describe(ins: Instruction, hlo: dict[str, Instruction]) -> str:
     """What an instruction computes, in a few words: a library product as its operand and
     result shapes (``f32[9,230400] x f32[6,230400] -> f32[9,6]``), anything else by the JAX
     op it comes from."""
-    source = ins.source.removeprefix("jit(_step)/")
+    source = ins.source.removeprefix("jit(_step)/").removeprefix("jit(_epoch)/")
+    source = source.removeprefix("while/body/").removeprefix("closed_call/")
     if ins.kind != "library product":
         return source
     shapes = [hlo[o].shape for o in ins.operands if o in hlo]
@@ -236,6 +242,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=10, help="profiled steps (default 10)")
     parser.add_argument("--top", type=int, default=20, help="operations to list (default 20)")
+    parser.add_argument(
+        "--scan",
+        action="store_true",
+        help="profile Trainer.run_epoch (the steps in one lax.scan) instead of jitted steps",
+    )
     args = parser.parse_args(argv)
     if args.steps < 1 or args.batch_size < 1 or args.top < 1:
         parser.error("--steps, --batch-size and --top must be positive")
@@ -253,22 +264,43 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     host.retain_freed_memory()  # as jaxnets bench and jaxnets train run
     trainer = Trainer(create_model(args.model), optim.sgd(lr=0.01), spec.loss)
-    x, y = spec.example_batch(args.batch_size, np.random.default_rng(0))
-    xj, yj = jnp.asarray(spec.to_flax_layout(x)), jnp.asarray(y)
+    rng = np.random.default_rng(0)
     state = trainer.init()
-    # The executable that is timed and profiled is the one whose HLO names the events.
-    step = trainer.step.lower(state, xj, yj).compile()
-    hlo = parse_hlo(step.as_text())
     holder = {"state": state}
+    if args.scan:
+        n = args.steps * args.batch_size
+        x, y = spec.example_batch(n, rng)
+        xa, ya = jnp.asarray(spec.to_flax_layout(x)), jnp.asarray(y)
+        idx = jnp.asarray(rng.permutation(n).reshape(args.steps, args.batch_size))
+        # The executable that is timed and profiled is the one whose HLO names the events.
+        epoch = trainer.run_epoch.lower(state, xa, ya, idx).compile()
+        hlo = parse_hlo(epoch.as_text())
 
-    def run_steps(n: int = args.steps) -> None:
-        s, loss = holder["state"], None
-        for _ in range(n):
-            s, loss = step(s, xj, yj)
-        holder["state"] = s
-        jax.block_until_ready(loss)
+        def run_steps() -> None:
+            holder["state"], losses = epoch(holder["state"], xa, ya, idx)
+            jax.block_until_ready(losses)
 
-    wall = Variant("step", "train", args.steps, lambda: run_steps(3), run_steps)
+        first = run_steps
+        timed = f"median of 5 epochs of {args.steps} steps in one scan"
+    else:
+        x, y = spec.example_batch(args.batch_size, rng)
+        xj, yj = jnp.asarray(spec.to_flax_layout(x)), jnp.asarray(y)
+        step = trainer.step.lower(state, xj, yj).compile()
+        hlo = parse_hlo(step.as_text())
+
+        def run_steps(n: int = args.steps) -> None:
+            s, loss = holder["state"], None
+            for _ in range(n):
+                s, loss = step(s, xj, yj)
+            holder["state"] = s
+            jax.block_until_ready(loss)
+
+        def first() -> None:
+            run_steps(3)
+
+        timed = f"median of 5 x {args.steps} steps"
+
+    wall = Variant("step", "train", args.steps, first, run_steps)
     walls = time_interleaved([wall], repeats=5)["step"]  # seconds a step, one per repeat
     with tempfile.TemporaryDirectory() as tmp:
         with jax.profiler.trace(tmp):
@@ -280,12 +312,13 @@ def main(argv: list[str] | None = None) -> int:
     waited = {k: v / args.steps for k, v in waits.items()}
     total = sum(per_step.values())
     print(
-        f"{args.model} batch {args.batch_size}, jax {jax.__version__} ({jax.default_backend()}), "
+        f"{args.model} batch {args.batch_size}{', run_epoch (scan)' if args.scan else ''}, "
+        f"jax {jax.__version__} ({jax.default_backend()}), "
         f"XLA options {trainer.compiler_options}"
     )
     print(
         f"step wall time without the profiler: {statistics.median(walls) * 1e3:.2f} ms "
-        f"(median of 5 x {args.steps} steps); profiled: {total * 1e3:.2f} ms a step, "
+        f"({timed}); profiled: {total * 1e3:.2f} ms a step, "
         f"of which {sum(waited.values()) * 1e3:.2f} ms waiting on asynchronous products "
         f"and {per_step.get(IDLE, 0.0) * 1e3:.2f} ms with nothing running"
     )

@@ -731,14 +731,17 @@ ENTRY %main (x.1: f32[4,3], w.1: f32[3,2]) -> f32[4,2] {
     assert module.step_times([], hlo) == ({}, {})
 
 
-def test_step_profile_script_runs(capsys) -> None:
-    """The script profiles a real step: LeNet's im2col products show up as library products
-    and every kind's share adds up to the whole."""
+@pytest.mark.parametrize("scan", [False, True], ids=["step", "scan"])
+def test_step_profile_script_runs(capsys, scan: bool) -> None:
+    """The script profiles a real step, or with --scan a real run_epoch: LeNet's im2col
+    products show up as library products and every kind's share adds up to the whole."""
     module = _load_benchmark("step_profile")
     args = ["--model", "lenet", "--batch-size", "2", "--steps", "2", "--top", "40"]
-    assert module.main(args) == 0
+    assert module.main(args + ["--scan"] * scan) == 0
     out = capsys.readouterr().out
-    assert out.startswith("lenet batch 2")
+    header = "lenet batch 2, run_epoch (scan), jax" if scan else "lenet batch 2, jax"
+    assert out.startswith(header)
+    assert ("steps in one scan" in out) is scan
     table, kinds = out.split("\nby kind:\n")
     assert "library product" in table and " -> f32[" in table
     assert "waiting on asynchronous products" in table
