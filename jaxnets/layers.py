@@ -398,10 +398,10 @@ def conv2d_im2col(
             preferred_element_type=preferred_element_type,
         )
         return out.reshape(o, n, ho, wo).transpose(1, 2, 3, 0)
-    rows = [row[0] if kw == 1 else jnp.concatenate(row, axis=-1) for row in windows]
+    rows = [jnp.concatenate(row, axis=-1) for row in windows]  # (N, H', W', kW*C) each
     # (N, H', W', kH, kW*C) -> (N, H', W', kH*kW*C): a stack on a new axis, not one more
     # concatenate on the channels, which XLA would merge with the rows' into one again.
-    patches = rows[0] if kh == 1 else jnp.stack(rows, axis=3).reshape(n, ho, wo, kh * kw * c)
+    patches = jnp.stack(rows, axis=3).reshape(n, ho, wo, kh * kw * c)
     return lax.dot_general(
         patches,
         rhs.reshape(kh * kw * c, o),
