@@ -15,8 +15,13 @@ import torch
 
 import jaxnets
 import torchref
+from jaxnets import optim
 from jaxnets.layers import max_pool2d
+from jaxnets.testing import assert_trees_all_close
+from jaxnets.tolerances import tolerance
+from jaxnets.train import Trainer
 from torchref import parity
+from torchref.bridge import torch_to_flax
 from torchref.compare import compare_registered
 
 DTYPES = {"float32": (jnp.float32, torch.float32), "float64": (jnp.float64, torch.float64)}
@@ -70,7 +75,6 @@ def test_batchnorm_eval_mode_uses_running_statistics(dtype: str, batch: int, see
     t, f = _pair("batchnorm_mlp", dtype, seed)
     spec = jaxnets.get_model_spec("batchnorm_mlp")
     rng = np.random.default_rng(seed)
-    from torchref.bridge import torch_to_flax
 
     # Move the running statistics away from (0, 1) in torch, then copy everything across.
     with torch.no_grad():
@@ -142,11 +146,6 @@ def test_frozen_predictor_matches_torch_eval(name: str, dtype: str, seed: int) -
     """``Trainer.frozen_predictor`` (weights compiled in as constants) gives torch's eval-mode
     outputs, at batch 1 and 7, as ``Trainer.predict`` does; batchnorm_mlp with running
     statistics moved away from (0, 1) first, so that folding them in is checked too."""
-    from jaxnets import optim
-    from jaxnets.testing import assert_trees_all_close
-    from jaxnets.tolerances import tolerance
-    from jaxnets.train import Trainer
-    from torchref.bridge import torch_to_flax
 
     t, f = _pair(name, dtype, seed)
     spec = jaxnets.get_model_spec(name)
