@@ -65,7 +65,7 @@ from flax import nnx
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxnets.train import LossFn, Trainer, TrainState
+from jaxnets.train import KernelLayout, LossFn, Trainer, TrainState
 
 __all__ = [
     "DATA_AXIS",
@@ -344,8 +344,8 @@ class DataParallelTrainer(Trainer):
     ``in_shardings``/``out_shardings``. See the module docstring for what is sharded.
 
     Args:
-      model, optimizer, loss, donate, compiler_options: as for
-        :class:`~jaxnets.train.Trainer`.
+      model, optimizer, loss, donate, compiler_options, epoch_kernel_layout: as for
+        :class:`~jaxnets.train.Trainer` (both epochs carry the kernels in that layout).
       mesh: from :func:`make_mesh` (default: every device on one ``'data'`` axis).
 
     Attributes:
@@ -364,8 +364,16 @@ class DataParallelTrainer(Trainer):
         mesh: Mesh | None = None,
         donate: bool = True,
         compiler_options: Mapping[str, Any] | Literal["auto"] | None = "auto",
+        epoch_kernel_layout: KernelLayout | Literal["auto"] = "auto",
     ) -> None:
-        super().__init__(model, optimizer, loss, donate=donate, compiler_options=compiler_options)
+        super().__init__(
+            model,
+            optimizer,
+            loss,
+            donate=donate,
+            compiler_options=compiler_options,
+            epoch_kernel_layout=epoch_kernel_layout,
+        )
         self.mesh = mesh if mesh is not None else make_mesh()
         self.num_shards = data_parallel_size(self.mesh)
         self.replicated = replicated_sharding(self.mesh)
@@ -555,17 +563,19 @@ class DataParallelTrainer(Trainer):
         def body(s: TrainState, idx: jax.Array) -> tuple[TrainState, jax.Array]:
             x = jax.lax.with_sharding_constraint(inputs[idx], self.batch)
             y = jax.lax.with_sharding_constraint(targets[idx], self.batch)
-            return self._step(s, x, y)
+            return self._epoch_step(s, x, y)
 
-        return jax.lax.scan(body, state, batch_idx)
+        state, losses = jax.lax.scan(body, self._to_epoch_layout(state), batch_idx)
+        return self._to_epoch_layout(state), losses
 
     def _batches_epoch(
         self, state: TrainState, xs: jax.Array, ys: jax.Array
     ) -> tuple[TrainState, jax.Array]:
         def body(s: TrainState, xy: tuple[jax.Array, jax.Array]) -> tuple[TrainState, jax.Array]:
-            return self._step(s, *xy)
+            return self._epoch_step(s, *xy)
 
-        return jax.lax.scan(body, state, (xs, ys))
+        state, losses = jax.lax.scan(body, self._to_epoch_layout(state), (xs, ys))
+        return self._to_epoch_layout(state), losses
 
 
 # ---- many hosts -----------------------------------------------------------------------------

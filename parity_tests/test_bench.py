@@ -29,6 +29,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from flax import nnx
 from jax import lax
@@ -612,6 +613,65 @@ def test_run_epoch_gathering_ahead_changes_no_result(name: str, n_steps: int) ->
             np.testing.assert_array_equal(a, b)
         else:
             np.testing.assert_allclose(a, b, rtol=tol.rtol, atol=tol.atol)
+
+
+def test_trainer_epoch_kernel_layout_argument() -> None:
+    """'auto' carries Linear kernels transposed on the CPU backend for this library's
+    optimizers only, and only for models with a kernel of 784x128 values or more (not LeNet's
+    576x120, not XOR's); an optimizer whose state is not copies of the parameters (Adafactor's
+    factored moments) is refused 'out_in' with a ValueError, as is an unknown layout."""
+    mlp = jaxnets.create_model("mlp")
+    on_cpu = jax.default_backend() == "cpu"
+    for opt in (optim.sgd(0.1, momentum=0.9), optim.adam(), optim.rmsprop(), optim.adagrad()):
+        assert optim.is_layout_free(opt)
+        assert Trainer(mlp, opt).epoch_kernel_layout == ("out_in" if on_cpu else "in_out")
+    for small in ("lenet", "xor_net", "advanced_nn"):
+        assert Trainer(jaxnets.create_model(small), optim.sgd(0.1)).epoch_kernel_layout == "in_out"
+    assert Trainer(jaxnets.create_model("two_layer_net"), optim.sgd(0.1)).epoch_kernel_layout == (
+        "out_in" if on_cpu else "in_out"
+    )  # 784x128, the smallest kernel measured faster transposed
+    foreign = optax.sgd(0.1)
+    assert not optim.is_layout_free(foreign)
+    assert not optim.is_layout_free(optax.chain(optim.sgd(0.1)))
+    assert Trainer(mlp, foreign).epoch_kernel_layout == "in_out"
+    assert Trainer(mlp, foreign, epoch_kernel_layout="out_in").epoch_kernel_layout == "out_in"
+    factored = optax.adafactor(1e-3, min_dim_size_to_factor=8)
+    assert Trainer(mlp, factored).epoch_kernel_layout == "in_out"
+    with pytest.raises(ValueError, match="not copies of the parameters"):
+        Trainer(mlp, factored, epoch_kernel_layout="out_in")
+    with pytest.raises(ValueError, match="must be 'auto', 'in_out' or 'out_in'"):
+        Trainer(mlp, optim.sgd(0.1), epoch_kernel_layout="transposed")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["advanced_nn", "lenet", "batchnorm_mlp", "mlp"])
+@pytest.mark.parametrize("n_steps", [3, 0])
+def test_run_epoch_kernel_layout_changes_results_only_by_rounding(name: str, n_steps: int) -> None:
+    """run_epoch with the Linear kernels carried transposed ('out_in') returns its state in the
+    model's layout, equal to the 'in_out' epoch's within the float32 trajectory tolerance:
+    losses, parameters, statistics and the momentum buffers (transposed back with the
+    kernels). ``advanced_nn`` has a square 50x50 kernel, whose transposition no shape check
+    would catch. With no step the state comes back bit for bit."""
+    spec = jaxnets.get_model_spec(name)
+    rng = np.random.default_rng(0)
+    x, y = spec.example_batch(24, rng)
+    x = spec.to_flax_layout(x)
+    idx = rng.permutation(24).reshape(3, 8)[:n_steps]
+    results = []
+    for layout in ("in_out", "out_in"):
+        model = jaxnets.create_model(name)
+        trainer = Trainer(model, optim.sgd(0.1, momentum=0.9), epoch_kernel_layout=layout)
+        start = trainer.init()
+        before = [np.asarray(a) for a in jax.tree.leaves(start)]
+        state, losses = trainer.run_epoch(start, x, y, idx)
+        after = [np.asarray(a) for a in jax.tree.leaves(state)]
+        if n_steps == 0:
+            for a, b in zip(before, after, strict=True):
+                np.testing.assert_array_equal(a, b)
+        results.append([np.asarray(losses), *after])
+    tol = tolerance("float32", kind="trajectory")
+    for a, b in zip(*results, strict=True):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        np.testing.assert_allclose(b, a, rtol=tol.rtol, atol=tol.atol)
 
 
 def _load_benchmark(name: str) -> Any:

@@ -176,30 +176,45 @@ def _assert_step_loop_is_scan(
     fused: TrainState,
     fused_losses: jax.Array,
 ) -> None:
-    """``step`` called once per row of ``idx`` from ``start`` reproduces ``run_epoch``
-    bit for bit: same losses, parameters, BatchNorm statistics and optimizer state. The scan
-    body is the step's computation on the same operands, and XLA:CPU emits the same
-    arithmetic for it (measured: no difference in float32 or float64).
+    """``step`` called once per row of ``idx`` from ``start`` reproduces ``run_epoch``: same
+    losses, parameters, BatchNorm statistics and optimizer state.
 
-    XLA:GPU fuses the scan body and the lone step differently, so float32 results there can
-    differ in the last bit (seen on an H100: 15 of 30 losses 1 ulp apart): on a GPU the two
-    are held to the trajectory tolerance instead."""
+    Bit for bit where the epoch carries the kernels as the model holds them
+    (``epoch_kernel_layout='in_out'``): the scan body is then the step's computation on the
+    same operands, and XLA:CPU emits the same arithmetic for it (measured: no difference in
+    float32 or float64). So the step loop is compared bit for bit with an ``'in_out'``
+    epoch of the same trainer. ``fused``, the trainer's own epoch, may carry them
+    transposed (``'out_in'``, the default on the CPU): the same products with their
+    operands swapped, whose sums XLA may order differently, so it is held to the
+    trajectory tolerance, as are all epochs on a GPU, where XLA:GPU fuses the scan body
+    and the lone step differently (seen on an H100: 15 of 30 float32 losses 1 ulp apart)."""
+    start_again = jax.tree.map(jnp.copy, start)  # step and run_epoch donate their state
     state, losses = start, []
     for i in idx:
         state, loss = trainer.step(state, inputs[i], targets[i])
         losses.append(loss)
-    pairs = [(np.asarray(fused_losses), np.array(losses))]
-    pairs += [
-        (np.asarray(a), np.asarray(b))
-        for a, b in zip(jax.tree.leaves(fused), jax.tree.leaves(state), strict=True)
-    ]
-    if backend_name() == "cpu":
-        for a, b in pairs:
+    stepped = [np.array(losses), *map(np.asarray, jax.tree.leaves(state))]
+    in_out = trainer
+    if trainer.epoch_kernel_layout != "in_out":
+        in_out = Trainer(
+            trainer._model,
+            trainer.optimizer,
+            trainer.loss_fn,
+            compiler_options=trainer.compiler_options,
+            gather_ahead=trainer.gather_ahead,
+            epoch_kernel_layout="in_out",
+        )
+    exact_state, exact_losses = in_out.run_epoch(start_again, inputs, targets, idx)
+    exact = [np.asarray(exact_losses), *map(np.asarray, jax.tree.leaves(exact_state))]
+    given = [np.asarray(fused_losses), *map(np.asarray, jax.tree.leaves(fused))]
+    tol = tolerance(str(given[0].dtype), kind="trajectory")
+    for a, b, c in zip(exact, stepped, given, strict=True):
+        if backend_name() == "cpu":
             np.testing.assert_array_equal(a, b)
-        return
-    tol = tolerance(str(pairs[0][0].dtype), kind="trajectory")
-    for a, b in pairs:
-        assert leaf_diff(a, b, rtol=tol.rtol, atol=tol.atol).ok, (a, b)
+        else:
+            assert leaf_diff(a, b, rtol=tol.rtol, atol=tol.atol).ok, (a, b)
+        assert c.shape == b.shape and c.dtype == b.dtype, (c.shape, b.shape)
+        assert leaf_diff(c, b, rtol=tol.rtol, atol=tol.atol).ok, (c, b)
 
 
 # --------------------------------------------------------------------------------------------
