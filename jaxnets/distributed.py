@@ -565,8 +565,7 @@ class DataParallelTrainer(Trainer):
             y = jax.lax.with_sharding_constraint(targets[idx], self.batch)
             return self._epoch_step(s, x, y)
 
-        state, losses = jax.lax.scan(body, self._to_epoch_layout(state), batch_idx)
-        return self._to_epoch_layout(state), losses
+        return self._scan_epoch(body, state, batch_idx)
 
     def _batches_epoch(
         self, state: TrainState, xs: jax.Array, ys: jax.Array
@@ -574,8 +573,7 @@ class DataParallelTrainer(Trainer):
         def body(s: TrainState, xy: tuple[jax.Array, jax.Array]) -> tuple[TrainState, jax.Array]:
             return self._epoch_step(s, *xy)
 
-        state, losses = jax.lax.scan(body, self._to_epoch_layout(state), (xs, ys))
-        return self._to_epoch_layout(state), losses
+        return self._scan_epoch(body, state, (xs, ys))
 
 
 # ---- many hosts -----------------------------------------------------------------------------

@@ -362,9 +362,9 @@ class Trainer:
         params: list[Any],
     ) -> KernelLayout:
         """``epoch_kernel_layout`` checked and resolved (see the class docstring)."""
-        if layout == "auto":
-            layout = default_epoch_kernel_layout(model, optimizer)
-        elif layout not in ("in_out", "out_in"):
+        if layout == "auto":  # 'out_in' only for layout-free optimizers: nothing to check
+            return default_epoch_kernel_layout(model, optimizer)
+        if layout not in ("in_out", "out_in"):
             raise ValueError(
                 f"epoch_kernel_layout must be 'auto', 'in_out' or 'out_in', got {layout!r}"
             )
@@ -401,6 +401,18 @@ class Trainer:
     ) -> tuple[TrainState, jax.Array]:
         """:meth:`_step` on a state in ``epoch_kernel_layout`` (see :meth:`_to_epoch_layout`)."""
         return self._step(state, x, y, kernels_out_in=self.epoch_kernel_layout == "out_in")
+
+    def _scan_epoch(
+        self,
+        body: Callable[[TrainState, Any], tuple[TrainState, jax.Array]],
+        state: TrainState,
+        xs: Any,
+    ) -> tuple[TrainState, jax.Array]:
+        """``jax.lax.scan(body, state, xs)`` with ``state`` carried in ``epoch_kernel_layout``
+        (``body`` takes and returns it so, e.g. through :meth:`_epoch_step`) and returned in
+        the model's layout."""
+        state, losses = jax.lax.scan(body, self._to_epoch_layout(state), xs)
+        return self._to_epoch_layout(state), losses
 
     # ---- the pure functions under jit ----------------------------------------------------
 
@@ -464,7 +476,6 @@ class Trainer:
         carries the kernels in ``self.epoch_kernel_layout``.
         """
         steps = batch_idx.shape[0]
-        state = self._to_epoch_layout(state)
         if self.gather_ahead and steps > 0:
 
             def ahead(
@@ -476,15 +487,14 @@ class Trainer:
                 return (s, inputs[nxt], targets[nxt]), loss
 
             first = batch_idx[0]
-            start = (state, inputs[first], targets[first])
+            start = (self._to_epoch_layout(state), inputs[first], targets[first])
             (state, _, _), losses = jax.lax.scan(ahead, start, jnp.arange(steps))
             return self._to_epoch_layout(state), losses
 
         def body(s: TrainState, idx: jax.Array) -> tuple[TrainState, jax.Array]:
             return self._epoch_step(s, inputs[idx], targets[idx])
 
-        state, losses = jax.lax.scan(body, state, batch_idx)
-        return self._to_epoch_layout(state), losses
+        return self._scan_epoch(body, state, batch_idx)
 
     def predict(self, state: TrainState, x: jax.Array) -> jax.Array:
         """Eval-mode model outputs for ``x`` (jitted), e.g. ``(N, 10)`` logits.
