@@ -25,6 +25,7 @@ from __future__ import annotations
 import gc
 import math
 import os
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -248,6 +249,12 @@ def _elementwise_products(jaxpr: jcore.Jaxpr) -> int:
     return total
 
 
+# The name under which jaxnets.layers.conv2d_max_pool2d jits its product (and JAX names its
+# gradients, jvp(...)/transpose(...) of it): the plain convolution's multiply-adds, then the
+# product's.
+_POOLED_CONV = re.compile(r"_pooled_conv_dot_(\d+)_(\d+)")
+
+
 def _jaxpr_flops(jaxpr: jcore.Jaxpr) -> int:
     total = 0
     for eqn in jaxpr.eqns:
@@ -255,6 +262,13 @@ def _jaxpr_flops(jaxpr: jcore.Jaxpr) -> int:
         if name in ("jit", "pjit") and "_elementwise_dot" in str(eqn.params.get("name", "")):
             inner = eqn.params["jaxpr"]
             total += 2 * _elementwise_products(getattr(inner, "jaxpr", inner))
+            continue
+        pooled = _POOLED_CONV.search(str(eqn.params.get("name", "")))
+        if name in ("jit", "pjit") and pooled:
+            # conv2d_max_pool2d's product, or its gradient: count the plain convolution's work
+            inner = eqn.params["jaxpr"]
+            nominal, computed = int(pooled[1]), int(pooled[2])
+            total += _jaxpr_flops(getattr(inner, "jaxpr", inner)) * nominal // computed
             continue
         if name == "dot_general":
             (lhs_contract, _), _ = eqn.params["dimension_numbers"]

@@ -48,7 +48,16 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-__all__ = ["Intercept", "Record", "Trace", "capture", "intercept", "module_name", "trace"]
+__all__ = [
+    "Intercept",
+    "Record",
+    "Trace",
+    "capture",
+    "intercept",
+    "is_intercepted",
+    "module_name",
+    "trace",
+]
 
 
 def module_name(path: tuple[Any, ...]) -> str:
@@ -155,6 +164,13 @@ def _public_methods(cls: type) -> dict[str, Callable[..., Any]]:
                 continue
             found[attr] = getattr(cls, attr)
     return found
+
+
+def is_intercepted(module: object) -> bool:
+    """Whether ``module`` is being recorded by an :func:`intercept` block. Code that could
+    compute a module's output without calling it (:func:`jaxnets.layers.conv2d_max_pool2d`)
+    calls it instead, so the record has the module's output."""
+    return getattr(type(module), "_jaxnets_intercepts", None) is not None
 
 
 def _wrapped_class(cls: type) -> type:

@@ -22,6 +22,7 @@ Images are NHWC inside Flax.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
@@ -30,6 +31,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 from jax import lax
+
+from jaxnets import intercept
 
 __all__ = [
     "ACTIVATIONS",
@@ -527,3 +530,172 @@ class BatchNorm1d(nnx.BatchNorm):
             y = y + self.bias[...]
         dtype = self.dtype if self.dtype is not None else jnp.result_type(x.dtype, self.param_dtype)
         return y.astype(dtype)
+
+
+def _pair(v: Any) -> tuple[int, int] | None:
+    """``v`` as a pair of ints (an int is both), or None if it is neither."""
+    if v is None:
+        return (1, 1)
+    if isinstance(v, int):
+        return (v, v)
+    try:
+        a, b = v
+    except (TypeError, ValueError):
+        return None
+    return (a, b) if isinstance(a, int) and isinstance(b, int) else None
+
+
+def _explicit_padding(padding: Any) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """``nnx.Conv``'s padding as ``((top, bottom), (left, right))``, or None for the modes
+    (``'SAME'``, ``'CIRCULAR'``, ...) the fused path leaves to ``nnx.Conv``."""
+    if isinstance(padding, str):
+        return ((0, 0), (0, 0)) if padding.upper() == "VALID" else None
+    if isinstance(padding, int):
+        return ((padding, padding), (padding, padding))
+    try:
+        pairs = tuple(_pair(p) for p in padding)
+    except TypeError:
+        return None
+    if len(pairs) != 2 or any(p is None for p in pairs):
+        return None
+    return pairs  # type: ignore[return-value]
+
+
+def _fusable_conv_pool(conv: nnx.Module, x: jax.Array, k: int) -> bool:
+    """Whether :func:`conv2d_max_pool2d` can compute ``max_pool2d(conv(x), k)`` as one
+    product: a stride-1 2-D ``nnx.Conv`` computed by im2col on NHWC input, with nothing
+    (dilation, groups, a mask, explicit sharding) that the im2col product does not do."""
+    if not isinstance(conv, nnx.Conv) or len(conv.kernel_size) != 2 or x.ndim != 4:
+        return False
+    if intercept.is_intercepted(conv):  # jaxnets.explain records the convolution's output
+        return False
+    im2col = conv.conv_general_dilated is conv2d_im2col or (
+        conv.conv_general_dilated is _conv_auto and jax.default_backend() == "cpu"
+    )
+    pad = _explicit_padding(conv.padding)
+    if not im2col or pad is None or not isinstance(k, int) or k < 1:
+        return False
+    (pt, pb), (pl, pr) = pad
+    kh, kw = conv.kernel_size
+    return (
+        all(_pair(v) == (1, 1) for v in (conv.strides, conv.input_dilation, conv.kernel_dilation))
+        and conv.feature_group_count == 1
+        and conv.mask is None
+        and getattr(conv, "preferred_element_type", None) is None
+        and x.shape[-1] == conv.in_features
+        and x.shape[1] + pt + pb - kh + 1 >= k
+        and x.shape[2] + pl + pr - kw + 1 >= k
+    )
+
+
+_POOLED_CONV_DOT = "_pooled_conv_dot"
+
+
+@functools.cache
+def _pooled_conv_dot(
+    nominal: int, computed: int, channels_first: bool, precision: Any
+) -> Callable[[jax.Array, jax.Array], jax.Array]:
+    """The product of :func:`conv2d_max_pool2d`, jitted under a name that carries
+    ``nominal / computed``: the multiply-adds of the plain convolution (all its output
+    positions, each over the kernel's taps) over those of this product (the positions the
+    pooling keeps, each over the window's taps, the kernel's and the zeros around them).
+    :func:`jaxnets.bench.matmul_flops` scales the products it finds under this name (and
+    their gradients) by that ratio, so the work counted is the model's, whatever the
+    formulation. XLA inlines the call."""
+
+    def product(patches: jax.Array, weights: jax.Array) -> jax.Array:
+        if channels_first:  # weights (K, O'), patches (K, M) -> (O', M)
+            dims = (((0,), (0,)), ((), ()))
+            return lax.dot_general(weights, patches, dims, precision=precision)
+        dims = (((1,), (0,)), ((), ()))  # patches (M, K), weights (K, O') -> (M, O')
+        return lax.dot_general(patches, weights, dims, precision=precision)
+
+    product.__name__ = f"{_POOLED_CONV_DOT}_{nominal}_{computed}"
+    return jax.jit(product)
+
+
+def conv2d_max_pool2d(conv: nnx.Module, x: jax.Array, kernel_size: int = 2) -> jax.Array:
+    """``max_pool2d(conv(x), kernel_size)`` for an ``nnx.Conv`` from :func:`Conv2d`, computed
+    as one matrix product whose output holds each pooling window's convolution outputs.
+
+    ``x (N, H, W, C)`` gives ``(N, H' // k, W' // k, O)``, ``H' x W'`` being the
+    convolution's output size. Each output is the sum of the same products as in the
+    composition, taps in the same order, with products by zero weights in between (which
+    change no sum); the gradients are the same sums in another order. Values and gradients
+    agree within rounding (the parity suite checks LeNet against torch).
+
+    How: a ``k x k`` pooling window covers ``k x k`` convolution outputs, which together read
+    a ``(kH + k - 1) x (kW + k - 1)`` window of the input. Those windows (stride ``k``) are
+    the patches, one row per pooled output (only the convolution outputs the floor-mode
+    pooling keeps are computed), and the weights are the kernel placed at each of the
+    ``k x k`` offsets of the window, zeros elsewhere: ``(window, k*k*O)``. The product gives
+    the ``k*k`` convolution outputs of each pooling window side by side, and the pooling is
+    an elementwise maximum over ``k*k`` contiguous blocks. For LeNet's conv1 (3x3, pooled
+    2x2) that is 16 taps instead of 9, but patches of a quarter as many positions (a 16-row
+    matrix instead of a 9-row one four times as long), no reshuffling of the output for the
+    pooling and a gradient that is an elementwise select, no scatter: XLA:CPU ran LeNet's
+    training step 1.5x as fast at batch 256 (``benchmarks/step_profile.py``, README).
+    The bias is added after the maximum (the same value: adding a constant does not change
+    which element is largest, and rounding is monotone).
+
+    Gradients: where a window holds its maximum more than once, JAX splits the gradient
+    among the tied values (as :func:`max_pool2d`). Since ``relu`` and ``max`` commute,
+    ``relu(conv2d_max_pool2d(conv, x))`` is ``max_pool2d(relu(conv(x)))``.
+
+    Falls back to ``max_pool2d(conv(x), kernel_size)`` where the fused form does not apply:
+    a convolution that is not im2col (``impl='xla'``, or ``'auto'`` off the CPU), a stride,
+    dilation, groups, a mask, string padding other than ``'VALID'``, input that is not
+    4-D NHWC, or a convolution being recorded by :func:`jaxnets.intercept.intercept` (as
+    ``jaxnets explain`` does, which then sees the convolution's own output).
+    """
+    k = kernel_size
+    if not _fusable_conv_pool(conv, x, k):
+        return max_pool2d(conv(x), k)
+    kernel = conv.kernel[...]
+    bias = conv.bias[...] if conv.bias is not None else None
+    dtype = conv.dtype or jnp.result_type(x, kernel, *(() if bias is None else (bias,)))
+    x, kernel = x.astype(dtype), kernel.astype(dtype)
+    (pt, pb), (pl, pr) = _explicit_padding(conv.padding)  # type: ignore[misc]
+    if pt or pb or pl or pr:
+        x = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+    n, h, w, c = x.shape
+    kh, kw, _, o = kernel.shape
+    hf, wf = h - kh + 1, w - kw + 1  # the convolution's output size
+    ho, wo = hf // k, wf // k
+    wa, wb = kh + k - 1, kw + k - 1  # the input window under one pooling window
+    m = n * ho * wo
+    # The kernel at each offset (di, dj) of the pooling window: (wa, wb, C, k*k, O).
+    weights = jnp.stack(
+        [
+            jnp.pad(kernel, ((di, k - 1 - di), (dj, k - 1 - dj), (0, 0), (0, 0)))
+            for di in range(k)
+            for dj in range(k)
+        ],
+        axis=3,
+    ).reshape(wa * wb * c, k * k * o)
+    product = _pooled_conv_dot(
+        n * hf * wf * kh * kw * c * o, m * wa * wb * c * k * k * o, c == 1, conv.precision
+    )
+
+    def window(a: int, b: int) -> jax.Array:  # x[:, a::k, b::k, :] cropped: (N, ho, wo, C)
+        end = (n, a + (ho - 1) * k + 1, b + (wo - 1) * k + 1, c)
+        return lax.slice(x, (0, a, b, 0), end, (1, k, k, 1))
+
+    # As in conv2d_im2col: nested joins of at most 8 operands, which XLA:CPU fuses with the
+    # slices into one loop.
+    if c == 1:
+        # One input channel: taps as rows, (wa*wb, M), and the product (k*k*O, M), whose
+        # k*k blocks of O rows are the offsets; the result is moved to NHWC by a transpose
+        # that XLA fuses into the consumer.
+        patches = jnp.stack([jnp.stack([window(a, b) for b in range(wb)]) for a in range(wa)])
+        z = product(patches.reshape(wa * wb, m), weights).reshape(k * k, o, m)
+        y = z.max(axis=0)
+        if bias is not None:
+            y = y + bias.astype(dtype)[:, None]
+        return y.reshape(o, n, ho, wo).transpose(1, 2, 3, 0)
+    rows = [jnp.concatenate([window(a, b) for b in range(wb)], axis=-1) for a in range(wa)]
+    patches = jnp.stack(rows, axis=3).reshape(m, wa * wb * c)  # (a, b, c) order, as weights
+    y = product(patches, weights).reshape(m, k * k, o).max(axis=1)
+    if bias is not None:
+        y = y + bias.astype(dtype)
+    return y.reshape(n, ho, wo, o)

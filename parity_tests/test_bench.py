@@ -36,7 +36,7 @@ from jax import lax
 
 import jaxnets
 from jaxnets import bench as jbench
-from jaxnets import layers, optim, train
+from jaxnets import intercept, layers, optim, train
 from jaxnets.tolerances import tolerance
 from jaxnets.train import Trainer, default_compiler_options
 
@@ -121,6 +121,101 @@ def test_conv2d_impls_share_parameters_and_agree(np_rng: np.random.Generator) ->
         assert err <= tol.atol + tol.rtol * float(jnp.max(jnp.abs(ref))), (impl, err)
     with pytest.raises(ValueError, match="impl must be"):
         layers.Conv2d(3, 4, 3, rngs=nnx.Rngs(0), impl="fast")  # type: ignore[arg-type]
+
+
+POOL_CASES = [
+    # (N, H, W, C), out channels, kernel, padding, pool, bias
+    pytest.param((2, 12, 12, 1), 3, 3, 0, 2, True, id="lenet-conv1-like"),
+    pytest.param((2, 9, 9, 3), 4, 3, 0, 2, True, id="lenet-conv2-like-odd-output"),
+    pytest.param((3, 11, 10, 3), 4, (3, 2), 1, 3, False, id="rect-pad-pool3-no-bias"),
+    pytest.param((1, 7, 9, 1), 2, (2, 3), (1, 2), 2, True, id="1ch-rect-pad"),
+    pytest.param((2, 5, 5, 2), 3, 5, 0, 1, True, id="pool1-kernel-fills-input"),
+]
+
+
+@pytest.mark.parametrize(("xs", "out", "ks", "pad", "pool", "bias"), POOL_CASES)
+def test_conv2d_max_pool2d_equals_conv_then_pool(
+    xs: tuple, out: int, ks: Any, pad: Any, pool: int, bias: bool, np_rng: np.random.Generator
+) -> None:
+    """The fused convolution and pooling: the composition's value and gradients w.r.t.
+    input, kernel and bias, in float64 at the eval tolerance (a window or offset out of
+    place would be O(1) off), with floor-mode cropping, padding, pools of 1-3."""
+    conv = layers.Conv2d(
+        xs[-1], out, ks, padding=pad, bias=bias, rngs=nnx.Rngs(0), param_dtype=jnp.float64,
+        impl="im2col",
+    )  # fmt: skip
+    x = jnp.asarray(np_rng.standard_normal(xs))
+
+    def fused(c: nnx.Conv, x: jax.Array) -> jax.Array:
+        return jnp.sum(jnp.sin(layers.conv2d_max_pool2d(c, x, pool)))
+
+    def ref(c: nnx.Conv, x: jax.Array) -> jax.Array:
+        return jnp.sum(jnp.sin(layers.max_pool2d(c(x), pool)))
+
+    y, y_ref = layers.conv2d_max_pool2d(conv, x, pool), layers.max_pool2d(conv(x), pool)
+    assert y.shape == y_ref.shape and y.dtype == jnp.float64
+    grads = nnx.grad(fused, argnums=(0, 1))(conv, x)
+    grads_ref = nnx.grad(ref, argnums=(0, 1))(conv, x)
+    tol = tolerance(jnp.float64, kind="eval")
+    pairs = [(y, y_ref), *zip(jax.tree.leaves(grads), jax.tree.leaves(grads_ref), strict=True)]
+    assert len(pairs) == (4 if bias else 3)
+    for a, b in pairs:
+        err = float(jnp.max(jnp.abs(a - b)))
+        assert err <= tol.atol + tol.rtol * float(jnp.max(jnp.abs(b))), err
+
+
+def test_conv2d_max_pool2d_takes_the_fused_product_only_where_it_applies(
+    np_rng: np.random.Generator,
+) -> None:
+    """The fused product (found by its jitted name) for an im2col convolution; the plain
+    composition, bit for bit, for lax.conv, a stride, 'SAME' padding, and a convolution
+    being recorded by intercept (whose record must hold the convolution's output)."""
+    x = jnp.asarray(np_rng.standard_normal((2, 10, 10, 2)), jnp.float32)
+
+    def fused_names(c: nnx.Conv) -> bool:
+        jaxpr = jax.make_jaxpr(lambda x: layers.conv2d_max_pool2d(c, x, 2))(x)
+        return "_pooled_conv_dot" in str(jaxpr)
+
+    assert fused_names(layers.Conv2d(2, 3, 3, rngs=nnx.Rngs(0), impl="im2col"))
+    others = [
+        layers.Conv2d(2, 3, 3, rngs=nnx.Rngs(0), impl="xla"),
+        layers.Conv2d(2, 3, 3, stride=2, rngs=nnx.Rngs(0), impl="im2col"),
+        nnx.Conv(2, 3, (3, 3), padding="SAME", rngs=nnx.Rngs(0)),
+    ]
+    for conv in others:
+        assert not fused_names(conv)
+        np.testing.assert_array_equal(
+            layers.conv2d_max_pool2d(conv, x, 2), layers.max_pool2d(conv(x), 2)
+        )
+    conv = layers.Conv2d(2, 3, 3, rngs=nnx.Rngs(0), impl="im2col")
+    with intercept.intercept(conv) as rec:
+        layers.conv2d_max_pool2d(conv, x, 2)
+    assert [r.name for r in rec.records] == [""]  # the convolution itself, called
+    np.testing.assert_array_equal(rec.records[0].output, conv(x))
+
+
+def test_lenet_flops_count_the_plain_convolutions() -> None:
+    """LeNet's fused convolution-and-pooling products count the plain convolutions' work
+    (every output position, the kernel's taps), as with impl='xla'."""
+    from jaxnets.models.lenet import LeNet
+
+    counts = []
+    for impl in ("im2col", "xla"):
+        model = LeNet(rngs=nnx.Rngs(0))
+        for name in ("conv1", "conv2"):
+            old = getattr(model, name)
+            cin, cout = old.in_features, old.out_features
+            setattr(model, name, layers.Conv2d(cin, cout, 3, rngs=nnx.Rngs(0), impl=impl))
+        graph, params = nnx.split(model)
+
+        def loss(p: Any, graph: Any = graph) -> jax.Array:
+            return jnp.sum(nnx.merge(graph, p)(jnp.ones((2, 32, 32, 1), jnp.float32)))
+
+        counts.append(jbench.matmul_flops(jax.grad(loss), params))
+    macs = 30 * 30 * 6 * 9, 13 * 13 * 16 * 54, 576 * 120, 120 * 84, 84 * 10
+    # batch 2 x 2 FLOP per multiply-add x (forward and weight gradient of every layer, input
+    # gradient of all but conv1)
+    assert counts == [2 * 2 * (3 * sum(macs) - macs[0])] * 2
 
 
 # --------------------------------------------------------------------------------------------
