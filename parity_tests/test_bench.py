@@ -785,6 +785,17 @@ def _load_benchmark(name: str) -> Any:
     return module
 
 
+def test_conv_pool_script_runs(capsys) -> None:
+    """``benchmarks/conv_pool.py`` (the README's figures for LeNet's fused convolution and
+    pooling) times both forms of the same LeNet, jitted steps and scan, one line each."""
+    module = _load_benchmark("conv_pool")
+    assert module.main(["--batch-size", "2", "--steps", "2", "--repeats", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [ln.split(maxsplit=3)[3] for ln in lines[2:]] == ["2, jax_jit", "2, jax_scan"]
+    for ln in lines[2:]:
+        assert all(float(v) > 0 for v in ln.split()[:3])
+
+
 def test_mlp_products_script_runs(capsys) -> None:
     """``benchmarks/mlp_products.py`` (the README's bound on the MLP's step) runs and reports
     both products and their sum, with torch's same products beside them (torch is installed
