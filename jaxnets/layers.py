@@ -564,7 +564,7 @@ def _explicit_padding(padding: Any) -> tuple[tuple[int, int], tuple[int, int]] |
 def _fusable_conv_pool(conv: nnx.Module, x: jax.Array, k: int) -> bool:
     """Whether :func:`conv2d_max_pool2d` can compute ``max_pool2d(conv(x), k)`` as one
     product: a stride-1 2-D ``nnx.Conv`` computed by im2col on NHWC input, with nothing
-    (dilation, groups, a mask, explicit sharding) that the im2col product does not do."""
+    (dilation, groups, a mask, another output dtype) that the im2col product does not do."""
     if not isinstance(conv, nnx.Conv) or len(conv.kernel_size) != 2 or x.ndim != 4:
         return False
     if intercept.is_intercepted(conv):  # jaxnets.explain records the convolution's output
@@ -573,7 +573,7 @@ def _fusable_conv_pool(conv: nnx.Module, x: jax.Array, k: int) -> bool:
         conv.conv_general_dilated is _conv_auto and jax.default_backend() == "cpu"
     )
     pad = _explicit_padding(conv.padding)
-    if not im2col or pad is None or not isinstance(k, int) or k < 1:
+    if not im2col or pad is None:
         return False
     (pt, pb), (pl, pr) = pad
     kh, kw = conv.kernel_size
@@ -692,8 +692,9 @@ def conv2d_max_pool2d(conv: nnx.Module, x: jax.Array, kernel_size: int = 2) -> j
     an elementwise maximum over ``k*k`` contiguous blocks. For LeNet's conv1 (3x3, pooled
     2x2) that is 16 taps instead of 9, but patches of a quarter as many positions (a 16-row
     matrix instead of a 9-row one four times as long), no reshuffling of the output for the
-    pooling and a gradient that is an elementwise select, no scatter: XLA:CPU ran LeNet's
-    training step 1.5x as fast at batch 256 (``benchmarks/step_profile.py``, README).
+    pooling and a gradient that is an elementwise select, no scatter: with the patches' own
+    gradient (``_pool_windows``) XLA:CPU ran LeNet's training step 1.54x as fast at batch 64
+    and 1.65x at batch 256 (``benchmarks/conv_pool.py``).
     The bias is added after the maximum (the same value: adding a constant does not change
     which element is largest, and rounding is monotone).
 
@@ -708,6 +709,11 @@ def conv2d_max_pool2d(conv: nnx.Module, x: jax.Array, kernel_size: int = 2) -> j
     ``jaxnets explain`` does, which then sees the convolution's own output).
     """
     k = kernel_size
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(
+            f"conv2d_max_pool2d: kernel_size must be a positive int (the pooling window and "
+            f"stride), got {k!r}"
+        )
     if not _fusable_conv_pool(conv, x, k):
         return max_pool2d(conv(x), k)
     kernel = conv.kernel[...]

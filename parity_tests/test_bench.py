@@ -191,6 +191,9 @@ def test_conv2d_max_pool2d_takes_the_fused_product_only_where_it_applies(
     with intercept.intercept(conv) as rec:
         layers.conv2d_max_pool2d(conv, x, 2)
     assert [r.name for r in rec.records] == [""]  # the convolution itself, called
+    for bad in (0, 2.0, (2, 2)):
+        with pytest.raises(ValueError, match="kernel_size must be a positive int"):
+            layers.conv2d_max_pool2d(conv, x, bad)  # type: ignore[arg-type]
     np.testing.assert_array_equal(rec.records[0].output, conv(x))
 
 
