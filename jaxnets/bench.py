@@ -37,6 +37,7 @@ import jax.extend.core as jcore
 import jax.numpy as jnp
 import numpy as np
 
+from jaxnets import layers
 from jaxnets.testing import leaf_diff
 from jaxnets.tolerances import tolerance
 
@@ -252,7 +253,7 @@ def _elementwise_products(jaxpr: jcore.Jaxpr) -> int:
 # The name under which jaxnets.layers.conv2d_max_pool2d jits its product (and JAX names its
 # gradients, jvp(...)/transpose(...) of it): the plain convolution's multiply-adds, then the
 # product's.
-_POOLED_CONV = re.compile(r"_pooled_conv_dot_(\d+)_(\d+)")
+_POOLED_CONV = re.compile(rf"{layers._POOLED_CONV_DOT}_(\d+)_(\d+)")
 
 
 def _jaxpr_flops(jaxpr: jcore.Jaxpr) -> int:

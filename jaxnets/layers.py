@@ -302,6 +302,44 @@ def _is_nhwc_hwio(dimension_numbers: Any, lhs: jax.Array, rhs: jax.Array) -> boo
     return given == nhwc
 
 
+def _windows(
+    x: jax.Array, kh: int, kw: int, strides: tuple[int, int], ho: int, wo: int
+) -> list[list[jax.Array]]:
+    """The ``kh x kw`` shifted, strided windows of NHWC ``x``: ``windows[i][j]`` is
+    ``x[:, i::sh, j::sw, :]`` cropped to ``(N, ho, wo, C)``, the input each kernel tap
+    ``(i, j)`` of a convolution with these strides reads."""
+    n, _, _, c = x.shape
+    sh, sw = strides
+    return [
+        [
+            lax.slice(x, (0, i, j, 0), (n, i + (ho - 1) * sh + 1, j + (wo - 1) * sw + 1, c),
+                      (1, sh, sw, 1))
+            for j in range(kw)
+        ]
+        for i in range(kh)
+    ]  # fmt: skip
+
+
+# The windows are joined one kernel row at a time, then the rows: XLA:CPU fuses a
+# concatenate of at most 8 operands with the slices that feed it into one loop
+# (kMaxConcatenateArguments in its cpu_instruction_fusion.cc), where a 3x3 kernel's 9
+# windows in one concatenate were 9 slice kernels and a copy. LeNet's batch-1 inference
+# (in-process A/B, jax 0.10.2): 31-32 -> 27-28 us; its jitted step at batch 64 3.2 ->
+# 2.9 ms. Same values in the same order, so the output is bit for bit the same.
+
+
+def _taps_major_patches(windows: list[list[jax.Array]]) -> jax.Array:
+    """:func:`_windows` stacked on leading axes: ``(kh, kw, N, ho, wo, C)``."""
+    return jnp.stack([jnp.stack(row) for row in windows])
+
+
+def _channels_last_patches(windows: list[list[jax.Array]]) -> jax.Array:
+    """:func:`_windows` joined along the channels a row at a time, the rows then stacked on
+    a new axis (not one more concatenate, which XLA would merge with the rows' into one
+    again): ``(N, ho, wo, kh, kw*C)``, taps in ``(i, j, c)`` order once flattened."""
+    return jnp.stack([jnp.concatenate(row, axis=-1) for row in windows], axis=3)
+
+
 def conv2d_im2col(
     lhs: jax.Array,
     rhs: jax.Array,
@@ -368,20 +406,7 @@ def conv2d_im2col(
             f"Conv2d: the {kh}x{kw} kernel does not fit the padded input of size {h}x{w}; "
             "use a larger input or more padding"
         )
-    windows = [
-        [
-            lax.slice(lhs, (0, i, j, 0), (n, i + (ho - 1) * sh + 1, j + (wo - 1) * sw + 1, c),
-                      (1, sh, sw, 1))
-            for j in range(kw)
-        ]
-        for i in range(kh)
-    ]  # fmt: skip
-    # The windows are joined one kernel row at a time, then the rows: XLA:CPU fuses a
-    # concatenate of at most 8 operands with the slices that feed it into one loop
-    # (kMaxConcatenateArguments in its cpu_instruction_fusion.cc), where a 3x3 kernel's 9
-    # windows in one concatenate were 9 slice kernels and a copy. LeNet's batch-1 inference
-    # (in-process A/B, jax 0.10.2): 31-32 -> 27-28 us; its jitted step at batch 64 3.2 ->
-    # 2.9 ms. Same values in the same order, so the output is bit for bit the same.
+    windows = _windows(lhs, kh, kw, (sh, sw), ho, wo)
     if c == 1:
         # One input channel (LeNet's conv1): the windows stacked on leading axes make
         # patches (kH*kW, N*H'*W') and W^T @ patches gives (O, N*H'*W'), moved to NHWC by a
@@ -392,7 +417,7 @@ def conv2d_im2col(
         # step (in-process A/B, jax 0.10.2) ran 7.0 -> 6.2 ms at batch 64, 26.6 -> 24.1 ms at
         # batch 256, batch-1 inference 122 -> 108 us. With more channels (conv2) the same
         # layout gained nothing (6.94 vs 6.96 ms).
-        patches = jnp.stack([jnp.stack(row) for row in windows])
+        patches = _taps_major_patches(windows)
         out = lax.dot_general(
             rhs.reshape(kh * kw, o),
             patches.reshape(kh * kw, n * ho * wo),
@@ -401,10 +426,7 @@ def conv2d_im2col(
             preferred_element_type=preferred_element_type,
         )
         return out.reshape(o, n, ho, wo).transpose(1, 2, 3, 0)
-    rows = [jnp.concatenate(row, axis=-1) for row in windows]  # (N, H', W', kW*C) each
-    # (N, H', W', kH, kW*C) -> (N, H', W', kH*kW*C): a stack on a new axis, not one more
-    # concatenate on the channels, which XLA would merge with the rows' into one again.
-    patches = jnp.stack(rows, axis=3).reshape(n, ho, wo, kh * kw * c)
+    patches = _channels_last_patches(windows).reshape(n, ho, wo, kh * kw * c)
     return lax.dot_general(
         patches,
         rhs.reshape(kh * kw * c, o),
@@ -588,21 +610,13 @@ def _fusable_conv_pool(conv: nnx.Module, x: jax.Array, k: int) -> bool:
     )
 
 
-def _window(x: jax.Array, a: int, b: int, k: int, ho: int, wo: int) -> jax.Array:
-    """``x[:, a::k, b::k, :]`` cropped to ``(N, ho, wo, C)``."""
-    n, _, _, c = x.shape
-    return lax.slice(
-        x, (0, a, b, 0), (n, a + (ho - 1) * k + 1, b + (wo - 1) * k + 1, c), (1, k, k, 1)
-    )
-
-
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4, 5))
 def _pool_windows(x: jax.Array, k: int, wa: int, wb: int, ho: int, wo: int) -> jax.Array:
     """The ``wa x wb`` windows of NHWC ``x`` at stride ``k``: ``(N, ho, wo, wa, wb, C)``.
 
-    Window ``(p, q)`` holds ``x[:, k*p : k*p + wa, k*q : k*q + wb, :]``. Built from the
-    ``wa*wb`` strided slices, joined a row at a time (see :func:`conv2d_im2col`). It has a
-    gradient of its own: JAX's is a sum of ``wa*wb`` slices padded with ``k - 1`` zeros
+    Window ``(p, q)`` holds ``x[:, k*p : k*p + wa, k*q : k*q + wb, :]``: the channels-last
+    im2col patches of a ``wa x wb`` kernel at stride ``k`` (:func:`_channels_last_patches`).
+    It has a gradient of its own: JAX's is a sum of ``wa*wb`` slices padded with ``k - 1`` zeros
     between values, one loop in XLA:CPU that took 0.84 ms of LeNet's 5.9 ms step at batch
     256 (``benchmarks/step_profile.py --scan``). This one splits the input's rows and
     columns by their remainder mod ``k``: each remainder class is a sum of
@@ -611,12 +625,9 @@ def _pool_windows(x: jax.Array, k: int, wa: int, wb: int, ho: int, wo: int) -> j
     1.09-1.13x as fast at batch 64 and 256 (in-process A/B). The same sums, so the same
     gradient up to the order of the additions.
     """
-    rows = [
-        jnp.concatenate([_window(x, a, b, k, ho, wo) for b in range(wb)], axis=-1)
-        for a in range(wa)
-    ]
     n, c = x.shape[0], x.shape[-1]
-    return jnp.stack(rows, axis=3).reshape(n, ho, wo, wa, wb, c)
+    windows = _windows(x, wa, wb, (k, k), ho, wo)
+    return _channels_last_patches(windows).reshape(n, ho, wo, wa, wb, c)
 
 
 def _pool_windows_fwd(
@@ -742,15 +753,11 @@ def conv2d_max_pool2d(conv: nnx.Module, x: jax.Array, kernel_size: int = 2) -> j
         n * hf * wf * kh * kw * c * o, m * wa * wb * c * k * k * o, c == 1, conv.precision
     )
 
-    # As in conv2d_im2col: nested joins of at most 8 operands, which XLA:CPU fuses with the
-    # slices into one loop.
     if c == 1:
-        # One input channel: taps as rows, (wa*wb, M), and the product (k*k*O, M), whose
-        # k*k blocks of O rows are the offsets; the result is moved to NHWC by a transpose
-        # that XLA fuses into the consumer.
-        patches = jnp.stack(
-            [jnp.stack([_window(x, a, b, k, ho, wo) for b in range(wb)]) for a in range(wa)]
-        )
+        # One input channel, as in conv2d_im2col: taps as rows, (wa*wb, M), and the product
+        # (k*k*O, M), whose k*k blocks of O rows are the offsets; the result is moved to NHWC
+        # by a transpose that XLA fuses into the consumer.
+        patches = _taps_major_patches(_windows(x, wa, wb, (k, k), ho, wo))
         z = product(patches.reshape(wa * wb, m), weights).reshape(k * k, o, m)
         y = z.max(axis=0)
         if bias is not None:
