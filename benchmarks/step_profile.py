@@ -273,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         xa, ya = jnp.asarray(spec.to_flax_layout(x)), jnp.asarray(y)
         idx = jnp.asarray(rng.permutation(n).reshape(args.steps, args.batch_size))
         # The executable that is timed and profiled is the one whose HLO names the events.
-        epoch = trainer.run_epoch.lower(state, xa, ya, idx).compile()
+        epoch = trainer.jit_epoch.lower(state, xa, ya, idx).compile()
         hlo = parse_hlo(epoch.as_text())
 
         def run_steps() -> None:

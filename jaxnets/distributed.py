@@ -65,7 +65,7 @@ from flax import nnx
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxnets.train import KernelLayout, LossFn, Trainer, TrainState
+from jaxnets.train import KernelLayout, LossFn, Trainer, TrainState, check_epoch_args
 
 __all__ = [
     "DATA_AXIS",
@@ -480,16 +480,8 @@ class DataParallelTrainer(Trainer):
         ``inputs`` ``(N, ...)`` and ``targets`` ``(N, ...)`` are replicated (place them once
         with :meth:`replicate`), ``batch_idx`` ``(steps, B)`` is split along ``B``. Returns
         the final state and the ``(steps,)`` losses, replicated."""
-        if np.ndim(batch_idx) != 2:
-            raise ValueError(
-                f"batch_idx must have shape (steps, batch_size), got {np.shape(batch_idx)}; "
-                f"jaxnets.data.epoch_batches gives it"
-            )
+        check_epoch_args(inputs, targets, batch_idx)
         check_global_batch(np.shape(batch_idx)[1], self.mesh)
-        if _leading_dim(inputs, "inputs") != _leading_dim(targets, "targets"):
-            raise ValueError(
-                f"inputs and targets differ in length: {np.shape(inputs)} vs {np.shape(targets)}"
-            )
         return self.jit_epoch(
             self._state(state),
             self._replicated_data("inputs", inputs),

@@ -55,6 +55,7 @@ __all__ = [
     "LossFn",
     "TrainState",
     "Trainer",
+    "check_epoch_args",
     "default_compiler_options",
     "default_epoch_kernel_layout",
     "default_gather_ahead",
@@ -227,6 +228,99 @@ def default_epoch_kernel_layout(
     return "out_in" if max(sizes, default=0) >= _OUT_IN_MIN_KERNEL else "in_out"
 
 
+def _check_optimizer(optimizer: Any) -> None:
+    """``TypeError`` unless ``optimizer`` is an optax transformation (``init``/``update``)."""
+    if hasattr(optimizer, "init") and hasattr(optimizer, "update"):
+        return
+    hint = (
+        f"; {getattr(optimizer, '__name__', 'it')} builds one: call it, e.g. optim.sgd(lr=0.01)"
+        if callable(optimizer)
+        else ", e.g. jaxnets.optim.sgd(lr=0.01) or optax.adam(1e-3)"
+    )
+    raise TypeError(f"optimizer must be an optax.GradientTransformation, got {optimizer!r}{hint}")
+
+
+def _check_same_arrays(want: Any, got: Any) -> None:
+    """``ValueError`` unless the two ``nnx.State`` trees have the same paths, shapes and
+    dtypes (what :meth:`Trainer.write_back` is about to copy over)."""
+
+    w, g = _flat_shapes(want), _flat_shapes(got)
+    if w == g:
+        return
+    diffs = [f"{k} missing from the model" for k in g if k not in w]
+    diffs += [f"{k} missing from the state" for k in w if k not in g]
+    diffs += [
+        f"{k}: {g[k][0]} {g[k][1]} in the state, {w[k][0]} {w[k][1]} in the model"
+        for k in w
+        if k in g and w[k] != g[k]
+    ]
+    raise ValueError(
+        f"the model does not fit the trainer's state, nothing was copied ({_listed(diffs)}): "
+        f"write back into a model of the trainer's architecture and sizes"
+    )
+
+
+def _flat_shapes(tree: Any) -> dict[str, tuple[tuple[int, ...], Any]]:
+    """``{'layers.0.kernel': (shape, dtype), ...}`` for the arrays of an ``nnx.State``."""
+    out = {}
+    for path, a in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        keys = [str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path]
+        if keys and keys[-1] == "value":  # the Variable's own field, not a name
+            keys.pop()
+        out[".".join(keys)] = (tuple(np.shape(a)), jnp.dtype(a.dtype))
+    return out
+
+
+def _listed(items: list[str], most: int = 5) -> str:
+    """The first ``most`` of ``items`` joined with '; ', and how many more there are."""
+    more = f"; and {len(items) - most} more" if len(items) > most else ""
+    return "; ".join(items[:most]) + more
+
+
+def check_epoch_args(inputs: Any, targets: Any, batch_idx: Any) -> None:
+    """Check :meth:`Trainer.run_epoch`'s data arguments; ``ValueError`` (or ``TypeError``
+    for non-integer indices) says what does not fit.
+
+    ``inputs`` ``(N, ...)`` and ``targets`` ``(N, ...)`` must agree in ``N``; ``batch_idx``
+    must be ``(steps, batch_size)`` integers in ``0..N-1`` (checked when its values are
+    concrete, not while tracing: inside ``jit`` an index out of range would be clamped).
+    """
+    if np.ndim(batch_idx) != 2:
+        raise ValueError(
+            f"batch_idx must have shape (steps, batch_size), got {np.shape(batch_idx)}; "
+            f"jaxnets.data.epoch_batches makes it"
+        )
+    if not isinstance(batch_idx, (jax.Array, np.ndarray)):
+        batch_idx = np.asarray(batch_idx)
+    dtype = batch_idx.dtype
+    if not jnp.issubdtype(dtype, jnp.integer):
+        raise TypeError(
+            f"batch_idx must hold integer indices, got dtype {dtype}; "
+            f"cast it with .astype(np.int32)"
+        )
+    for a, what in ((inputs, "inputs"), (targets, "targets")):
+        if np.ndim(a) < 1:
+            raise ValueError(f"{what} must have a leading example dimension (N, ...), got a scalar")
+    n, n_targets = np.shape(inputs)[0], np.shape(targets)[0]
+    if n != n_targets:
+        raise ValueError(
+            f"inputs and targets differ in length: {np.shape(inputs)} vs {np.shape(targets)}; "
+            f"pass one target per example"
+        )
+    if batch_idx.size and not isinstance(batch_idx, jax.core.Tracer):
+        if isinstance(batch_idx, jax.Array) and not batch_idx.is_fully_addressable:
+            lo, hi = int(jnp.min(batch_idx)), int(jnp.max(batch_idx))  # a global array
+        else:
+            host = np.asarray(batch_idx)  # no copy for a CPU array; min/max without dispatch
+            lo, hi = int(host.min()), int(host.max())
+        if lo < 0 or hi >= n:
+            raise ValueError(
+                f"batch_idx holds indices from {lo} to {hi}, but the data set has {n} "
+                f"examples (valid: 0 to {n - 1}); make them with "
+                f"jaxnets.data.epoch_batches({n}, batch_size, ...)"
+            )
+
+
 class TrainState(NamedTuple):
     """Everything a training step reads and writes, as plain arrays.
 
@@ -283,6 +377,7 @@ class Trainer:
         gather_ahead: bool | Literal["auto"] = "auto",
         epoch_kernel_layout: KernelLayout | Literal["auto"] = "auto",
     ) -> None:
+        _check_optimizer(optimizer)
         self.optimizer = optimizer
         if gather_ahead == "auto":
             self.gather_ahead = default_gather_ahead(model)
@@ -302,6 +397,8 @@ class Trainer:
         self.loss_fn = resolve_loss(loss)
         self.graphdef, params, rest = nnx.split(model, nnx.Param, ...)
         self._params_def = jax.tree.structure(params)
+        self._param_shapes = [(tuple(a.shape), jnp.dtype(a.dtype)) for a in jax.tree.leaves(params)]
+        self._param_names = list(_flat_shapes(params))
         self._kernel_flags = _linear_kernel_flags(model, params)
         self.epoch_kernel_layout = self._resolve_kernel_layout(
             epoch_kernel_layout, model, optimizer, jax.tree.leaves(params)
@@ -314,7 +411,7 @@ class Trainer:
         donate_argnums = (0,) if donate else ()
         jit = functools.partial(jax.jit, compiler_options=self.compiler_options)
         self.step = jit(self._step, donate_argnums=donate_argnums)
-        self.run_epoch = jit(self._epoch, donate_argnums=donate_argnums)
+        self.jit_epoch = jit(self._epoch, donate_argnums=donate_argnums)
         self._predict_jit = jit(self._predict_arrays)
         self.loss_and_grad = jit(self._loss_and_grad)
         self.apply_gradients = jit(self._apply_gradients, donate_argnums=donate_argnums)
@@ -339,8 +436,10 @@ class Trainer:
 
     def write_back(self, state: TrainState, model: nnx.Module | None = None) -> nnx.Module:
         """Copy ``state``'s parameters and statistics into ``model`` in place and return it."""
+        self._check_state(state)
         target = model if model is not None else self._model
         trained = self.merge(state)
+        _check_same_arrays(nnx.state(target), nnx.state(trained))
         nnx.update(target, nnx.state(trained))
         return target
 
@@ -352,7 +451,29 @@ class Trainer:
         """The optimizer's per-parameter state as torch's ``optimizer.state``, by torch name:
         ``{'fc1.weight': {'step': (), 'exp_avg': [out, in], 'exp_avg_sq': [out, in]}, ...}``
         (see :func:`jaxnets.steps.optimizer_state_to_torch`)."""
+        self._check_state(state)
         return steps.optimizer_state_to_torch(self._model, state.opt_state, state.params)
+
+    def _check_state(self, state: TrainState) -> None:
+        """``ValueError`` unless ``state.params`` has this trainer's parameter shapes and
+        dtypes (a state from another trainer or model would be read as this model's)."""
+        got = [(tuple(np.shape(a)), jnp.dtype(getattr(a, "dtype", None))) for a in state.params]
+        if got == self._param_shapes:
+            return
+        if len(got) != len(self._param_shapes):
+            raise ValueError(
+                f"the state holds {len(got)} parameter arrays, this trainer's model has "
+                f"{len(self._param_shapes)}: pass a state made by this trainer's init() or step()"
+            )
+        diffs = [
+            f"{name}: {g[0]} {g[1]} in the state, {w[0]} {w[1]} in the model"
+            for name, g, w in zip(self._param_names, got, self._param_shapes, strict=True)
+            if g != w
+        ]
+        raise ValueError(
+            f"the state does not fit this trainer's model ({_listed(diffs)}): pass a state "
+            f"made by this trainer's init() or step()"
+        )
 
     def _resolve_kernel_layout(
         self,
@@ -495,6 +616,24 @@ class Trainer:
             return self._epoch_step(s, inputs[idx], targets[idx])
 
         return self._scan_epoch(body, state, batch_idx)
+
+    def run_epoch(
+        self, state: TrainState, inputs: jax.Array, targets: jax.Array, batch_idx: jax.Array
+    ) -> tuple[TrainState, jax.Array]:
+        """``len(batch_idx)`` training steps in one compiled ``lax.scan``: step ``i`` trains on
+        ``(inputs[batch_idx[i]], targets[batch_idx[i]])``, as :meth:`step` would.
+
+        ``inputs`` ``(N, ...)`` and ``targets`` ``(N, ...)`` are the whole data set (put it on
+        the device once: the batches are gathered inside the loop); ``batch_idx``
+        ``(steps, batch_size)`` holds integer indices in ``0..N-1``
+        (:func:`jaxnets.data.epoch_batches` makes them). Returns the final state and the
+        ``(steps,)`` losses. The arguments are checked first (shapes, and the indices' range,
+        since a gather inside ``jit`` would clamp an index out of range without a word);
+        ``ValueError`` if they do not fit, before the state is donated. ``self.jit_epoch`` is
+        the jitted function behind it (for ``.lower(...)``), unchecked.
+        """
+        check_epoch_args(inputs, targets, batch_idx)
+        return self.jit_epoch(state, inputs, targets, batch_idx)
 
     def predict(self, state: TrainState, x: jax.Array) -> jax.Array:
         """Eval-mode model outputs for ``x`` (jitted), e.g. ``(N, 10)`` logits.

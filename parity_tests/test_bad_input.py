@@ -441,6 +441,74 @@ def test_inf_loss_single_value():
     checkpoint.check_finite_losses(np.array([0.5, 0.25]), 0)  # finite: no error
 
 
+_IDX = np.arange(32).reshape(4, 8)
+
+
+@pytest.mark.parametrize(
+    ("idx", "n_targets", "exc", "cause", "fix"),
+    [
+        (_IDX + 100, 32, ValueError, r"from 100 to 131, but the data set has 32", "0 to 31"),
+        (_IDX - 1, 32, ValueError, r"indices from -1 to 30", r"epoch_batches\(32, "),
+        (_IDX, 16, ValueError, r"differ in length: \(32, 6\) vs \(16,\)", "one target per"),
+        (_IDX.ravel(), 32, ValueError, r"shape \(steps, batch_size\), got \(32,\)", "epoch_b"),
+        (_IDX.astype(np.float32), 32, TypeError, "integer indices, got dtype float32", "astype"),
+    ],
+    ids=["index-too-large", "index-negative", "targets-short", "idx-1d", "idx-float"],
+)
+def test_run_epoch_checks_its_data(mlp, np_rng, idx, n_targets, exc, cause, fix):
+    # Inside jit a gather clamps an index out of range: the epoch would train on wrong rows.
+    trainer = Trainer(mlp, optim.sgd(0.1), "cross_entropy")
+    state = trainer.init()
+    before = [np.array(a) for a in state.params]
+    x = np_rng.standard_normal((32, 6)).astype(np.float32)
+    y = np_rng.integers(0, 3, n_targets)
+    _raises(exc, cause, fix, trainer.run_epoch, state, x, y, idx)
+    _raises(exc, cause, fix, trainer.run_epoch, state, x, y, jnp.asarray(idx))
+    # checked before the call: the state was not donated and still holds the same values
+    for a, b in zip(state.params, before, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), b)
+    trainer.run_epoch(state, x, np_rng.integers(0, 3, 32), _IDX)  # the same state still trains
+
+
+def test_write_back_into_a_model_of_other_sizes(mlp):
+    trainer = Trainer(mlp, optim.sgd(0.1), "cross_entropy")
+    other = jaxnets.create_model("mlp", **{**_MLP, "hidden_sizes": (7,)})
+    snap = _model_snapshot(other)
+    _raises(
+        ValueError,
+        r"layers\.0\.kernel: \(6, 5\) float32 in the state, \(6, 7\) float32 in the model",
+        r"nothing was copied.*architecture and sizes",
+        trainer.write_back,
+        trainer.init(),
+        other,
+    )
+    _assert_model_unchanged(other, snap)
+
+
+def test_state_of_another_trainer(mlp):
+    trainer = Trainer(mlp, optim.adam(1e-3), "cross_entropy")
+    other = Trainer(jaxnets.create_model("mlp", **{**_MLP, "hidden_sizes": (7,)}), optim.adam(1e-3))
+    snap = _model_snapshot(mlp)
+    for fn in (trainer.optimizer_state_dict, trainer.write_back):
+        _raises(
+            ValueError,
+            r"layers\.0\.bias: \(7,\) float32 in the state, \(5,\) float32 in the model",
+            r"a state made by this trainer's init\(\) or step\(\)",
+            fn,
+            other.init(),
+        )
+    _assert_model_unchanged(mlp, snap)
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "fix"),
+    [(optim.sgd, r"sgd builds one: call it"), (None, r"e\.g\. jaxnets\.optim\.sgd")],
+    ids=["builder-not-called", "none"],
+)
+def test_trainer_without_an_optimizer(mlp, optimizer, fix):
+    _raises(TypeError, "must be an optax.GradientTransformation", fix, Trainer, mlp, optimizer)
+
+
 # ---- names and configs ---------------------------------------------------------------------
 
 

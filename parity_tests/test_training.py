@@ -627,7 +627,7 @@ def test_jitted_step_does_not_recompile(seed: int) -> None:
         state, _ = trainer.run_epoch(state, x, y, idx)
         state = trainer.apply_gradients(state, grads)
     assert (again.compiles, again.traces) == (0, 0), again
-    assert trainer.run_epoch._cache_size() == 1
+    assert trainer.jit_epoch._cache_size() == 1
 
     # A changed batch shape is a new program: the counter sees it.
     with steps.count_compiles() as resized:
