@@ -710,7 +710,8 @@ def check_finite_losses(losses: Any, first_step: int) -> None:
         f"call are not finite); the parameters after it are not usable. Fix: resume from the "
         f"last checkpoint saved before step {step} with a lower learning rate or gradient "
         f"clipping (jaxnets.optim.clip_grad_norm), and check the inputs and targets for "
-        f"NaN/inf",
+        f"NaN/inf and, for cross-entropy, class labels outside 0..C-1 (a jitted loss is nan "
+        f"for them instead of raising)",
         step=step,
         loss=value,
     )

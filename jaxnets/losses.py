@@ -183,10 +183,18 @@ def _nll_terms(
     class_dim: int,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Per-sample ``-w[t] * input[t]``, the per-sample weights ``w[t]`` (0 where ignored) and
-    the ignore mask; all of the target's shape."""
+    the ignore mask; all of the target's shape.
+
+    A target out of ``0..C-1`` (and not ``ignore_index``) gives a nan loss: torch raises, and
+    :func:`_check_class_targets` does too when the targets are concrete, but inside ``jit``
+    there is no raising. Negative targets are sent out of range first, or the gather would
+    read them from the end, as Python indexing does, and the loss would look fine."""
     ignored = target == ignore_index
-    safe = jnp.where(ignored, 0, target)
-    picked = jnp.take_along_axis(input, jnp.expand_dims(safe, class_dim), axis=class_dim)
+    n_classes = input.shape[class_dim]
+    safe = jnp.where(ignored, 0, jnp.where(target < 0, n_classes, target))
+    picked = jnp.take_along_axis(
+        input, jnp.expand_dims(safe, class_dim), axis=class_dim, mode="fill", fill_value=jnp.nan
+    )
     picked = jnp.squeeze(picked, class_dim)
     w = jnp.ones_like(picked) if weight is None else weight[safe]
     w = jnp.where(ignored, jnp.zeros_like(w), w)

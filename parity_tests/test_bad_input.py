@@ -441,6 +441,25 @@ def test_inf_loss_single_value():
     checkpoint.check_finite_losses(np.array([0.5, 0.25]), 0)  # finite: no error
 
 
+@pytest.mark.parametrize("label", [3, -1])
+def test_class_label_out_of_range_in_a_jitted_step(mlp, np_rng, label):
+    # torch raises; a jitted loss cannot, so it must at least not look fine (-1 would otherwise
+    # be read as the last class), and the NaN check then names labels as a cause
+    trainer = Trainer(mlp, optim.sgd(0.1), "cross_entropy")
+    x = np_rng.standard_normal((8, 6)).astype(np.float32)
+    y = np_rng.integers(0, 3, 8)
+    y[5] = label
+    _, loss = trainer.step(trainer.init(), x, y)
+    _raises(
+        checkpoint.NonFiniteLossError,
+        "loss is NaN at step 0",
+        r"class labels outside 0\.\.C-1",
+        checkpoint.check_finite_losses,
+        loss,
+        0,
+    )
+
+
 _IDX = np.arange(32).reshape(4, 8)
 
 

@@ -440,3 +440,22 @@ _T = np.zeros(4, dtype=np.int64)
 def test_invalid_arguments_raise(call: Callable[[], Any], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         call()
+
+
+@pytest.mark.parametrize("fn", ["cross_entropy", "nll_loss"])
+@pytest.mark.parametrize("bad", [3, -1, -2], ids=["C", "minus1", "minus2"])
+def test_class_target_out_of_range_is_nan_under_jit(fn: str, bad: int) -> None:
+    # torch raises (and so do these losses on concrete targets, above); inside jit nothing can
+    # raise, so the loss must not come out looking fine: a negative target would otherwise be
+    # read from the end of the class dimension, as Python indexing does.
+    t = _T.copy()
+    t[1] = bad
+    loss = getattr(losses, fn)
+    out = jax.jit(lambda x, t: loss(x, t, reduction="none"))(_X, t)
+    assert np.isnan(out[1]) and np.isfinite(np.delete(np.asarray(out), 1)).all(), out
+    assert np.isnan(jax.jit(loss)(_X, t))
+    with pytest.raises(ValueError, match=f"target {bad} is out of bounds for 3 classes"):
+        loss(_X, t)
+    ignored = t.copy()
+    ignored[1] = IGNORE  # ignore_index is still skipped, not nan
+    assert np.isfinite(jax.jit(loss)(_X, ignored))
