@@ -105,7 +105,17 @@ _MAGIC_LABELS = 0x00000801  # uint8, 1 dim (N,)
 MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
 
-_FIX = "pass --data-dir, set JAXNETS_DATA_DIR, or use --download (load_mnist(download=True))"
+#: What to do about missing MNIST files, for Python callers and the example scripts alike.
+_FIX = (
+    "from Python, pass load_mnist(data_dir=...) the folder holding them, or download=True "
+    "(or call jaxnets.data.download_mnist(folder) first); from the example scripts, pass "
+    "--data-dir DIR or --download; or set JAXNETS_DATA_DIR"
+)
+#: What to do about a missing file given by its own path (read_idx).
+_FIX_FILE = (
+    "check the path; for MNIST, jaxnets.data.download_mnist(folder) (--download in the example "
+    "scripts) fetches the four files"
+)
 
 # --------------------------------------------------------------------------------------------
 # IDX reading
@@ -123,11 +133,14 @@ IDX_DTYPES: dict[int, np.dtype] = {
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-def _read_bytes(path: Path) -> bytes:
+def _read_bytes(path: Path, fix: str = _FIX) -> bytes:
+    """The file's bytes; ``fix`` is the advice given when it does not exist."""
     try:
         return path.read_bytes()
     except FileNotFoundError:
-        raise DataError(f"{path}: file not found; {_FIX}") from None
+        raise DataError(f"{path}: file not found; {fix}") from None
+    except IsADirectoryError:
+        raise DataError(f"{path} is a folder, not a file; {fix}") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read the file ({exc.strerror or exc})") from exc
 
@@ -218,7 +231,7 @@ def read_idx(path: StrPath) -> np.ndarray:
         DataError: missing or unreadable file, bad gzip, bad magic, truncated header or data.
     """
     p = Path(path)
-    return _parse_idx(_decompress(_read_bytes(p), str(p)), str(p))
+    return _parse_idx(_decompress(_read_bytes(p, _FIX_FILE), str(p)), str(p))
 
 
 # --------------------------------------------------------------------------------------------
@@ -247,7 +260,10 @@ def idx_bytes(arr: np.ndarray, *, code: int | None = None) -> bytes:
 def write_idx(path: StrPath, arr: np.ndarray | bytes, *, gz: bool = False) -> Path:
     """Write ``arr`` (or ready-made IDX bytes) to ``path`` atomically, gzipped with ``.gz``
     appended to the name when ``gz``. Returns the path written, e.g. to build small data sets
-    in the MNIST layout for tests."""
+    in the MNIST layout for tests.
+
+    The folder must exist: a missing one (or a file in its place) raises the ``OSError`` that
+    ``open`` would, with a message naming ``path`` and the fix; nothing is left behind."""
     path = Path(path)
     buf = arr if isinstance(arr, bytes) else idx_bytes(arr)
     if gz:
@@ -306,8 +322,10 @@ def _check_md5(buf: bytes, name: str, source: str) -> None:
         size_note = f" ({len(buf)} bytes, expected {size}: truncated or incomplete download?)"
     raise DataError(
         f"{source}: MD5 mismatch: expected {want}, found {got}{size_note}. The file is corrupt "
-        "or not torchvision's MNIST: delete it and re-download (--download). If it is another "
-        "data set in MNIST's format (e.g. Fashion-MNIST), pass verify=False"
+        "or not torchvision's MNIST: delete it and re-download (load_mnist(download=True) or "
+        "download_mnist(); --download in the example scripts). If it is another data set in "
+        "MNIST's format (e.g. Fashion-MNIST), pass verify=False (--no-verify in the example "
+        "scripts and jaxnets train)"
     )
 
 
@@ -317,6 +335,16 @@ def _load_checked(path: Path, magic: int, *, verify: bool) -> np.ndarray:
     if verify and path.name in MNIST_MD5:
         _check_md5(buf, path.name, source)
     return _parse_idx(_decompress(buf, source), source, expect_magic=magic)
+
+
+def _check_root(root: Path) -> None:
+    """Raise DataError if ``root`` is an existing file: the data folder must be a folder."""
+    if root.exists() and not root.is_dir():
+        raise DataError(
+            f"{root} is a file, not a folder: the data folder is the folder that holds (or will "
+            f"hold) the MNIST files, e.g. {root.parent}; pass that as data_dir (--data-dir in "
+            "the example scripts) or set JAXNETS_DATA_DIR to it"
+        )
 
 
 def _check_split(split: str) -> None:
@@ -353,6 +381,7 @@ def load_mnist(
     """
     _check_split(split)
     root = resolve_data_dir(data_dir)
+    _check_root(root)
     if download:
         download_mnist(root, splits=(split,))
     paths = []
@@ -405,10 +434,35 @@ def _fetch(url: str, *, timeout: float = 60.0) -> bytes:
         return response.read()
 
 
+def _write_error(path: Path, exc: OSError) -> OSError:
+    """``exc`` (same type, same errno) reworded to name ``path``, not the temporary file."""
+    folder = path.parent
+    if not folder.exists():
+        why = (
+            f"the folder {folder} does not exist; create it first "
+            f"(Path({str(folder)!r}).mkdir(parents=True)) or write somewhere else"
+        )
+    elif not folder.is_dir():
+        why = f"{folder} is a file, not a folder; choose a path inside a folder"
+    elif path.is_dir():
+        why = f"{path} is a folder; choose a file name inside it"
+    elif isinstance(exc, PermissionError):
+        why = f"no permission to create files in {folder}; choose a writable folder"
+    else:
+        why = exc.strerror or str(exc)
+    err = type(exc)(f"cannot write {path}: {why}")
+    err.errno = exc.errno
+    return err
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``:
-    readers see the old file or the whole new one, and a failure leaves no partial file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    readers see the old file or the whole new one, and a failure leaves no partial file.
+    An ``OSError`` names ``path`` and the fix (not the temporary file)."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    except OSError as exc:
+        raise _write_error(path, exc) from exc
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -416,9 +470,11 @@ def _atomic_write(path: Path, data: bytes) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes it 0600; a shared cache must stay readable
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise _write_error(path, exc) from exc
         raise
 
 
@@ -438,7 +494,8 @@ def _fetch_verified(name: str, target: Path) -> None:
     raise DataError(
         f"could not download {name} to {target} ({'; '.join(errors)}). Check the network or "
         f"proxy; without network, copy the four MNIST files (torchvision's names, .gz or raw) "
-        f"into {target.parent} by hand, then pass --data-dir or set JAXNETS_DATA_DIR"
+        f"into {target.parent} by hand, then pass that folder as data_dir (--data-dir in the "
+        f"example scripts) or set JAXNETS_DATA_DIR"
     )
 
 
@@ -459,11 +516,13 @@ def download_mnist(
         The resolved data folder (created if needed).
 
     Raises:
-        DataError: no network / HTTP error (with what to do instead), or an MD5 mismatch.
+        DataError: no network / HTTP error (with what to do instead), an MD5 mismatch, or a
+            data folder that is a file.
     """
     for split in splits:
         _check_split(split)
     root = resolve_data_dir(data_dir)
+    _check_root(root)
     root.mkdir(parents=True, exist_ok=True)
     for split in splits:
         for base in MNIST_FILES[split]:
@@ -590,11 +649,31 @@ def epoch_batches(
     drop_last=True)[i]``. A scan needs equal batches: with ``drop_last=False``, ``n`` must be
     a multiple of ``batch_size``.
 
+    Fewer than ``batch_size`` examples (``n < batch_size``, ``n = 0`` included) raise a
+    ValueError. torch's ``DataLoader(drop_last=True)`` yields zero batches then (as
+    :func:`batch_indices` returns ``[]``), but an epoch of zero steps is almost always a
+    mistake, and ``Trainer.run_epoch`` would silently do nothing with it.
+
     Returns:
-        int64 array of shape ``(n // batch_size, batch_size)``.
+        int64 array of shape ``(n // batch_size, batch_size)``, at least one row.
+
+    Raises:
+        ValueError: ``batch_size <= 0``, ``n < batch_size``, or ``drop_last=False`` and ``n``
+            not a multiple of ``batch_size``.
     """
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if n == 0:
+        raise ValueError(
+            "n=0: the data set is empty, so the epoch would have no steps; check the data "
+            "(e.g. a filter or limit that removed every example)"
+        )
+    if 0 < n < batch_size:
+        raise ValueError(
+            f"n={n} examples are fewer than one batch of batch_size={batch_size}: the short "
+            f"batch is dropped, so the epoch would have no steps; use batch_size <= {n}, or "
+            "batch_indices(..., drop_last=False) for one short batch (outside a scan)"
+        )
     if not drop_last and n % batch_size:
         raise ValueError(
             f"n={n} is not a multiple of batch_size={batch_size}: a scan needs equal batches; "

@@ -4,6 +4,7 @@ folder or the network."""
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import urllib.error
@@ -131,7 +132,52 @@ def test_read_idx_truncated_gzip_stream(tmp_path):
 def test_read_idx_missing_file(tmp_path):
     with pytest.raises(DataError, match="file not found") as err:
         data.read_idx(tmp_path / "nope")
-    assert "nope" in str(err.value)
+    msg = str(err.value)
+    assert "nope" in msg
+    # The hint fits a call with an explicit file path, from Python or the scripts alike: the
+    # data-folder options (--data-dir, JAXNETS_DATA_DIR) do not apply to it.
+    assert "check the path" in msg and "download_mnist(" in msg and "--download" in msg
+    assert "--data-dir" not in msg and "JAXNETS_DATA_DIR" not in msg
+
+
+def test_read_idx_folder_is_not_a_file(tmp_path):
+    with pytest.raises(DataError, match="is a folder, not a file"):
+        data.read_idx(tmp_path)
+
+
+# ------------------------------------------------------------------------------------ write_idx
+
+
+def test_write_idx_missing_folder_names_it_and_leaves_nothing(tmp_path):
+    target = tmp_path / "missing" / "x"
+    with pytest.raises(FileNotFoundError) as err:
+        write_idx(target, np.zeros(3, np.uint8))
+    msg = str(err.value)
+    assert f"cannot write {target}" in msg
+    assert f"the folder {tmp_path / 'missing'} does not exist" in msg and "mkdir" in msg
+    assert ".part" not in msg  # not the temporary file's name
+    assert err.value.errno == errno.ENOENT
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_idx_file_in_place_of_folder(tmp_path):
+    (tmp_path / "f").write_bytes(b"keep")
+    with pytest.raises(NotADirectoryError, match=r"is a file, not a folder") as err:
+        write_idx(tmp_path / "f" / "x", np.zeros(3, np.uint8), gz=True)
+    assert str(tmp_path / "f" / "x.gz") in str(err.value) and ".part" not in str(err.value)
+    assert [p.name for p in tmp_path.iterdir()] == ["f"]
+    assert (tmp_path / "f").read_bytes() == b"keep"
+
+
+def test_write_idx_failed_write_names_the_target_and_leaves_nothing(tmp_path, monkeypatch):
+    def full(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device", src)
+
+    monkeypatch.setattr(data.os, "replace", full)
+    with pytest.raises(OSError, match=r"cannot write .*x: No space left on device") as err:
+        write_idx(tmp_path / "x", np.zeros(3, np.uint8))
+    assert ".part" not in str(err.value) and err.value.errno == errno.ENOSPC
+    assert list(tmp_path.iterdir()) == []
 
 
 # ------------------------------------------------------------------------------------ load_mnist
@@ -186,8 +232,22 @@ def test_load_mnist_missing_file_message(tmp_path):
     msg = str(err.value)
     assert "train-images-idx3-ubyte" in msg and str(tmp_path / "empty") in msg
     assert "does not exist" in msg
-    for fix in ("--data-dir", "JAXNETS_DATA_DIR", "--download"):
+    # Fixes for both callers: Python (load_mnist/download_mnist) and the example scripts.
+    for fix in ("--data-dir", "JAXNETS_DATA_DIR", "--download", "download=True", "download_mnist("):
         assert fix in msg
+
+
+def test_load_mnist_data_dir_is_a_file(tmp_path, np_rng):
+    tiny_mnist(tmp_path, np_rng)
+    not_a_folder = tmp_path / "train-images-idx3-ubyte"
+    before = not_a_folder.read_bytes()
+    for call in (data.load_mnist, data.download_mnist):
+        with pytest.raises(DataError) as err:
+            call(not_a_folder)
+        msg = str(err.value)
+        assert f"{not_a_folder} is a file, not a folder" in msg and "does not exist" not in msg
+        assert str(tmp_path) in msg and "data_dir" in msg  # names the folder to pass instead
+    assert not_a_folder.read_bytes() == before
 
 
 def test_load_mnist_swapped_files_wrong_magic(tmp_path, np_rng):
@@ -474,6 +534,19 @@ def test_epoch_batches_matches_batch_indices(seed):
     np.testing.assert_array_equal(np.sort(full.ravel()), np.arange(100))
     with pytest.raises(ValueError, match="not a multiple"):
         data.epoch_batches(103, 10, seed=seed, epoch=3, drop_last=False)
+
+
+@pytest.mark.parametrize("drop_last", [True, False], ids=["drop_last", "keep_last"])
+def test_epoch_batches_fewer_examples_than_a_batch_raise(seed, drop_last):
+    """torch's DataLoader(drop_last=True) yields zero batches here (batch_indices returns []);
+    epoch_batches raises instead, since an epoch of zero steps is almost always a mistake."""
+    loader = torch.utils.data.DataLoader(range(10), batch_size=64, drop_last=True)
+    assert len(loader) == 0 and data.batch_indices(10, 64, seed=seed, epoch=0, drop_last=True) == []
+    with pytest.raises(ValueError, match=r"n=10 .*batch_size=64.*no steps.*batch_size <= 10"):
+        data.epoch_batches(10, 64, seed=seed, epoch=0, drop_last=drop_last)
+    with pytest.raises(ValueError, match=r"n=0.*empty.*no steps"):
+        data.epoch_batches(0, 64, seed=seed, epoch=0, drop_last=drop_last)
+    assert data.epoch_batches(10, 10, seed=seed, epoch=0).shape == (1, 10)  # one full batch
 
 
 # ------------------------------------------------------------------------------------ toy sets
