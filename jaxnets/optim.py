@@ -58,7 +58,9 @@ the lr scale (``optax.add_decayed_weights`` after ``scale_by_adam``), schedules 
 from __future__ import annotations
 
 import math
+import numbers
 import weakref
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -102,14 +104,60 @@ def is_layout_free(tx: optax.GradientTransformation) -> bool:
     return getattr(tx, "update", None) in _LAYOUT_FREE_UPDATES
 
 
-def _check(ok: bool, message: str) -> None:
-    if not ok:
+def _is_real(x: Any) -> bool:
+    """A real number: int, float, a numpy scalar or a shape-``()`` int/float array; not bool."""
+    if isinstance(x, bool | np.bool_):
+        return False
+    if isinstance(x, numbers.Real):
+        return True
+    return (
+        isinstance(x, np.ndarray | jax.Array)
+        and x.shape == ()
+        and (jnp.issubdtype(x.dtype, jnp.integer) or jnp.issubdtype(x.dtype, jnp.floating))
+    )
+
+
+def _check(ok: bool | Callable[[], bool], message: str, **values: Any) -> None:
+    """Raise ``ValueError(message)`` unless ``ok``: every builder's argument check.
+
+    ``values`` (argument name = value) are first checked to be real numbers, with a
+    ``TypeError`` naming the argument. Pass ``ok`` as a lambda when it compares them, so a
+    value of the wrong type (``lr="0.01"``) gets that TypeError, not a failed comparison.
+    """
+    for name, value in values.items():
+        if not _is_real(value):
+            fix = "pass the number itself (e.g. 0.01, not '0.01')"
+            raise TypeError(
+                f"{name} must be a number (an int or a float), got {value!r} of type "
+                f"{type(value).__name__}; {fix if isinstance(value, str) else 'pass a number'}"
+            )
+    if not (ok() if callable(ok) else ok):
         raise ValueError(message)
 
 
 def _check_lr(lr: LearningRate) -> None:
     if not callable(lr):
-        _check(lr >= 0.0, f"Invalid learning rate: {lr}; it must be >= 0 (or a schedule).")
+        _check(
+            lambda: lr >= 0.0,
+            f"Invalid learning rate: {lr}; it must be >= 0 (or a schedule).",
+            lr=lr,
+        )
+
+
+def _check_betas(betas: Any) -> tuple[Any, Any]:
+    """``betas`` as ``(beta1, beta2)``, each a number in ``[0, 1)`` (torch's checks)."""
+    pair = not isinstance(betas, str | bytes) and hasattr(betas, "__len__")
+    if not pair or len(betas) != 2:
+        message = f"betas must be a pair (beta1, beta2), e.g. betas=(0.9, 0.999); got {betas!r}"
+        raise (ValueError if pair else TypeError)(message)
+    b1, b2 = betas
+    for i, b in enumerate((b1, b2)):
+        _check(
+            lambda b=b: 0.0 <= b < 1.0,
+            f"Invalid beta parameter at index {i}: {b}; it must be in [0, 1).",
+            **{f"betas[{i}]": b},
+        )
+    return b1, b2
 
 
 def _maximize(maximize: bool) -> list[optax.GradientTransformation]:
@@ -119,7 +167,11 @@ def _maximize(maximize: bool) -> list[optax.GradientTransformation]:
 
 def _weight_decay(weight_decay: float) -> list[optax.GradientTransformation]:
     # torch's coupled L2: grad = grad + weight_decay * param.
-    _check(weight_decay >= 0.0, f"Invalid weight_decay value: {weight_decay}; it must be >= 0.")
+    _check(
+        lambda: weight_decay >= 0.0,
+        f"Invalid weight_decay value: {weight_decay}; it must be >= 0.",
+        weight_decay=weight_decay,
+    )
     return [optax.add_decayed_weights(weight_decay)] if weight_decay != 0 else []
 
 
@@ -265,7 +317,16 @@ def sgd(
     ``buf``; ``p -= lr*g``.
     """
     _check_lr(lr)
-    _check(momentum >= 0.0, f"Invalid momentum value: {momentum}; it must be >= 0.")
+    _check(
+        lambda: momentum >= 0.0,
+        f"Invalid momentum value: {momentum}; it must be >= 0.",
+        momentum=momentum,
+    )
+    _check(
+        lambda: math.isfinite(dampening),
+        f"Invalid dampening value: {dampening}; it must be finite.",
+        dampening=dampening,
+    )
     _check(
         not nesterov or (momentum > 0 and dampening == 0),
         "Nesterov momentum requires a momentum and zero dampening "
@@ -297,13 +358,15 @@ def adam(
     with amsgrad ``v`` is replaced by the running max of the raw ``v``.
     """
     _check_lr(lr)
-    b1, b2 = betas
-    _check(0.0 <= b1 < 1.0, f"Invalid beta parameter at index 0: {b1}; it must be in [0, 1).")
-    _check(0.0 <= b2 < 1.0, f"Invalid beta parameter at index 1: {b2}; it must be in [0, 1).")
-    _check(eps >= 0.0, f"Invalid epsilon value: {eps}; it must be >= 0.")
+    b1, b2 = _check_betas(betas)
+    _check(lambda: eps >= 0.0, f"Invalid epsilon value: {eps}; it must be >= 0.", eps=eps)
     scale = _scale_by_torch_amsgrad(b1, b2, eps) if amsgrad else optax.scale_by_adam(b1, b2, eps)
     if decoupled_weight_decay:
-        _check(weight_decay >= 0.0, f"Invalid weight_decay value: {weight_decay}; must be >= 0.")
+        _check(
+            lambda: weight_decay >= 0.0,
+            f"Invalid weight_decay value: {weight_decay}; it must be >= 0.",
+            weight_decay=weight_decay,
+        )
         decay = [optax.add_decayed_weights(weight_decay)] if weight_decay != 0 else []
         parts = [*_maximize(maximize), scale, *decay]
     else:
@@ -343,9 +406,13 @@ def rmsprop(
     buffer holds no lr, so it matches torch for any schedule.
     """
     _check_lr(lr)
-    _check(alpha >= 0.0, f"Invalid alpha value: {alpha}; it must be >= 0.")
-    _check(eps >= 0.0, f"Invalid epsilon value: {eps}; it must be >= 0.")
-    _check(momentum >= 0.0, f"Invalid momentum value: {momentum}; it must be >= 0.")
+    _check(lambda: alpha >= 0.0, f"Invalid alpha value: {alpha}; it must be >= 0.", alpha=alpha)
+    _check(lambda: eps >= 0.0, f"Invalid epsilon value: {eps}; it must be >= 0.", eps=eps)
+    _check(
+        lambda: momentum >= 0.0,
+        f"Invalid momentum value: {momentum}; it must be >= 0.",
+        momentum=momentum,
+    )
     scale = (
         optax.scale_by_stddev(decay=alpha, eps=eps, eps_in_sqrt=False)
         if centered
@@ -372,12 +439,17 @@ def adagrad(
     ``clr = lr / (1 + (t-1)*lr_decay)`` at step ``t = 1, 2, ...`` (``lr`` may be a schedule).
     """
     _check_lr(lr)
-    _check(lr_decay >= 0.0, f"Invalid lr_decay value: {lr_decay}; it must be >= 0.")
     _check(
-        initial_accumulator_value >= 0.0,
-        f"Invalid initial_accumulator_value value: {initial_accumulator_value}; must be >= 0.",
+        lambda: lr_decay >= 0.0,
+        f"Invalid lr_decay value: {lr_decay}; it must be >= 0.",
+        lr_decay=lr_decay,
     )
-    _check(eps >= 0.0, f"Invalid epsilon value: {eps}; it must be >= 0.")
+    _check(
+        lambda: initial_accumulator_value >= 0.0,
+        f"Invalid initial_accumulator_value value: {initial_accumulator_value}; must be >= 0.",
+        initial_accumulator_value=initial_accumulator_value,
+    )
+    _check(lambda: eps >= 0.0, f"Invalid epsilon value: {eps}; it must be >= 0.", eps=eps)
     if lr_decay != 0:
         base = lr
 
@@ -441,13 +513,13 @@ def _check_finite(total_norm: jax.Array, norm_type: float) -> None:
 
 
 def _check_norm_args(max_norm: float, norm_type: float) -> float:
-    norm_type = float(norm_type)
     _check(
-        norm_type == math.inf or norm_type > 0,
+        lambda: norm_type == math.inf or norm_type > 0,
         f"norm_type={norm_type} is not supported: use a positive p (e.g. 2.0) or float('inf').",
+        norm_type=norm_type,
     )
-    _check(max_norm >= 0, f"max_norm={max_norm} must be >= 0.")
-    return norm_type
+    _check(lambda: max_norm >= 0, f"max_norm={max_norm} must be >= 0.", max_norm=max_norm)
+    return float(norm_type)
 
 
 def clip_grad_norm_(

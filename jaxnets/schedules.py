@@ -15,16 +15,28 @@ rounding (the test compares against ``scheduler.step()`` epoch by epoch). For
 :func:`cosine_annealing_lr` beyond ``T_max`` both continue the cosine, so the lr rises back
 towards ``lr`` with period ``2*T_max`` rather than staying at ``eta_min``: torch's recursive
 branch for ``(epoch - 1 - T_max) % (2*T_max) == 0`` exists to do exactly that.
+
+Arguments are checked when the schedule is built. Integer arguments (``step_size``,
+``milestones``, ``T_max``, ``steps_per_epoch``) take Python or numpy integers (anything
+``operator.index`` accepts, except bool); float arguments take real numbers and must be
+finite. ``lr`` must also be >= 0, as torch's optimizers require of it (``torch/optim/sgd.py``,
+``adam.py``: ``Invalid learning rate``); torch's schedulers themselves
+(``torch/optim/lr_scheduler.py``: ``StepLR``, ``MultiStepLR``, ``ExponentialLR``,
+``CosineAnnealingLR``) store ``gamma`` and ``eta_min`` unchecked, so any finite value is
+accepted here. A wrong type is a ``TypeError``, a wrong value a ``ValueError``.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
+import operator
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 __all__ = [
     "cosine_annealing_lr",
@@ -36,6 +48,41 @@ __all__ = [
 
 Schedule = Callable[[Any], jax.Array]
 """``f(count) -> lr``: ``count`` an int or int array of shape ``()``, the result shape ``()``."""
+
+
+def _check_int(name: str, value: Any, what: str, *, minimum: int = 1) -> int:
+    """``value`` as a Python int, via ``operator.index`` (so numpy integers pass; bool, float
+    and str do not), checked to be >= ``minimum``; ``what`` says what the argument is."""
+    try:
+        if isinstance(value, bool | np.bool_):
+            raise TypeError
+        n = operator.index(value)
+    except TypeError:
+        raise TypeError(
+            f"{name}={value!r} must be {what}, given as an int or numpy integer, "
+            f"not {type(value).__name__}."
+        ) from None
+    if n < minimum:
+        raise ValueError(f"{name}={n} must be {what}.")
+    return n
+
+
+def _check_float(name: str, value: Any, *, nonnegative: bool = False) -> None:
+    """Raise unless ``value`` is a real number (int, float, numpy scalar or shape-``()`` array;
+    not bool or str) that is finite, and >= 0 when ``nonnegative``."""
+    kind = getattr(getattr(value, "dtype", None), "kind", None)
+    scalar_array = getattr(value, "shape", None) == () and kind in ("i", "u", "f")
+    if isinstance(value, bool) or not (isinstance(value, numbers.Real) or scalar_array):
+        raise TypeError(
+            f"{name}={value!r} must be a number (int or float), not {type(value).__name__}."
+        )
+    if not math.isfinite(float(value)):
+        raise ValueError(f"{name}={value} is not finite; pass a finite number.")
+    if nonnegative and value < 0:
+        raise ValueError(
+            f"{name}={value} is negative; pass a learning rate >= 0 (torch's optimizers reject "
+            "a negative one)."
+        )
 
 
 def _float(x: Any) -> jax.Array:
@@ -51,8 +98,9 @@ def _power(gamma: float, k: Any) -> jax.Array:
 
 def step_lr(lr: float, step_size: int, gamma: float = 0.1) -> Schedule:
     """``StepLR``: ``lr * gamma ** (epoch // step_size)``."""
-    if not (isinstance(step_size, int) and step_size > 0):
-        raise ValueError(f"step_size={step_size!r} must be a positive int (epochs per decay).")
+    _check_float("lr", lr, nonnegative=True)
+    step_size = _check_int("step_size", step_size, "a positive number of epochs per decay")
+    _check_float("gamma", gamma)
 
     def schedule(epoch: Any) -> jax.Array:
         return lr * _power(gamma, jnp.asarray(epoch) // step_size)
@@ -65,9 +113,12 @@ def multi_step_lr(lr: float, milestones: Iterable[int], gamma: float = 0.1) -> S
 
     A milestone listed twice decays twice, as torch's ``Counter(milestones)`` does.
     """
-    ms = sorted(int(m) for m in milestones)
-    if any(m < 0 for m in ms):
-        raise ValueError(f"milestones={ms} must be non-negative epoch indices.")
+    _check_float("lr", lr, nonnegative=True)
+    _check_float("gamma", gamma)
+    ms = sorted(
+        _check_int(f"milestones[{i}]", m, "a non-negative epoch index", minimum=0)
+        for i, m in enumerate(milestones)
+    )
     marks = jnp.asarray(ms, dtype=jnp.int32).reshape(-1)
 
     def schedule(epoch: Any) -> jax.Array:
@@ -79,6 +130,8 @@ def multi_step_lr(lr: float, milestones: Iterable[int], gamma: float = 0.1) -> S
 
 def exponential_lr(lr: float, gamma: float) -> Schedule:
     """``ExponentialLR``: ``lr * gamma ** epoch``."""
+    _check_float("lr", lr, nonnegative=True)
+    _check_float("gamma", gamma)
 
     def schedule(epoch: Any) -> jax.Array:
         return lr * _power(gamma, epoch)
@@ -91,11 +144,12 @@ def cosine_annealing_lr(lr: float, T_max: int, eta_min: float = 0.0) -> Schedule
 
     Periodic beyond ``T_max`` (period ``2*T_max``), exactly as torch's ``scheduler.step()``.
     """
-    if T_max <= 0:
-        raise ValueError(f"T_max={T_max} must be a positive number of epochs.")
+    _check_float("lr", lr, nonnegative=True)
+    t_max = _check_int("T_max", T_max, "a positive number of epochs")
+    _check_float("eta_min", eta_min)
 
     def schedule(epoch: Any) -> jax.Array:
-        phase = math.pi * _float(epoch) / T_max
+        phase = math.pi * _float(epoch) / t_max
         return eta_min + (lr - eta_min) * (1 + jnp.cos(phase)) / 2
 
     return schedule
@@ -107,8 +161,7 @@ def per_epoch(schedule: Schedule, steps_per_epoch: int) -> Schedule:
     Steps ``0 .. steps_per_epoch-1`` use the epoch-0 lr, the next ``steps_per_epoch`` the
     epoch-1 lr, and so on, as ``scheduler.step()`` at each epoch end does in torch.
     """
-    if not (isinstance(steps_per_epoch, int) and steps_per_epoch > 0):
-        raise ValueError(f"steps_per_epoch={steps_per_epoch!r} must be a positive int.")
+    steps_per_epoch = _check_int("steps_per_epoch", steps_per_epoch, "a positive number of steps")
 
     def stepwise(count: Any) -> jax.Array:
         return schedule(jnp.asarray(count) // steps_per_epoch)

@@ -273,6 +273,18 @@ def test_updates_jit_without_recompiling(np_rng: np.random.Generator) -> None:
     ("builder", "kwargs", "match"),
     [
         pytest.param(optim.sgd, {"lr": -1.0}, "Invalid learning rate", id="sgd-negative-lr"),
+        pytest.param(optim.sgd, {"lr": math.nan}, "Invalid learning rate", id="sgd-nan-lr"),
+        pytest.param(optim.adam, {"lr": math.nan}, "Invalid learning rate", id="adam-nan-lr"),
+        pytest.param(optim.sgd, {"dampening": math.nan}, "dampening", id="sgd-nan-dampening"),
+        pytest.param(
+            optim.adam,
+            {"betas": (0.9,)},
+            r"betas must be a pair \(beta1, beta2\)",
+            id="adam-1-beta",
+        ),
+        pytest.param(
+            optim.adamw, {"betas": (0.9, 0.99, 0.9)}, "betas must be a pair", id="adamw-3-betas"
+        ),
         pytest.param(
             optim.sgd,
             {"momentum": 0.9, "dampening": 0.1, "nesterov": True},
@@ -300,6 +312,64 @@ def test_updates_jit_without_recompiling(np_rng: np.random.Generator) -> None:
 def test_invalid_arguments_raise(builder: Callable, kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         builder(**kwargs)
+
+
+def _numeric_parameters(builder: Callable) -> list[str]:
+    """The builder's int/float hyperparameters (those with a number as default)."""
+    params = inspect.signature(builder).parameters.values()
+    return [p.name for p in params if type(p.default) in (int, float)]
+
+
+@pytest.mark.parametrize("name", sorted(JAX_OPTIMIZERS))
+def test_every_numeric_hyperparameter_rejects_a_wrong_type(name: str) -> None:
+    """One check for all builders: a string (or bool, None) where a number belongs is a
+    TypeError naming the argument and the value, not a failed comparison inside."""
+    builder = JAX_OPTIMIZERS[name]
+    params = _numeric_parameters(builder)
+    assert "lr" in params and len(params) >= 3
+    for param in params:
+        for bad in ("0.01", None, True):
+            with pytest.raises(TypeError, match=rf"^{param} must be a number .*{bad!r}"):
+                builder(**{param: bad})
+
+
+@pytest.mark.parametrize(
+    ("builder", "kwargs", "match"),
+    [
+        pytest.param(
+            optim.adam, {"betas": 0.9}, r"betas must be a pair \(beta1, beta2\)", id="adam-float"
+        ),
+        pytest.param(optim.adam, {"betas": "ab"}, "betas must be a pair", id="adam-str"),
+        pytest.param(
+            optim.adamw,
+            {"betas": (0.9, "0.999")},
+            r"betas\[1\] must be a number",
+            id="adamw-str-beta",
+        ),
+        pytest.param(
+            optim.clip_grad_norm,
+            {"max_norm": "1.0"},
+            "max_norm must be a number",
+            id="clip-max_norm",
+        ),
+        pytest.param(
+            optim.clip_grad_norm,
+            {"max_norm": 1.0, "norm_type": "2"},
+            "norm_type must be a number",
+            id="clip-norm_type",
+        ),
+    ],
+)
+def test_wrong_types_raise_type_error(builder: Callable, kwargs: dict, match: str) -> None:
+    with pytest.raises(TypeError, match=match):
+        builder(**kwargs)
+
+
+def test_numpy_and_jax_scalars_are_numbers() -> None:
+    """numpy scalars and shape-() arrays pass the type check, as torch accepts them."""
+    optim.sgd(np.float32(0.1), momentum=np.float64(0.9), weight_decay=np.int64(0))
+    optim.adam(jnp.asarray(0.1), betas=[np.float32(0.9), jnp.asarray(0.999)], eps=np.float64(1e-8))
+    optim.clip_grad_norm(np.float32(1.0), norm_type=np.int64(2))
 
 
 # --------------------------------------------------------------------------------------------

@@ -195,6 +195,99 @@ def test_invalid_arguments_raise(call: Callable[[], Any], match: str) -> None:
         call()
 
 
+NAN = math.nan
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        pytest.param(
+            lambda: schedules.step_lr(NAN, 2), ValueError, "lr=nan is not finite", id="step-nan-lr"
+        ),
+        pytest.param(
+            lambda: schedules.step_lr(-0.1, 2), ValueError, "lr=-0.1 is negative", id="step-neg-lr"
+        ),
+        pytest.param(
+            lambda: schedules.step_lr(LR, 2, NAN), ValueError, "gamma=nan", id="step-nan-gamma"
+        ),
+        pytest.param(
+            lambda: schedules.multi_step_lr(math.inf, [1]), ValueError, "lr=inf", id="multi-inf-lr"
+        ),
+        pytest.param(
+            lambda: schedules.exponential_lr(LR, NAN), ValueError, "gamma=nan", id="exp-nan-gamma"
+        ),
+        pytest.param(
+            lambda: schedules.exponential_lr(-1.0, 0.9), ValueError, "negative", id="exp-neg-lr"
+        ),
+        pytest.param(
+            lambda: schedules.cosine_annealing_lr(NAN, 4), ValueError, "lr=nan", id="cos-nan-lr"
+        ),
+        pytest.param(
+            lambda: schedules.cosine_annealing_lr(LR, 4, math.inf),
+            ValueError,
+            "eta_min=inf",
+            id="cos-inf-eta_min",
+        ),
+        # integer arguments: a float (NaN included), bool or str is a TypeError
+        pytest.param(
+            lambda: schedules.cosine_annealing_lr(LR, NAN),
+            TypeError,
+            "T_max=nan",
+            id="cos-nan-T_max",
+        ),
+        pytest.param(
+            lambda: schedules.step_lr(LR, 2.0), TypeError, "step_size=2.0", id="step-float-size"
+        ),
+        pytest.param(
+            lambda: schedules.step_lr(LR, True), TypeError, "step_size=True", id="step-bool-size"
+        ),
+        pytest.param(
+            lambda: schedules.multi_step_lr(LR, [2, 2.5]),
+            TypeError,
+            r"milestones\[1\]=2.5",
+            id="multi-float",
+        ),
+        pytest.param(
+            lambda: schedules.per_epoch(schedules.exponential_lr(LR, 0.9), "3"),
+            TypeError,
+            "steps_per_epoch='3'",
+            id="per_epoch-str",
+        ),
+        pytest.param(
+            lambda: schedules.exponential_lr("0.1", 0.9), TypeError, "lr='0.1'", id="exp-str-lr"
+        ),
+    ],
+)
+def test_bad_numbers_raise(call: Callable[[], Any], error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_numpy_integers_are_accepted() -> None:
+    """operator.index: numpy integers (e.g. from np.arange or a config array) work as ints."""
+    pairs = [
+        (schedules.step_lr(LR, np.int64(3)), schedules.step_lr(LR, 3)),
+        (schedules.multi_step_lr(LR, np.array([2, 5])), schedules.multi_step_lr(LR, [2, 5])),
+        (schedules.cosine_annealing_lr(LR, np.int32(4)), schedules.cosine_annealing_lr(LR, 4)),
+        (
+            schedules.per_epoch(schedules.step_lr(LR, 1), np.int64(3)),
+            schedules.per_epoch(schedules.step_lr(LR, 1), 3),
+        ),
+    ]
+    for numpy_int, python_int in pairs:
+        for e in range(N_EPOCHS):
+            assert float(numpy_int(e)) == float(python_int(e))
+
+
+def test_unchecked_torch_arguments_stay_accepted() -> None:
+    """torch's schedulers check neither gamma nor eta_min: a finite negative one is kept."""
+    expected = torch_epoch_lrs(lambda o: LRS.CosineAnnealingLR(o, 5, eta_min=-0.01), N_EPOCHS)
+    schedule = schedules.cosine_annealing_lr(LR, 5, eta_min=-0.01)
+    actual = np.array([schedule(e) for e in range(N_EPOCHS)])
+    tol = tolerance(np.float64)
+    assert_trees_all_close(actual, expected, rtol=tol.rtol, atol=tol.atol)
+
+
 def test_math_is_torch_closed_form() -> None:
     """The documented formulas, spelled out once more in plain Python."""
     assert float(schedules.cosine_annealing_lr(LR, 10, 0.01)(3)) == pytest.approx(
