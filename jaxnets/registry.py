@@ -9,6 +9,7 @@ torch factory under the same name, and a test asserts that both sides list the s
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,7 +68,11 @@ class ModelSpec:
     loss: Loss = "cross_entropy"
 
     def make_config(self, **config: Any) -> Any:
-        """Build the config dataclass from keyword arguments, rejecting unknown names."""
+        """Build the config dataclass from keyword arguments, rejecting unknown names.
+
+        The dataclass validates its own fields (``jaxnets.models._config.validate_config``);
+        its ``TypeError``/``ValueError`` is re-raised with this model's registry name first.
+        """
         fields = [f.name for f in dataclasses.fields(self.config_cls)]
         unknown = sorted(set(config) - set(fields))
         if unknown:
@@ -76,7 +81,11 @@ class ModelSpec:
                 f"model {self.name!r} got unknown config argument(s) {unknown}; "
                 f"it accepts: {accepted}"
             )
-        return self.config_cls(**config)
+        try:
+            return self.config_cls(**config)
+        except (TypeError, ValueError) as err:  # the config's own check: add the model's name
+            kind = TypeError if isinstance(err, TypeError) else ValueError
+            raise kind(f"model {self.name!r}: {err}") from None
 
     def torch_input_shape(self, batch_size: int, **config: Any) -> tuple[int, ...]:
         """Input shape for torch: ``(N, F)`` or ``(N, C, H, W)``."""
@@ -174,15 +183,32 @@ def match_models(pattern: str | None) -> list[str]:
 
 
 def get_model_spec(name: str) -> ModelSpec:
-    """The :class:`ModelSpec` registered under ``name``."""
-    try:
+    """The :class:`ModelSpec` registered under ``name``.
+
+    Raises ``TypeError`` when ``name`` is not a string, and :class:`UnknownModelError` (a
+    ``KeyError``) for an empty or unregistered name; the message suggests the closest
+    registered names (``difflib``) and lists them all.
+    """
+    known = ", ".join(list_models())
+    if not isinstance(name, str):
+        raise TypeError(
+            f"a model name string is expected, got {name!r} of type {type(name).__name__}; "
+            f"known models (jaxnets.list_models()): {known}"
+        )
+    if name in _REGISTRY:
         return _REGISTRY[name]
-    except KeyError:
-        close = [n for n in _REGISTRY if name.lower() in n or n in name.lower()]
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise UnknownModelError(
-            f"unknown model {name!r}.{hint} Known models: {', '.join(list_models())}"
-        ) from None
+    if not name.strip():
+        raise UnknownModelError(f"the model name is empty ({name!r}); known models: {known}")
+    raise UnknownModelError(f"unknown model {name!r}.{_did_you_mean(name)} Known models: {known}")
+
+
+def _did_you_mean(name: str) -> str:
+    """`` Did you mean 'x'?`` for the registered name closest to ``name``, or ``''``."""
+    key = name.strip().lower()
+    close = difflib.get_close_matches(key, list_models(), n=1, cutoff=0.6)
+    if not close and len(key) >= 3:  # a fragment of a long name: 'batchnorm' -> batchnorm_mlp
+        close = [n for n in list_models() if key in n][:1]
+    return f" Did you mean {close[0]!r}?" if close else ""
 
 
 def _check_dtype(dtype: Any, what: str) -> Any:
@@ -214,9 +240,19 @@ def create_model(
     ``nnx.Rngs(0)``; ``param_dtype`` (storage, default float32) and ``dtype`` (computation,
     default: promoted from input and parameters) work as in ``nnx`` layers, so a float64
     twin is ``create_model(name, param_dtype=jnp.float64)`` with x64 enabled.
+
+    ``rngs`` must be an ``nnx.Rngs`` (or None); a bare seed such as ``rngs=0`` is refused with
+    a ``TypeError`` rather than guessed at: write ``rngs=nnx.Rngs(0)``. A bad name, config
+    value or ``rngs`` raises before anything is built.
     """
     spec = get_model_spec(name)
     cfg = spec.make_config(**config)
+    if rngs is not None and not isinstance(rngs, nnx.Rngs):
+        seed = rngs if isinstance(rngs, int) and not isinstance(rngs, bool) else 0
+        raise TypeError(
+            f"create_model({name!r}): rngs must be an nnx.Rngs, e.g. rngs=nnx.Rngs({seed}) "
+            f"(or leave it out for nnx.Rngs(0)), got {rngs!r} of type {type(rngs).__name__}"
+        )
     kwargs = dataclasses.asdict(cfg)
     return spec.factory(
         **kwargs,

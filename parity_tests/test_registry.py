@@ -3,6 +3,7 @@ side imports without torch."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -16,6 +17,8 @@ from flax import nnx
 import jaxnets
 import torchref
 from jaxnets import convert
+from jaxnets.tolerances import tolerance
+from torchref.bridge import torch_to_flax
 
 
 def test_both_sides_list_the_same_models() -> None:
@@ -69,6 +72,142 @@ def test_unknown_model_names_the_known_ones() -> None:
         "two_layer_net",
         "xor_net",
     ]
+
+
+@pytest.mark.parametrize(
+    ("name", "suggestion"),
+    [("mpl", "mlp"), ("lenet5", "lenet"), ("LeNet", "lenet"), ("batchnorm", "batchnorm_mlp")],
+)
+def test_unknown_model_suggests_the_closest_name(name: str, suggestion: str) -> None:
+    with pytest.raises(jaxnets.UnknownModelError) as err:
+        jaxnets.create_model(name)
+    assert f"Did you mean {suggestion!r}?" in str(err.value)
+    assert str(err.value).count("Did you mean") == 1
+
+
+def test_unknown_model_far_from_every_name_suggests_nothing() -> None:
+    with pytest.raises(jaxnets.UnknownModelError, match=r"unknown model 'xyz'\. Known models: "):
+        jaxnets.create_model("xyz")
+
+
+@pytest.mark.parametrize("name", ["", "   "])
+def test_empty_model_name_says_so_and_lists_the_models(name: str) -> None:
+    with pytest.raises(jaxnets.UnknownModelError) as err:
+        jaxnets.create_model(name)
+    msg = str(err.value)
+    assert "model name is empty" in msg and "Did you mean" not in msg
+    assert msg.endswith("known models: " + ", ".join(jaxnets.list_models()))
+
+
+@pytest.mark.parametrize("name", [None, 3, ["mlp"], b"mlp"])
+def test_non_string_model_name_is_a_type_error(name: object) -> None:
+    with pytest.raises(TypeError) as err:
+        jaxnets.create_model(name)  # type: ignore[arg-type]
+    msg = str(err.value)
+    assert f"a model name string is expected, got {name!r} of type {type(name).__name__}" in msg
+    assert msg.endswith("known models (jaxnets.list_models()): " + ", ".join(jaxnets.list_models()))
+    assert not isinstance(err.value, KeyError)
+
+
+_SEQ = r"hidden_sizes must be a positive-integer sequence such as \(256, 128\)"
+
+
+@pytest.mark.parametrize(
+    ("name", "config", "exc", "message"),
+    [
+        ("mlp", {"hidden_sizes": 64}, TypeError, _SEQ + r".*got 64 of type int$"),
+        ("mlp", {"hidden_sizes": None}, TypeError, _SEQ + r".*got None of type NoneType$"),
+        ("mlp", {"hidden_sizes": "64"}, TypeError, _SEQ + r".*got '64' of type str$"),
+        (
+            "mlp",
+            {"hidden_sizes": (16, 2.0)},
+            TypeError,
+            _SEQ + r".*got \(16, 2\.0\): entry 1 is 2\.0 of type float$",
+        ),
+        ("mlp", {"hidden_sizes": [16, 0]}, ValueError, _SEQ + r".*got \[16, 0\]: entry 1 is 0$"),
+        (
+            "mlp",
+            {"activation": ["relu"]},
+            TypeError,
+            r"activation must be one of \['relu', 'sigmoid', 'tanh'\] \(a string\), "
+            r"got \['relu'\] of type list$",
+        ),
+        (
+            "mlp",
+            {"activation": "gelu"},
+            ValueError,
+            r"activation must be one of \['relu', 'sigmoid', 'tanh'\], got 'gelu'$",
+        ),
+        (
+            "neural_network",
+            {"in_features": True},
+            TypeError,
+            r"NeuralNetworkConfig\.in_features must be a positive integer such as 784, "
+            r"got True of type bool$",
+        ),
+        (
+            "my_network",
+            {"input_dim": 20.0},
+            TypeError,
+            r"MyNetworkConfig\.input_dim must be a positive integer such as 10, "
+            r"got 20\.0 of type float$",
+        ),
+        (
+            "batchnorm_mlp",
+            {"output_size": np.int64(-1)},
+            ValueError,
+            r"NeuralNetworkConfig\.output_size must be a positive integer such as 10, got np",
+        ),
+    ],
+    ids=[
+        "sizes_int",
+        "sizes_none",
+        "sizes_str",
+        "sizes_float_entry",
+        "sizes_zero_entry",
+        "activation_list",
+        "activation_unknown",
+        "bool_size",
+        "float_size",
+        "negative_numpy_size",
+    ],
+)
+def test_bad_config_value_names_model_field_value_and_what_is_accepted(
+    name: str, config: dict, exc: type, message: str
+) -> None:
+    """Both sides refuse it with the model's registry name (a shared config class serves
+    neural_network and batchnorm_mlp, so the class name alone does not say which)."""
+    for create in (jaxnets.create_model, torchref.create_model):
+        with pytest.raises(exc) as err:
+            create(name, **config)
+        msg = str(err.value)
+        assert msg.startswith(f"model {name!r}: "), msg
+        assert re.search(message, msg), msg
+
+
+def test_numpy_integer_sizes_are_accepted_as_ints() -> None:
+    spec = jaxnets.get_model_spec("mlp")
+    cfg = spec.make_config(
+        in_features=np.int64(20), hidden_sizes=np.array([8, 7]), out_features=np.int32(3)
+    )
+    assert cfg == spec.make_config(in_features=20, hidden_sizes=(8, 7), out_features=3)
+    assert all(type(v) is int for v in (cfg.in_features, *cfg.hidden_sizes, cfg.out_features))
+    assert spec.make_config(hidden_sizes=[np.int64(5)]).hidden_sizes == (5,)
+    model = jaxnets.create_model("neural_network", in_features=np.int64(20))
+    assert model(jnp.ones((2, 20))).shape == (2, 10)
+    assert torchref.create_model("neural_network", in_features=np.int64(20)).fc1.in_features == 20
+
+
+@pytest.mark.parametrize("rngs", [0, 7, "seed", np.int64(1)])
+def test_rngs_must_be_an_nnx_rngs(rngs: object) -> None:
+    """A bare seed is refused, not guessed at: the docstring and type hint say nnx.Rngs."""
+    seed = rngs if isinstance(rngs, int) else 0
+    with pytest.raises(TypeError) as err:
+        jaxnets.create_model("xor_net", rngs=rngs)  # type: ignore[arg-type]
+    assert str(err.value).startswith(
+        f"create_model('xor_net'): rngs must be an nnx.Rngs, e.g. rngs=nnx.Rngs({seed})"
+    )
+    assert f"got {rngs!r} of type {type(rngs).__name__}" in str(err.value)
 
 
 def test_bad_config_is_refused_with_the_accepted_names() -> None:
@@ -158,5 +297,45 @@ def test_wrong_input_shapes_say_what_to_do() -> None:
         ValueError, match=r"looks like torch's NCHW layout.*transpose\(0, 2, 3, 1\)"
     ):
         lenet(jnp.zeros((2, 1, 32, 32)))
-    with pytest.raises(ValueError, match=r"expects input of shape \(N, 784\).*flatten"):
+    with pytest.raises(
+        ValueError,
+        match=r"expects input of shape \(N, 784\), got \(2, 28, 28\): the last dimension must "
+        r"be 784 \(leading dimensions are free, \(\.\.\., 784\).*flatten",
+    ):
         jaxnets.create_model("simple_neural_network")(jnp.zeros((2, 28, 28)))
+
+
+@pytest.mark.parametrize("name", ["simple_neural_network", "mlp", "two_layer_net"])
+def test_plain_linear_twins_take_leading_dims_as_torch_does(name: str) -> None:
+    """nn.Linear maps (*, F) -> (*, out); the twins do too, with torch's values."""
+    torch.manual_seed(0)
+    t = torchref.create_model(name)
+    f = torch_to_flax(t, jaxnets.create_model(name))
+    x = np.random.default_rng(0).standard_normal((2, 3, 784)).astype(np.float32)
+    with torch.no_grad():
+        expected = t(torch.from_numpy(x)).numpy()
+    got = np.asarray(f(jnp.asarray(x)))
+    assert got.shape == expected.shape == (2, 3, 10)
+    tol = tolerance("float32")
+    np.testing.assert_allclose(got, expected, rtol=tol.rtol, atol=tol.atol)
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+@pytest.mark.parametrize("shape", [(4, 8, 20), (4, 3, 20), (20,), (4, 10)])
+def test_batchnorm_mlp_refuses_all_but_2d_input(shape: tuple[int, ...], mode: str) -> None:
+    """torch's BatchNorm1d reads 3-D input as (N, C, L): with L equal to both hidden widths
+    torch computes something else than per-row batch norm (and fails otherwise), so the twin
+    refuses it."""
+    cfg = dict(in_features=20, hidden_size1=8, hidden_size2=8, output_size=3)
+    f = jaxnets.create_model("batchnorm_mlp", **cfg)
+    getattr(f, mode)()
+    with pytest.raises(
+        ValueError,
+        match=rf"BatchNormMLP \(batchnorm_mlp\) expects input of shape \(N, 20\), exactly "
+        rf"2-D, got {re.escape(str(shape))}; reshape it to \(N, 20\).*BatchNorm1d reads 3-D",
+    ):
+        f(jnp.ones(shape))
+    assert int(f.bn1.num_batches_tracked[...]) == 0
+    if shape == (4, 8, 20):  # torch runs it, normalising over other axes than per row
+        t = getattr(torchref.create_model("batchnorm_mlp", **cfg), mode)()
+        assert t(torch.ones(shape)).shape == (4, 8, 3)

@@ -41,11 +41,19 @@ def _check_float_input(x: jax.Array, model: str) -> None:
 
 
 def _check_features(x: jax.Array, in_features: int, model: str) -> None:
+    """Refuse input whose last dimension is not ``in_features``.
+
+    Leading dimensions are free, as with torch's ``nn.Linear`` (``(*, in_features)``): the
+    plain-Linear twins map ``(..., in_features) -> (..., out)`` exactly as torch does, and the
+    message says so. Models that need exactly ``(N, in_features)`` check that themselves.
+    """
     _check_float_input(x, model)
     if x.ndim < 1 or x.shape[-1] != in_features:
         raise ValueError(
-            f"{model} expects input of shape (N, {in_features}), got {tuple(x.shape)}; "
-            f"flatten images first, e.g. x.reshape(len(x), -1)"
+            f"{model} expects input of shape (N, {in_features}), got {tuple(x.shape)}: the "
+            f"last dimension must be {in_features} (leading dimensions are free, (..., "
+            f"{in_features}), as with torch's nn.Linear); flatten images first, e.g. "
+            f"x.reshape(len(x), -1)"
         )
 
 

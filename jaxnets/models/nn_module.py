@@ -19,9 +19,29 @@ import jax
 from flax import nnx
 
 from jaxnets.layers import BatchNorm1d, Linear
-from jaxnets.models._config import validate_sizes
-from jaxnets.models.first_network import _check_features
+from jaxnets.models._config import validate_config
+from jaxnets.models.first_network import _check_features, _check_float_input
 from jaxnets.registry import register_model
+
+
+def _check_batch_of_features(x: jax.Array, in_features: int, model: str) -> None:
+    """Refuse anything but 2-D ``(N, in_features)`` input to ``batchnorm_mlp``.
+
+    Unlike ``nn.Linear``, torch's ``BatchNorm1d`` reads a 3-D input as ``(N, C, L)``, channels
+    at dim 1: an ``(N, L, in_features)`` batch either fails in torch or, when ``L`` equals the
+    hidden width, is normalised over other axes than the twin's. Refusing it here keeps the
+    twin from ever computing something torch does not.
+    """
+    _check_float_input(x, model)
+    if x.ndim != 2 or x.shape[-1] != in_features:
+        raise ValueError(
+            f"{model} (batchnorm_mlp) expects input of shape (N, {in_features}), exactly 2-D, "
+            f"got {tuple(x.shape)}; reshape it to (N, {in_features}): x.reshape(len(x), -1) "
+            f"flattens a batch of images, x.reshape(-1, {in_features}) makes every row of "
+            f"{in_features} values one example. Leading dimensions are not free here as they "
+            f"are for nn.Linear: torch's BatchNorm1d reads 3-D input as (N, C, L), channels "
+            f"at dim 1"
+        )
 
 
 @dataclass(frozen=True)
@@ -34,7 +54,7 @@ class NeuralNetworkConfig:
     output_size: int = 10
 
     def __post_init__(self) -> None:
-        validate_sizes(self)
+        validate_config(self)
 
 
 @dataclass(frozen=True)
@@ -46,7 +66,7 @@ class MyNetworkConfig:
     output_dim: int = 1
 
     def __post_init__(self) -> None:
-        validate_sizes(self)
+        validate_config(self)
 
 
 @dataclass(frozen=True)
@@ -58,7 +78,7 @@ class NetConfig:
     output_size: int = 10
 
     def __post_init__(self) -> None:
-        validate_sizes(self)
+        validate_config(self)
 
 
 @register_model(
@@ -208,8 +228,8 @@ class BatchNormMLP(nnx.Module):
         self.fc3 = Linear(hidden_size2, output_size, **kw)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        """Forward pass: ``(N, in_features) -> (N, output_size)``."""
-        _check_features(x, self.in_features, type(self).__name__)
+        """Forward pass: ``(N, in_features) -> (N, output_size)``; 2-D input only."""
+        _check_batch_of_features(x, self.in_features, type(self).__name__)
         x = self.activation1(self.bn1(self.fc1(x)))
         x = self.activation2(self.bn2(self.fc2(x)))
         return self.fc3(x)

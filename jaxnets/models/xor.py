@@ -8,14 +8,14 @@ challenge: more layers, more neurons, sigmoid or tanh instead of ReLU).
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import jax
 from flax import nnx
 
 from jaxnets.layers import ACTIVATIONS, Linear, get_activation
-from jaxnets.models._config import validate_sizes
+from jaxnets.models._config import validate_config
 from jaxnets.models.first_network import FixedConfig, _check_features
 from jaxnets.registry import register_model
 
@@ -49,18 +49,12 @@ class MLPConfig:
     """``mlp(in_features, hidden_sizes, out_features, activation)``."""
 
     in_features: int = 784
-    hidden_sizes: tuple[int, ...] = (256, 128)
+    hidden_sizes: tuple[int, ...] = (256, 128)  # any sequence of ints; stored as a tuple
     out_features: int = 10
-    activation: str = "relu"
+    activation: str = field(default="relu", metadata={"choices": tuple(ACTIVATIONS)})
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
-        validate_sizes(self)
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(
-                f"MLPConfig.activation must be one of {sorted(ACTIVATIONS)}, "
-                f"got {self.activation!r}"
-            )
+        validate_config(self)
 
 
 @register_model(
