@@ -39,6 +39,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import struct
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -47,6 +48,7 @@ from typing import IO, Any
 
 import jax
 import jax.numpy as jnp
+import ml_dtypes
 import numpy as np
 import safetensors.numpy
 from flax import nnx
@@ -212,9 +214,10 @@ def write_safetensors(
         if not isinstance(key, str):
             raise TypeError(f"tensor names must be strings, got {key!r}")
         arr = np.asarray(value, order="C")  # not ascontiguousarray: it makes 0-d arrays 1-d
-        if arr.dtype == object or arr.dtype.kind not in "biuf":
+        if arr.dtype != _BF16 and (arr.dtype == object or arr.dtype.kind not in "biuf"):
             raise TypeError(
-                f"cannot store {key!r} of dtype {arr.dtype} in safetensors; numeric arrays only"
+                f"cannot store {key!r} of dtype {arr.dtype} in safetensors; numeric arrays only "
+                f"(bool, integers, float16/32/64, bfloat16)"
             )
         tensors[key] = arr
     meta = {str(k): str(v) for k, v in (metadata or {}).items()}
@@ -308,6 +311,50 @@ def _parse_header(buf: bytes, path: Path) -> dict[str, Any]:
     return header
 
 
+_BF16 = np.dtype(ml_dtypes.bfloat16)
+# safetensors' dtype names (its format spec) for the dtypes write_safetensors stores
+_SAFETENSORS_DTYPES = {
+    "BOOL": np.dtype(np.bool_),
+    "U8": np.dtype(np.uint8),
+    "I8": np.dtype(np.int8),
+    "U16": np.dtype(np.uint16),
+    "I16": np.dtype(np.int16),
+    "F16": np.dtype(np.float16),
+    "BF16": _BF16,
+    "U32": np.dtype(np.uint32),
+    "I32": np.dtype(np.int32),
+    "F32": np.dtype(np.float32),
+    "U64": np.dtype(np.uint64),
+    "I64": np.dtype(np.int64),
+    "F64": np.dtype(np.float64),
+}
+
+
+def _load_with_bfloat16(buf: bytes, header: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Decode a safetensors file holding bfloat16 tensors, which ``safetensors.numpy.load``
+    cannot (numpy has no bfloat16; ``ml_dtypes``, a dependency of JAX, gives it). The framing
+    was checked by :func:`_parse_header`; each tensor's byte count is checked here."""
+    (n,) = struct.unpack("<Q", buf[:8])
+    out = {}
+    for key, entry in header.items():
+        if key == "__metadata__":
+            continue
+        dtype = _SAFETENSORS_DTYPES.get(entry.get("dtype"))
+        if dtype is None:
+            raise CheckpointError(f"{key!r} has dtype {entry.get('dtype')!r}, not one stored here.")
+        shape = tuple(int(d) for d in entry["shape"])
+        start, stop = (int(o) for o in entry["data_offsets"])
+        count = math.prod(shape)
+        if stop - start != count * dtype.itemsize:
+            raise CheckpointError(
+                f"corrupt: {key!r} covers {stop - start} bytes, its shape {list(shape)} of "
+                f"{dtype.name} needs {count * dtype.itemsize}."
+            )
+        data = np.frombuffer(buf, dtype=dtype, count=count, offset=8 + n + start)
+        out[key] = data.reshape(shape).copy()
+    return out
+
+
 def read_safetensors(path: StrPath) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Read and check a ``.safetensors`` file: ``({name: array}, metadata)``.
 
@@ -320,7 +367,14 @@ def read_safetensors(path: StrPath) -> tuple[dict[str, np.ndarray], dict[str, st
     header = _parse_header(buf, p)
     metadata = header.get("__metadata__") or {}
     try:
-        arrays = safetensors.numpy.load(buf)
+        if any(isinstance(e, dict) and e.get("dtype") == "BF16" for e in header.values()):
+            arrays = _load_with_bfloat16(buf, header)
+        else:
+            arrays = safetensors.numpy.load(buf)
+    except CheckpointError as exc:
+        raise CheckpointError(
+            f"{p}: {exc} Fix: restore it from a backup or save it again"
+        ) from None
     except Exception as exc:  # safetensors raises its own SafetensorError (and others)
         raise CheckpointError(
             f"{p}: safetensors cannot decode the file ({exc}); restore it from a backup or "
@@ -371,6 +425,17 @@ def _user_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
     return out
 
 
+def _check_model(model: Any, fn: str) -> None:
+    """``TypeError`` unless ``model`` is an NNX module (``fn``'s second argument)."""
+    if isinstance(model, nnx.Module):
+        return
+    swapped = isinstance(model, str | os.PathLike)
+    raise TypeError(
+        f"{fn}(path, model): model must be an nnx.Module, got {type(model).__name__}"
+        + ("; the arguments look swapped: the path comes first" if swapped else "")
+    )
+
+
 def _model_class(model: nnx.Module) -> str:
     return type(model).__name__
 
@@ -381,23 +446,44 @@ def _saved_from(metadata: Mapping[str, str]) -> str:
 
 
 def _reraise_with_fix(
-    exc: convert.StateDictError, path: Path, model: nnx.Module, meta: Mapping[str, str]
+    exc: convert.StateDictError,
+    path: Path,
+    model: nnx.Module,
+    meta: Mapping[str, str],
+    loader: str,
 ) -> convert.StateDictError:
-    """A StateDictError for a file: names the file, and says how to fix it."""
+    """A StateDictError for a file read by ``loader`` (``'load_torch_layout'``, which takes
+    ``strict=False``, or ``'load_flax'``): names the file, and says how to fix it."""
     where = f"{_model_class(model)} from {path}{_saved_from(meta)}"
-    err = convert.StateDictError(exc.problems, where)
-    kinds = " ".join(exc.problems)
+    problems = exc.problems
     fixes = []
-    if "missing key" in kinds or "unexpected key" in kinds or "shape" in kinds:
+    if any(p.startswith(("missing key", "unexpected key")) for p in problems):
         fixes.append(
-            "build the model with the architecture and config the file was saved from "
-            "(the shapes above give the sizes), or load the matching subset with "
-            "convert.load_state_dict(model, arrays, strict=False)"
+            "build the model with the architecture and config the file was saved from"
+            + (
+                ", or pass strict=False to load_torch_layout to skip missing and unexpected keys"
+                if loader == "load_torch_layout"
+                else ""
+            )
         )
-    if "dtype" in kinds:
-        fixes.append("build the model with the file's param_dtype, or cast the arrays")
-    err.args = (f"{err.args[0]}\nFix: {'; '.join(fixes)}",)
-    return err
+    if any(": shape " in p for p in problems):
+        fixes.append(
+            "the file holds a model of other sizes: build the model with the architecture and "
+            "config the file was saved from (the shapes above give the sizes)"
+        )
+    dtypes = sorted(
+        {
+            m.group(1)
+            for p in problems
+            if "integer dtype expected" not in p and (m := re.search(r": dtype (\w+)", p))
+        }
+    )
+    if dtypes:
+        fixes.append(
+            f"build the model with the file's param_dtype (param_dtype=jnp.{dtypes[0]}), or "
+            f"cast the arrays"
+        )
+    return convert.StateDictError(problems, where, fixes)
 
 
 # --------------------------------------------------------------------------------------------
@@ -415,6 +501,7 @@ def save_torch_layout(
     ``model.load_state_dict(safetensors.torch.load_file(path))``. ``metadata``: extra string
     fields (e.g. the registry name and config) stored in the header.
     """
+    _check_model(model, "save_torch_layout")
     arrays = convert.state_dict(model)
     meta = _user_metadata(metadata)
     meta.update(
@@ -438,13 +525,14 @@ def load_torch_layout(path: StrPath, model: nnx.Module, *, strict: bool = True) 
     :class:`~jaxnets.convert.StateDictError` listing every mismatch; either way the model
     keeps its values. ``strict=False`` skips missing/unexpected keys as in torch.
     """
+    _check_model(model, "load_torch_layout")
     p = Path(path)
     arrays, meta = read_safetensors(p)
     _check_kind(p, meta, "torch")
     try:
         convert.load_state_dict(model, arrays, strict=strict)
     except convert.StateDictError as exc:
-        raise _reraise_with_fix(exc, p, model, meta) from None
+        raise _reraise_with_fix(exc, p, model, meta, "load_torch_layout") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -457,8 +545,9 @@ def _flax_variables(model: nnx.Module) -> dict[str, nnx.Variable]:
     out: dict[str, nnx.Variable] = {}
     for path, var in nnx.to_flat_state(nnx.state(model)):
         key = ".".join(map(str, path))
-        value = var[...] if isinstance(var, nnx.Variable) else var
-        if jnp.issubdtype(jnp.asarray(value).dtype, jax.dtypes.prng_key):
+        value = var.get_value() if isinstance(var, nnx.Variable) else var
+        dtype = value.dtype if hasattr(value, "dtype") else jnp.asarray(value).dtype
+        if jnp.issubdtype(dtype, jax.dtypes.prng_key):
             raise TypeError(
                 f"{key} holds a PRNG key ({type(var).__name__}); save_flax stores arrays only. "
                 f"Split the key out (nnx.split(model, nnx.RngState, ...)) and save its "
@@ -478,6 +567,7 @@ def save_flax(
     that :func:`load_torch_layout` refuses it with a clear message and :func:`load_flax` knows
     what it reads. ``metadata``: extra string fields stored in the header.
     """
+    _check_model(model, "save_flax")
     arrays = {k: np.asarray(v[...]) for k, v in _flax_variables(model).items()}
     meta = _user_metadata(metadata)
     meta.update(
@@ -499,6 +589,7 @@ def load_flax(path: StrPath, model: nnx.Module) -> None:
     :class:`~jaxnets.convert.StateDictError` and nothing is written. A torch-layout or run
     file gets a :class:`CheckpointError` naming the loader to use.
     """
+    _check_model(model, "load_flax")
     p = Path(path)
     arrays, meta = read_safetensors(p)
     _check_kind(p, meta, "flax")
@@ -517,14 +608,13 @@ def load_flax(path: StrPath, model: nnx.Module) -> None:
         if key not in arrays:
             continue
         arr = arrays[key]
-        want_dtype = np.dtype(var[...].dtype)
-        if arr.shape != tuple(var[...].shape):
-            problems.append(
-                f"{key!r}: shape {arr.shape} in the file, {tuple(var[...].shape)} expected"
-            )
+        want_dtype = np.dtype(var.dtype)  # var.shape/.dtype: also for an nnx.eval_shape twin
+        if arr.shape != tuple(var.shape):
+            problems.append(f"{key!r}: shape {arr.shape} in the file, {tuple(var.shape)} expected")
         elif np.issubdtype(want_dtype, np.integer):
-            if not np.issubdtype(arr.dtype, np.integer):
-                problems.append(f"{key!r}: dtype {arr.dtype}, an integer dtype expected")
+            problem = convert.counter_problem(arr, want_dtype)
+            if problem:
+                problems.append(f"{key!r}: {problem}")
             else:
                 staged.append((var, arr))
         elif arr.dtype != want_dtype:
@@ -533,9 +623,11 @@ def load_flax(path: StrPath, model: nnx.Module) -> None:
             staged.append((var, arr))
     if problems:
         exc = convert.StateDictError(problems, _model_class(model))
-        raise _reraise_with_fix(exc, p, model, meta) from None
+        raise _reraise_with_fix(exc, p, model, meta, "load_flax") from None
     for var, arr in staged:
-        var[...] = jnp.asarray(arr, dtype=var[...].dtype)
+        # the whole value, as convert.load_state_dict sets it: an abstract twin from
+        # nnx.eval_shape holds ShapeDtypeStructs, which cannot be written into
+        var.set_value(jnp.asarray(arr, dtype=var.dtype))
 
 
 # --------------------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ __all__ = [
     "IncompatibleKeys",
     "Rule",
     "StateDictError",
+    "counter_problem",
     "load_state_dict",
     "register_rule",
     "state_dict",
@@ -112,22 +113,26 @@ def register_rule(layer_type: type, rules: tuple[Rule, ...]) -> None:
 class StateDictError(ValueError):
     """A state dict does not fit the model. Lists every problem, by key; nothing was written."""
 
-    def __init__(self, problems: list[str], model: str) -> None:
+    def __init__(self, problems: list[str], model: str, fixes: list[str] | None = None) -> None:
+        """``problems``: one line each; ``model``: what was loaded into, for the message;
+        ``fixes``: what to do, one line each (default: the fixes for loading a mapping with
+        :func:`load_state_dict`)."""
         self.problems = problems
         lines = "\n  ".join(problems)
-        fixes = []
-        if any(p.startswith(("missing key", "unexpected key")) for p in problems):
-            fixes.append(
-                "build the model with the config the weights were saved from, or load with "
-                "strict=False to skip missing and unexpected keys"
-            )
-        if any(": shape " in p for p in problems):
-            fixes.append(
-                "the weights come from a model of other sizes: build it with those sizes "
-                "(a Flax-layout array, e.g. an untransposed kernel, also shows up here)"
-            )
-        if any(": dtype " in p for p in problems):
-            fixes.append("cast the arrays, or build the model with the matching param_dtype")
+        if fixes is None:
+            fixes = []
+            if any(p.startswith(("missing key", "unexpected key")) for p in problems):
+                fixes.append(
+                    "build the model with the config the weights were saved from, or load with "
+                    "strict=False to skip missing and unexpected keys"
+                )
+            if any(": shape " in p for p in problems):
+                fixes.append(
+                    "the weights come from a model of other sizes: build it with those sizes "
+                    "(a Flax-layout array, e.g. an untransposed kernel, also shows up here)"
+                )
+            if any(": dtype " in p for p in problems):
+                fixes.append("cast the arrays, or build the model with the matching param_dtype")
         fix = "".join(f"\nFix: {f}" for f in fixes)
         super().__init__(
             f"state dict does not fit {model}: {len(problems)} problem(s), nothing was "
@@ -269,6 +274,24 @@ def torch_to_flax_key_map(model: nnx.Module) -> dict[str, str]:
     return {s.key: ".".join(map(str, s.path)) for s in _slots(model)}
 
 
+def counter_problem(arr: np.ndarray, stored: np.dtype) -> str | None:
+    """Why an integer counter ``arr`` (any shape) cannot go into a variable of integer dtype
+    ``stored``, or None if it can.
+
+    torch keeps counters as int64; the twin holds them in its own integer dtype (int32 unless
+    x64 is on), so a value past that range would wrap around silently."""
+    if not np.issubdtype(arr.dtype, np.integer):
+        return f"dtype {arr.dtype}, an integer dtype expected"
+    info = np.iinfo(stored)
+    if arr.size and (arr.min() < info.min or arr.max() > info.max):
+        return (
+            f"value {int(arr.max() if arr.max() > info.max else arr.min())} does not fit the "
+            f"twin's {stored} counter ({info.min} to {info.max}); enable 64-bit integers with "
+            f"jax.config.update('jax_enable_x64', True) before building the twin"
+        )
+    return None
+
+
 def load_state_dict(
     model: nnx.Module, state: Mapping[str, Any], *, strict: bool = True
 ) -> IncompatibleKeys:
@@ -316,13 +339,14 @@ def load_state_dict(
             continue
         want = _torch_dtype_name(slot)
         if slot.rule.integer:
-            if not np.issubdtype(arr.dtype, np.integer):
-                problems.append(f"{key!r}: dtype {arr.dtype}, an integer dtype expected")
+            problem = counter_problem(arr, np.dtype(slot.variable.dtype))
+            if problem:
+                problems.append(f"{key!r}: {problem}")
                 continue
         elif arr.dtype != want:
             problems.append(
                 f"{key!r}: dtype {arr.dtype} in the state dict, {want} expected; cast it "
-                f"(e.g. .astype(np.{want})) or build the twin with param_dtype={want}"
+                f"(e.g. .astype(np.{want})) or build the twin with param_dtype=jnp.{arr.dtype}"
             )
             continue
         staged.append((slot, arr))

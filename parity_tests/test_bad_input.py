@@ -11,6 +11,7 @@ import pickle
 import re
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -132,14 +133,17 @@ def test_misshapen_weights(mlp, tmp_path):
     other = jaxnets.create_model("mlp", in_features=6, hidden_sizes=(7,), out_features=3)
     path = checkpoint.save_torch_layout(tmp_path / "w.safetensors", other)
     snap, files = _model_snapshot(mlp), _files(tmp_path)
-    _raises(
+    msg = _raises(
         convert.StateDictError,
         r"'layers\.0\.weight': shape \(7, 6\) in the state dict, \(5, 6\) expected",
-        r"saved from a MLP.*Fix: build the model with the architecture and config",
+        r"saved from a MLP.*Fix: the file holds a model of other sizes: build the model with "
+        r"the architecture and config",
         checkpoint.load_torch_layout,
         path,
         mlp,
     )
+    # one fix, and not strict=False, which skips missing keys but still refuses shapes
+    assert msg.count("Fix:") == 1 and "strict=False" not in msg, msg
     _assert_model_unchanged(mlp, snap)
     assert _files(tmp_path) == files
 
@@ -151,7 +155,7 @@ def test_wrong_dtype_weights(mlp, tmp_path):
     _raises(
         convert.StateDictError,
         r"dtype float64 in the state dict, float32 expected",
-        r"astype\(np\.float32\)|param_dtype",
+        r"astype\(np\.float32\).*param_dtype=jnp\.float64",  # the file's dtype, not the model's
         checkpoint.load_torch_layout,
         path,
         mlp,
@@ -169,12 +173,60 @@ def test_wrong_dtype_weights_flax_layout(mlp, tmp_path):
     _raises(
         convert.StateDictError,
         r"'layers\.0\.kernel': dtype float64 in the file, float32 expected",
-        r"param_dtype",
+        r"param_dtype=jnp\.float64",
         checkpoint.load_flax,
         path,
         mlp,
     )
     _assert_model_unchanged(mlp, snap)
+    assert _files(tmp_path) == files
+
+
+@pytest.mark.parametrize("layout", ["torch", "flax"])
+def test_batch_counter_too_large_for_the_twin(layout, tmp_path):
+    # torch counts batches in int64; the twin's counter is int32 without x64: a larger value
+    # would wrap around (2**31 + 5 became -2147483643)
+    with jax.enable_x64(False):  # the suite runs with x64 on, which makes the counter int64
+        bn = jaxnets.create_model("batchnorm_mlp", in_features=4, hidden_size1=3, hidden_size2=3)
+    assert bn.bn1.num_batches_tracked[...].dtype == jnp.int32
+    if layout == "torch":
+        sd = convert.state_dict(bn)
+        sd["bn1.num_batches_tracked"] = np.array(2**31 + 5, np.int64)
+        path = _torch_layout_file(tmp_path, sd)
+        load, key = checkpoint.load_torch_layout, "bn1.num_batches_tracked"
+    else:
+        arrays = {k: np.asarray(v[...]) for k, v in checkpoint._flax_variables(bn).items()}
+        key = next(k for k in arrays if k.endswith("num_batches_tracked"))
+        arrays[key] = np.array(2**31 + 5, np.int64)
+        path = checkpoint.write_safetensors(
+            tmp_path / "w.safetensors", arrays, {"jaxnets_format": "flax"}
+        )
+        load = checkpoint.load_flax
+    snap, files = _model_snapshot(bn), _files(tmp_path)
+    _raises(
+        convert.StateDictError,
+        rf"'{re.escape(key)}': value 2147483653 does not fit the twin's int32 counter",
+        r"jax_enable_x64",
+        load,
+        path,
+        bn,
+    )
+    _assert_model_unchanged(bn, snap)
+    assert _files(tmp_path) == files
+
+
+@pytest.mark.parametrize("fn", ["save_torch_layout", "load_torch_layout", "save_flax", "load_flax"])
+def test_checkpoint_functions_given_no_model(mlp, tmp_path, fn):
+    path = tmp_path / "w.safetensors"
+    checkpoint.save_flax(path, mlp) if fn == "load_flax" else checkpoint.save_torch_layout(
+        path, mlp
+    )
+    files = _files(tmp_path)
+    call = getattr(checkpoint, fn)
+    _raises(TypeError, r"model must be an nnx\.Module, got NoneType", fn, call, path, None)
+    _raises(
+        TypeError, "got PosixPath", r"arguments look swapped: the path comes first", call, mlp, path
+    )
     assert _files(tmp_path) == files
 
 
