@@ -41,6 +41,7 @@ __all__ = [
     "Conv2d",
     "Linear",
     "conv2d_im2col",
+    "conv2d_max_pool2d",
     "dot_elementwise",
     "get_activation",
     "max_pool2d",
@@ -277,7 +278,7 @@ def Conv2d(  # noqa: N802 - mirrors torch.nn.Conv2d
     ph, pw = (padding, padding) if isinstance(padding, int) else padding
     init = torch_uniform_init(in_channels * kh * kw)
     param_dtype = jnp.float32 if param_dtype is None else param_dtype
-    conv = {"auto": _conv_auto, "im2col": conv2d_im2col, "xla": lax.conv_general_dilated}[impl]
+    conv = {"auto": _conv_auto, "im2col": conv2d_im2col, "xla": _conv_xla}[impl]
     return nnx.Conv(
         in_channels,
         out_channels,
@@ -300,6 +301,32 @@ def _is_nhwc_hwio(dimension_numbers: Any, lhs: jax.Array, rhs: jax.Array) -> boo
     nhwc = lax.conv_dimension_numbers(lhs.shape, rhs.shape, ("NHWC", "HWIO", "NHWC"))
     given = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
     return given == nhwc
+
+
+def _check_conv_channels(lhs: jax.Array, rhs: jax.Array, groups: int, fn: str) -> None:
+    """``ValueError`` unless NHWC ``lhs`` has the channels HWIO ``rhs`` (with ``groups``)
+    expects; says when the input looks like torch's NCHW layout."""
+    c, want = lhs.shape[3], rhs.shape[2] * groups
+    if c == want:
+        return
+    nchw = lhs.shape[1] == want
+    raise ValueError(
+        f"{fn}: the input {tuple(lhs.shape)} has {c} channels (last axis, NHWC), the "
+        f"convolution takes {want}"
+        + (
+            "; it looks like torch's NCHW layout: transpose it with x.transpose(0, 2, 3, 1)"
+            if nchw
+            else f"; give it NHWC input with {want} channels"
+        )
+    )
+
+
+def _check_pool_size(k: Any, fn: str) -> None:
+    """``ValueError`` unless the pooling size ``k`` is a positive int."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(
+            f"{fn}: kernel_size must be a positive int (the pooling window and stride), got {k!r}"
+        )
 
 
 def _windows(
@@ -370,8 +397,11 @@ def conv2d_im2col(
     ``lax.conv_general_dilated`` unchanged. Same signature, so it can be passed as
     ``nnx.Conv(conv_general_dilated=...)``.
     """
+    nhwc = _is_nhwc_hwio(dimension_numbers, lhs, rhs)
+    if nhwc:
+        _check_conv_channels(lhs, rhs, feature_group_count, "Conv2d")
     plain = (
-        _is_nhwc_hwio(dimension_numbers, lhs, rhs)
+        nhwc
         and not isinstance(padding, str)
         and all(d == 1 for d in (lhs_dilation or (1, 1)))
         and all(d == 1 for d in (rhs_dilation or (1, 1)))
@@ -437,9 +467,19 @@ def conv2d_im2col(
 
 
 def _conv_auto(lhs: jax.Array, rhs: jax.Array, *args: Any, **kwargs: Any) -> jax.Array:
-    """:func:`conv2d_im2col` on CPU, ``lax.conv_general_dilated`` on other backends."""
-    conv = conv2d_im2col if jax.default_backend() == "cpu" else lax.conv_general_dilated
+    """:func:`conv2d_im2col` on CPU, :func:`_conv_xla` on other backends."""
+    conv = conv2d_im2col if jax.default_backend() == "cpu" else _conv_xla
     return conv(lhs, rhs, *args, **kwargs)
+
+
+def _conv_xla(lhs: jax.Array, rhs: jax.Array, *args: Any, **kwargs: Any) -> jax.Array:
+    """``lax.conv_general_dilated``, after :func:`conv2d_im2col`'s check of the input's
+    channels (which names torch's NCHW layout when the input looks like it)."""
+    dims = kwargs.get("dimension_numbers", args[4] if len(args) > 4 else None)
+    if _is_nhwc_hwio(dims, lhs, rhs):
+        groups = kwargs.get("feature_group_count", args[5] if len(args) > 5 else 1)
+        _check_conv_channels(lhs, rhs, groups, "Conv2d")
+    return lax.conv_general_dilated(lhs, rhs, *args, **kwargs)
 
 
 def max_pool2d(x: jax.Array, kernel_size: int = 2) -> jax.Array:
@@ -453,8 +493,16 @@ def max_pool2d(x: jax.Array, kernel_size: int = 2) -> jax.Array:
     first. After a ReLU the ties are zeros, whose gradient the ReLU zeroes either way.
     """
     k = kernel_size
+    _check_pool_size(k, "max_pool2d")
+    if x.ndim != 4:
+        raise ValueError(f"max_pool2d: expects NHWC input (N, H, W, C), got shape {x.shape}")
     n, h, w, c = x.shape
     ho, wo = h // k, w // k
+    if ho == 0 or wo == 0:  # torch: "Output size is too small"
+        raise ValueError(
+            f"max_pool2d: the {k}x{k} window does not fit the input's {h}x{w} spatial size "
+            f"(input {x.shape}, NHWC); use a smaller kernel_size or a larger input"
+        )
     x = x[:, : ho * k, : wo * k, :]
     return x.reshape(n, ho, k, wo, k, c).max(axis=(2, 4))
 
@@ -720,11 +768,7 @@ def conv2d_max_pool2d(conv: nnx.Module, x: jax.Array, kernel_size: int = 2) -> j
     ``jaxnets explain`` does, which then sees the convolution's own output).
     """
     k = kernel_size
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(
-            f"conv2d_max_pool2d: kernel_size must be a positive int (the pooling window and "
-            f"stride), got {k!r}"
-        )
+    _check_pool_size(k, "conv2d_max_pool2d")
     if not _fusable_conv_pool(conv, x, k):
         return max_pool2d(conv(x), k)
     kernel = conv.kernel[...]

@@ -85,6 +85,40 @@ def test_integer_input_dtype(dtype):
     _assert_model_unchanged(model, snap)
 
 
+@pytest.mark.parametrize("impl", ["auto", "im2col", "xla"])
+@pytest.mark.parametrize(
+    ("shape", "fix"),
+    [
+        ((2, 3, 8, 8), r"NCHW layout: transpose it with x\.transpose\(0, 2, 3, 1\)"),
+        ((2, 8, 8, 5), r"give it NHWC input with 3 channels"),
+    ],
+    ids=["nchw", "channels"],
+)
+def test_conv2d_input_of_other_channels(impl, shape, fix):
+    # the layer "Port your own model" builds on: its own message, not a reshape error from
+    # inside im2col or lax's feature-dimension arithmetic
+    conv = jaxnets.layers.Conv2d(3, 4, 3, rngs=nnx.Rngs(0), impl=impl)
+    cause = rf"Conv2d: the input {re.escape(str(shape))} has {shape[3]} channels .*takes 3"
+    x = jnp.ones(shape)
+    _raises(ValueError, cause, fix, conv, x)
+    _raises(ValueError, cause, fix, jaxnets.layers.conv2d_max_pool2d, conv, x)
+
+
+@pytest.mark.parametrize(
+    ("shape", "k", "cause", "fix"),
+    [
+        ((2, 4, 4, 1), 0, "kernel_size must be a positive int", "pooling window"),
+        ((2, 4, 4, 1), 2.0, "kernel_size must be a positive int", "pooling window"),
+        ((2, 3, 3, 1), 4, r"4x4 window does not fit the input's 3x3", "smaller kernel_size"),
+        ((3, 3, 1), 2, r"expects NHWC input \(N, H, W, C\), got shape \(3, 3, 1\)", "NHWC"),
+    ],
+    ids=["zero", "float", "too-small", "3d"],
+)
+def test_max_pool2d_bad_window_or_input(shape, k, cause, fix):
+    # k=0 divided by zero; a window larger than the input gave an empty array (torch raises)
+    _raises(ValueError, cause, fix, jaxnets.layers.max_pool2d, jnp.ones(shape), k)
+
+
 # ---- weights -------------------------------------------------------------------------------
 
 
