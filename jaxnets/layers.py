@@ -490,7 +490,10 @@ def max_pool2d(x: jax.Array, kernel_size: int = 2) -> jax.Array:
 
     The gradient differs from torch's where a window holds its maximum more than once: JAX
     splits the window's gradient equally among the tied values, torch gives it all to the
-    first. After a ReLU the ties are zeros, whose gradient the ReLU zeroes either way.
+    first. After a ReLU, ties at zero get a gradient the ReLU zeroes either way. Positive
+    ties come from uniform regions (a flat background, MNIST's padded border), where the
+    tied convolution outputs read identical input patches: the parameters' gradients are the
+    same either way, only the gradient with respect to the input differs.
     """
     k = kernel_size
     _check_pool_size(k, "max_pool2d")

@@ -42,7 +42,8 @@ __all__ = ["TOLERANCES", "Tolerance", "backend_name", "tolerance"]
 
 @dataclass(frozen=True)
 class Tolerance:
-    """Elementwise bound ``|a - b| <= atol + rtol * |b|`` and the reason for its size."""
+    """Bound ``max|a - b| <= atol + rtol * max|b|`` over a tensor (normwise, see the module
+    docstring) and the reason for its size."""
 
     rtol: float
     atol: float

@@ -52,6 +52,25 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize(("dtype", "batch"), [("float64", 256), ("float32", 1024)])
+def test_gradients_that_cancel_to_zero_stay_within_tolerance_at_large_batches(
+    dtype: str, batch: int
+) -> None:
+    # The biases feeding batchnorm_mlp's BatchNorms have an exactly zero gradient; both sides
+    # hold rounding noise. With an unscaled out.backward(v) that noise was a sum of `batch`
+    # O(1) terms and passed atol at these sizes for a correct model (float64 seeds 0-5 at 256:
+    # 1.0e-14 median, float32 at 1024: 1.5e-5 to 2e-5). compare_registered scales v as a
+    # batch-mean loss scales its gradient, which keeps the noise flat in the batch size.
+    for seed in range(3):
+        report = _run("batchnorm_mlp", dtype, batch, seed, mode="train")
+        report.raise_if_failed()
+        biases = [c for c in report.comparisons if c.kind == "vjp" and c.name in _FC_BIASES]
+        assert len(biases) == 3 and max(c.tolerance_used for c in biases) < 0.5, biases
+
+
+_FC_BIASES = ("fc1.bias", "fc2.bias", "fc3.bias")
+
+
 @pytest.mark.parametrize(("name", "dtype", "batch"), CASES)
 def test_forward_loss_gradients_match(name: str, dtype: str, batch: int, seed: int) -> None:
     """Outputs, loss, d(loss)/d(every parameter) and out.backward(v) agree with torch.
@@ -125,7 +144,7 @@ def test_output_dtype_follows_the_twin(name: str) -> None:
 
 
 def test_report_flags_a_planted_fault(seed: int) -> None:
-    """The harness catches a wrong twin: drop a transpose and parity must fail by name."""
+    """The harness catches a wrong twin: a bias off by 1e-9 and parity must fail by name."""
     t, f = _pair("xor_net", "float64", seed)
     x, y = jaxnets.get_model_spec("xor_net").example_batch(
         4, np.random.default_rng(seed), dtype=np.float64
@@ -138,6 +157,36 @@ def test_report_flags_a_planted_fault(seed: int) -> None:
     assert report.worst("output").ok is False
     with pytest.raises(parity.ParityError, match=r"xor_net|XORNet"):
         report.raise_if_failed()
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+def test_lenet_gradients_match_on_padded_digits_with_tied_maxima(dtype: str, seed: int) -> None:
+    """MNIST digits padded to 32x32 as the examples pad them: the uniform border and
+    background give thousands of pooling windows whose maximum is tied. JAX splits a tied
+    window's gradient, torch gives it to the first element; the tied outputs read identical
+    patches, so every parameter gradient still agrees with torch."""
+    t, f = _pair("lenet", dtype, seed)
+    rng = np.random.default_rng(seed)
+    digits = np.zeros((8, 1, 28, 28))
+    digits[:, :, 6:22, 8:20] = rng.integers(0, 256, (8, 1, 16, 12)) * (
+        rng.random((8, 1, 16, 12)) < 0.4
+    )
+    x = np.pad(
+        (digits / 255 - 0.1307) / 0.3081,
+        ((0, 0), (0, 0), (2, 2), (2, 2)),
+        constant_values=-0.1307 / 0.3081,
+    ).astype(dtype)
+    y = rng.integers(0, 10, 8)
+    # the case is real: torch's first conv + pool sees windows with a tied maximum
+    with torch.no_grad():
+        c1 = t.conv1(torch.from_numpy(x)).numpy()
+    windows = c1[:, :, :30, :30].reshape(8, 6, 15, 2, 15, 2).transpose(0, 1, 2, 4, 3, 5)
+    windows = windows.reshape(8, 6, 15, 15, 4)
+    tied = ((windows == windows.max(-1, keepdims=True)).sum(-1) > 1).sum()
+    assert tied > 1000, tied
+    report = parity.compare(t, f, x, y, loss="cross_entropy", layout="image", mode="train")
+    report.raise_if_failed()
+    assert sum(c.kind == "grad" for c in report.comparisons) == 10
 
 
 @pytest.mark.parametrize("dtype", list(DTYPES))
