@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from jaxnets import loop as jl
+from jaxnets.cliargs import nonnegative_float, nonnegative_int
 
 
 def run_jax(model_name: str, init: dict, x: np.ndarray, y: np.ndarray, lr: float) -> dict:
@@ -85,8 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--framework", choices=["torch", "jax", "both"], default="both")
     p.add_argument("--device", choices=["cpu", "gpu", "tpu"], default="cpu")
-    p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=nonnegative_float, default=0.01)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     args = p.parse_args(argv)
     jl.select_jax_platform(args.device)
     frameworks = jl.parse_frameworks(args.framework)

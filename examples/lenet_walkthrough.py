@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from jaxnets import loop as jl
+from jaxnets.cliargs import nonnegative_float, nonnegative_int
 
 
 def jax_side(init: dict, x: np.ndarray, target: np.ndarray, lr: float) -> dict:
@@ -99,8 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--framework", choices=["torch", "jax", "both"], default="both")
     p.add_argument("--device", choices=["cpu", "gpu", "tpu"], default="cpu")
-    p.add_argument("--learning-rate", type=float, default=0.01)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--learning-rate", type=nonnegative_float, default=0.01)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     args = p.parse_args(argv)
     jl.select_jax_platform(args.device)
     init = jl.initial_state_dict(jl.TrainConfig("lenet", seed=args.seed))

@@ -16,6 +16,8 @@ Ampere and newer GPUs, about 1e-3 relative error per product. On CPU both are fl
 
 Data: the four standard IDX files (torchvision names, .gz or raw) from ``--data-dir``, else
 ``$JAXNETS_DATA_DIR``, else the cache folder; ``--download`` fetches them (MD5-checked).
+The loss curves go to ``mnist_loss_curves.png`` in the current directory (``--plot PATH`` to
+choose, ``--plot ''`` for none).
 """
 
 from __future__ import annotations
@@ -25,33 +27,53 @@ import json
 import sys
 from collections.abc import Sequence
 
-from jaxnets import data
 from jaxnets import loop as jl
+from jaxnets.cliargs import model_name, nonnegative_int, show_progress
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Arguments of this example."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", nargs="+", default=["custom_neural_network", "lenet"])
+    p.add_argument(
+        "--model",
+        type=model_name,
+        nargs="+",
+        default=["custom_neural_network", "lenet"],
+        help="registered models that take MNIST (default: %(default)s)",
+    )
     jl.add_run_args(p)  # framework, device, precision, dtype, devices; recipe; data
     p.add_argument(
         "--seed",
-        type=int,
+        type=nonnegative_int,
         nargs="+",
         default=[0],
         help="initial weights and batch order; several seeds add a table of the accuracy "
         "gap over them (float32 runs drift apart by rounding, so one seed's gap is a draw)",
     )
-    p.add_argument("--plot", default="mnist_loss_curves.png", help="PNG path ('' for none)")
+    p.add_argument(
+        "--plot",
+        default="mnist_loss_curves.png",
+        help="PNG of the loss curves; a bare name is written in the current directory "
+        "(default: %(default)s; '' for none)",
+    )
     p.add_argument("--results", help="also write the runs (losses, accuracy, times) as JSON")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bars (never drawn when stderr is not a terminal)",
+    )
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the example; returns the exit status."""
-    args = build_parser().parse_args(argv)
-    jl.configure_runtime(args)  # platform, devices/mesh, precision, float64
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        jl.configure_runtime(args)  # platform, devices/mesh, precision, float64
+    except (ValueError, RuntimeError) as exc:  # --device, --devices, --mesh, --distributed
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
     frameworks = jl.parse_frameworks(args.framework)
     if "torch" in frameworks:
         from torchref.loop import run_frameworks, set_torch_precision
@@ -70,8 +92,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 test_limit=args.test_limit,
                 dtype=args.dtype,
             )
-        except data.DataError as exc:
-            print(f"mnist: {exc}", file=sys.stderr)
+        except ValueError as exc:  # jaxnets.data.DataError, or a model that does not take MNIST
+            print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+            return 2
+        if len(dataset.x_train) < args.batch_size:
+            print(
+                f"{parser.prog}: error: --batch-size {args.batch_size} is larger than the "
+                f"{len(dataset.x_train)} training images; use a smaller --batch-size",
+                file=sys.stderr,
+            )
             return 2
         for seed in args.seed:
             cfg = jl.TrainConfig(
@@ -85,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 dtype=args.dtype,
             )
             described[seed] = cfg.describe()
-            progress = not args.no_progress
+            progress = show_progress(args.no_progress)
             if frameworks == ["jax"]:
                 results.append(jl.run_jax(cfg, dataset, progress=progress))
             else:

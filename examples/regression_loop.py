@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from jaxnets import data
 from jaxnets import loop as jl
+from jaxnets.cliargs import nonnegative_float, nonnegative_int, positive_int, show_progress
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -23,12 +24,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--framework", choices=["torch", "jax", "both"], default="both")
     p.add_argument("--device", choices=["cpu", "gpu", "tpu"], default="cpu")
-    p.add_argument("--num-epochs", type=int, default=100)
-    p.add_argument("--print-interval", type=int, default=10)
-    p.add_argument("--learning-rate", type=float, default=0.01)
-    p.add_argument("--batch-size", type=int, default=256, help="examples (one batch)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--num-epochs", type=positive_int, default=100)
+    p.add_argument("--print-interval", type=positive_int, default=10, help="print every N epochs")
+    p.add_argument("--learning-rate", type=nonnegative_float, default=0.01)
+    p.add_argument("--batch-size", type=positive_int, default=256, help="examples (one batch)")
+    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (not on a pipe)")
     args = p.parse_args(argv)
     jl.select_jax_platform(args.device)
     frameworks = jl.parse_frameworks(args.framework)
@@ -43,12 +44,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         momentum=0.0,
         seed=args.seed,
     )
+    progress = show_progress(args.no_progress)
     if frameworks == ["jax"]:
-        results = [jl.run_jax(cfg, dataset, progress=not args.no_progress)]
+        results = [jl.run_jax(cfg, dataset, progress=progress)]
     else:
         from torchref.loop import run_frameworks
 
-        kw = {"device": args.device, "progress": not args.no_progress}
+        kw = {"device": args.device, "progress": progress}
         results = run_frameworks(cfg, dataset, frameworks, **kw)
     print(f"{'epoch':>12}" + "".join(f"{r.framework + ' loss':>14}" for r in results))
     for epoch in range(args.print_interval, args.num_epochs + 1, args.print_interval):

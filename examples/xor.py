@@ -18,6 +18,7 @@ import numpy as np
 
 from jaxnets import data
 from jaxnets import loop as jl
+from jaxnets.cliargs import nonnegative_float, nonnegative_int, positive_int, show_progress
 
 
 def predictions(result: jl.RunResult, x: np.ndarray) -> np.ndarray:
@@ -47,11 +48,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--framework", choices=["torch", "jax", "both"], default="both")
     p.add_argument("--device", choices=["cpu", "gpu", "tpu"], default="cpu")
-    p.add_argument("--epochs", type=int, default=1000)
-    p.add_argument("--print-every", type=int, default=100)
-    p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--epochs", type=positive_int, default=1000)
+    p.add_argument("--print-every", type=positive_int, default=100, help="print every N epochs")
+    p.add_argument("--lr", type=nonnegative_float, default=0.01)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (not on a pipe)")
     args = p.parse_args(argv)
     jl.select_jax_platform(args.device)
     frameworks = jl.parse_frameworks(args.framework)
@@ -60,12 +61,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = jl.TrainConfig(
         "xor_net", epochs=args.epochs, batch_size=4, lr=args.lr, momentum=0.0, seed=args.seed
     )
+    progress = show_progress(args.no_progress)
     if frameworks == ["jax"]:
-        results = [jl.run_jax(cfg, jl.Dataset(x, y), progress=not args.no_progress)]
+        results = [jl.run_jax(cfg, jl.Dataset(x, y), progress=progress)]
     else:
         from torchref.loop import run_frameworks
 
-        kw = {"device": args.device, "progress": not args.no_progress}
+        kw = {"device": args.device, "progress": progress}
         results = run_frameworks(cfg, jl.Dataset(x, y), frameworks, **kw)
     print(f"{'epoch':>12}" + "".join(f"{r.framework + ' loss':>14}" for r in results))
     for epoch in range(args.print_every, args.epochs + 1, args.print_every):

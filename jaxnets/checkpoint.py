@@ -66,6 +66,7 @@ __all__ = [
     "load_run",
     "load_torch_layout",
     "read_metadata",
+    "read_run_meta",
     "read_safetensors",
     "save_flax",
     "save_run",
@@ -701,6 +702,32 @@ def save_run(path: StrPath, trainer: Any, state: Any, *, meta: Mapping[str, Any]
     return write_safetensors(path, arrays, metadata)
 
 
+def _run_header(p: Path, metadata: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(structure, meta)`` from a run file's header; :class:`CheckpointError` for a file
+    of another kind or a damaged header."""
+    _check_kind(p, metadata, "run")
+    if metadata.get(FORMAT_KEY) != "run":
+        raise CheckpointError(
+            f"{p}: not a training-run file (no jaxnets_format='run' in its header). Fix: pass "
+            f"a file written by jaxnets.checkpoint.save_run; weights go through load_flax or "
+            f"load_torch_layout"
+        )
+    try:
+        return json.loads(metadata[_STRUCT_KEY]), json.loads(metadata[_META_KEY])
+    except (KeyError, ValueError) as exc:
+        raise CheckpointError(
+            f"{p}: corrupt run header ({exc}); restore it from a backup or start a new run"
+        ) from None
+
+
+def read_run_meta(path: StrPath) -> dict[str, Any]:
+    """The ``meta`` a run file was saved with (:func:`save_run`: epoch, settings, ...),
+    after the same file checks as :func:`load_run`, without a trainer: e.g. to check that
+    a run about to be resumed was started with the same settings."""
+    p = Path(path)
+    return _run_header(p, read_metadata(p))[1]
+
+
 def load_run(path: StrPath, trainer: Any) -> tuple[Any, dict[str, Any]]:
     """Restore a run saved by :func:`save_run`: ``(state, meta)``.
 
@@ -714,20 +741,7 @@ def load_run(path: StrPath, trainer: Any) -> tuple[Any, dict[str, Any]]:
 
     p = Path(path)
     arrays, metadata = read_safetensors(p)
-    _check_kind(p, metadata, "run")
-    if metadata.get(FORMAT_KEY) != "run":
-        raise CheckpointError(
-            f"{p}: not a training-run file (no jaxnets_format='run' in its header). Fix: pass "
-            f"a file written by jaxnets.checkpoint.save_run; weights go through load_flax or "
-            f"load_torch_layout"
-        )
-    try:
-        saved = json.loads(metadata[_STRUCT_KEY])
-        meta = json.loads(metadata[_META_KEY])
-    except (KeyError, ValueError) as exc:
-        raise CheckpointError(
-            f"{p}: corrupt run header ({exc}); restore it from a backup or start a new run"
-        ) from None
+    saved, meta = _run_header(p, metadata)
     template = jax.eval_shape(trainer.init)
     expected = _run_structure(trainer, template)
     problems = []

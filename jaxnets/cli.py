@@ -1,18 +1,46 @@
-"""The ``jaxnets`` command. Thin: parse arguments, dispatch to library functions, print."""
+"""The ``jaxnets`` command. Thin: parse arguments, dispatch to library functions, print.
+
+User mistakes end as ``jaxnets CMD: error: MESSAGE`` on stderr with exit status 2, as argparse
+reports its own: numeric options are checked while parsing (:mod:`jaxnets.cliargs`), and the
+library's own error types (a damaged checkpoint, a model config it refuses, missing data...)
+are caught around the subcommand. Anything else is a bug and keeps its traceback;
+``JAXNETS_TRACEBACK=1`` shows the traceback of user errors too.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 from collections.abc import Sequence
+from typing import Any
 
-__all__ = ["main"]
+from jaxnets.cliargs import (
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    show_progress,
+    with_default,
+)
+
+__all__ = ["CommandError", "build_parser", "main"]
 
 TORCH_MISSING = (
     "jaxnets {cmd} needs PyTorch to build the reference side, and it is not installed.\n"
     "Install the CPU build:  pip install 'torch==2.13.0' -e '.[torch]'\n"
     "(an unpinned `pip install torch` pulls several GB of CUDA libraries)"
 )
+
+
+class CommandError(Exception):
+    """A mistake on the command line that argparse cannot see (a model config the model
+    refuses, a batch larger than the data...); :func:`main` prints ``jaxnets CMD: error:
+    MESSAGE`` and returns 2. The message says what is wrong and how to fix it."""
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def _need_torch(cmd: str) -> None:
@@ -73,9 +101,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
     _need_torch("compare")
     import jaxnets
     from jaxnets.report import Column, render
-    from torchref.compare import compare_models, summary_rows
+    from torchref.compare import batchnorm_models, compare_models, summary_rows
 
     names = jaxnets.match_models(args.model)
+    if args.batch_size < 2 and (bn := batchnorm_models(names)):
+        raise CommandError(
+            f"--batch-size {args.batch_size}: {', '.join(bn)} "
+            f"{'trains' if len(bn) == 1 else 'train'} on batch statistics (BatchNorm), "
+            f"which need at least 2 examples. Fix: use --batch-size 2 or more, or leave "
+            f"{'it' if len(bn) == 1 else 'them'} out with --model"
+        )
     reports = compare_models(names, dtype=args.dtype, seed=args.seed, batch_size=args.batch_size)
     rows = summary_rows(reports)
     if args.timing:
@@ -108,28 +143,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
         Column("tolerance_used", "tol used", "{:.1%}"),
         Column("ok", "parity", align="<"),
     ]
-    for row in rows:
-        row["ok"] = "ok" if row["ok"] else "FAILED"
+    for row in rows:  # JSON keeps the boolean; CSV writes it as JSON does; the table in words
+        if args.format == "table":
+            row["ok"] = "ok" if row["ok"] else "FAILED"
+        elif args.format == "csv":
+            row["ok"] = "true" if row["ok"] else "false"
     print(render(rows, cols, args.format))
     failed = [r for r in reports if not r.ok]
     if args.format == "table":
-        t = reports[0].tolerance
-        print(
-            f"\n{len(reports) - len(failed)}/{len(reports)} models within tolerance "
-            f"({args.dtype} on {reports[0].backend}: max|a-b| <= {t.atol:g} + "
-            f"{t.rtol:g}*max|b| per tensor; 'rel' is max|a-b| / max|b|). Gradients: the "
-            f"parameter using most of its tolerance (a 'rel' near 1 there is noise over noise: "
-            f"batchnorm_mlp's fc1/fc2 biases feed a BatchNorm, so their gradient is exactly zero "
-            f"and both sides hold rounding noise far below atol); 'tol used': the largest "
-            f"fraction of the tolerance any compared tensor spends (fails above 100%); "
-            f"stats: BatchNorm running statistics."
-            + (
-                f" ms/step: median time of one SGD training step (batch {args.batch_size}, "
-                f"JAX after compilation; --no-timing skips it)."
-                if args.timing
-                else ""
-            )
-        )
+        print(_compare_footer(args, reports, len(failed)))
         for r in failed:
             print(f"\n{r}", file=sys.stderr)
     if args.explain:  # layer by layer; text, so it goes to stderr when stdout is JSON/CSV
@@ -143,36 +165,121 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _model_config(pairs: Sequence[str] | None) -> dict[str, object]:
-    """``['hidden_sizes=(64, 32)', 'activation=tanh']`` -> config keyword arguments."""
+def _compare_footer(args: argparse.Namespace, reports: Sequence[Any], failed: int) -> str:
+    """The explanation under the parity table; BatchNorm notes only when such a model ran."""
+    t = reports[0].tolerance
+    from torchref.compare import batchnorm_models
+
+    bn = batchnorm_models([r.model for r in reports])
+    zero_grad = (
+        f" (a 'rel' near 1 there is noise over noise: in {', '.join(bn)} the biases of the "
+        f"layers that feed a BatchNorm have an exactly zero gradient, so both sides hold "
+        f"rounding noise far below atol)"
+        if bn
+        else ""
+    )
+    return (
+        f"\n{len(reports) - failed}/{len(reports)} models within tolerance "
+        f"({args.dtype} on {reports[0].backend}: max|a-b| <= {t.atol:g} + "
+        f"{t.rtol:g}*max|b| per tensor; 'rel' is max|a-b| / max|b|). Gradients: the "
+        f"parameter using most of its tolerance{zero_grad}; 'tol used': the largest "
+        f"fraction of the tolerance any compared tensor spends (fails above 100%)."
+        + (" stats: BatchNorm running statistics." if bn else "")
+        + (
+            f" ms/step: median time of one SGD training step (batch {args.batch_size}, "
+            f"JAX after compilation; --no-timing skips it)."
+            if args.timing
+            else ""
+        )
+    )
+
+
+def _model_config(pairs: Sequence[str] | None, model: str) -> dict[str, object]:
+    """``['hidden_sizes=(64, 32)', 'activation=tanh']`` -> config keyword arguments of
+    ``model``, checked by its config class (a bad name or value is a :class:`CommandError`)."""
     import ast
+
+    from jaxnets.registry import get_model_spec
 
     config: dict[str, object] = {}
     for pair in pairs or ():
         key, sep, text = pair.partition("=")
         if not sep or not key.strip():
-            raise SystemExit(f"jaxnets: --config expects KEY=VALUE, got {pair!r}")
+            raise CommandError(
+                f"--config expects KEY=VALUE, got {pair!r}; e.g. --config 'hidden_sizes=(64, 32)'"
+            )
         try:
             config[key.strip()] = ast.literal_eval(text)
         except (ValueError, SyntaxError):
             config[key.strip()] = text  # a bare word such as tanh
+    spec = get_model_spec(model)  # UnknownModelError: main reports it
+    try:
+        spec.make_config(**config)
+    except (TypeError, ValueError) as exc:
+        raise CommandError(f"--config: {exc}") from None
     return config
+
+
+def _checkpoint_note(args: argparse.Namespace, cfg: Any) -> str | None:
+    """The one line to print about ``--checkpoint``/``--resume`` before training, after
+    checking that a run to resume was saved with these settings."""
+    from pathlib import Path
+
+    from jaxnets import loop as jl
+
+    path = Path(args.checkpoint)
+    if not args.resume:
+        if path.exists():
+            return f"{path} exists and is overwritten by this new run (--resume continues it)"
+        return None
+    if not path.exists():
+        return f"{path} does not exist yet: starting a new run, saved there after every epoch"
+    try:
+        epoch, steps = jl.check_resume(path, cfg)  # CheckpointError: main reports it
+    except ValueError as exc:
+        raise CommandError(f"--resume: {exc}") from None
+    done = f"resuming from {path} at epoch {epoch} (step {steps})"
+    if epoch >= cfg.epochs:
+        return (
+            f"{done}: {_plural(epoch, 'epoch')} done and --epochs is {cfg.epochs}, so it is "
+            f"only evaluated (raise --epochs to train on)"
+        )
+    return f"{done}, training to epoch {cfg.epochs}"
+
+
+def _check_devices(args: argparse.Namespace, batch_size: int) -> None:
+    """With ``--devices``/``--mesh``/``--distributed``: the batch must split evenly over the
+    mesh (call after :func:`jaxnets.loop.configure_runtime`)."""
+    from jaxnets import distributed
+
+    if args.devices is False and args.mesh is None and not args.distributed:
+        return
+    mesh = distributed.make_mesh(args.devices or None, mesh_shape=args.mesh)
+    try:
+        distributed.check_global_batch(batch_size, mesh, what="--batch-size")
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _check_train_args(args: argparse.Namespace) -> str | None:
+    """Option combinations the train parser refuses (its usage error), or None."""
+    if args.resume and not args.checkpoint:
+        return "--resume needs --checkpoint PATH (the run file to continue)"
+    if args.checkpoint and args.framework != "jax":
+        return "--checkpoint/--resume need --framework jax (runs are saved from the JAX side)"
+    return None
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train MODEL on MNIST in torch and/or JAX from one start and batch order; summary, plot."""
     import json
 
-    from jaxnets import data
     from jaxnets import loop as jl
 
     frameworks = jl.parse_frameworks(args.framework)
-    if args.checkpoint and frameworks != ["jax"]:
-        print("jaxnets train: --checkpoint/--resume need --framework jax", file=sys.stderr)
-        return 2
     cfg = jl.TrainConfig(
         args.model,
-        model_config=_model_config(args.config),
+        model_config=_model_config(args.config, args.model),
         epochs=args.epochs,
         batch_size=args.batch_size,
         optimizer=args.optimizer,
@@ -192,12 +299,25 @@ def cmd_train(args: argparse.Namespace) -> int:
             dtype=args.dtype,
             **cfg.model_config,
         )
-    except (data.DataError, ValueError) as exc:
-        print(f"jaxnets train: error: {exc}", file=sys.stderr)
-        return 2
+    except ValueError as exc:  # jaxnets.data.DataError, or a model that does not take MNIST
+        raise CommandError(str(exc)) from None
+    n = len(dataset.x_train)
+    if n < cfg.batch_size:
+        raise CommandError(
+            f"--batch-size {cfg.batch_size} is larger than the {n} training images, and the "
+            f"last incomplete batch is dropped, so no step would run. Fix: --batch-size {n} "
+            f"or less" + (", or a larger --limit" if args.limit is not None else "")
+        )
+    note = _checkpoint_note(args, cfg) if args.checkpoint else None
     # after the checks above (numpy only), so bad arguments are refused before JAX starts
-    jl.configure_runtime(args)  # platform, devices/mesh, precision, float64
-    progress = not args.no_progress
+    try:
+        jl.configure_runtime(args)  # platform, devices/mesh, precision, float64
+    except (ValueError, RuntimeError) as exc:  # --device, --devices, --mesh, --distributed
+        raise CommandError(str(exc)) from None
+    _check_devices(args, cfg.batch_size)
+    if note:
+        print(f"jaxnets train: {note}", file=sys.stderr)
+    progress = show_progress(args.no_progress)
     if frameworks == ["jax"]:
         results = [
             jl.run_jax(
@@ -210,12 +330,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         set_torch_precision(args.precision)
         results = run_frameworks(cfg, dataset, frameworks, device=args.device, progress=progress)
-    print(f"\n{args.model} on MNIST, {cfg.describe()}, {args.dtype}\n")
+    described = cfg.describe()
+    print(f"\n{args.model} on MNIST, {described}, {args.dtype}\n")
     print(jl.result_table(results))
     if args.plot:
         from jaxnets.plot import plot_loss_curves
 
-        sub = f"MNIST, {cfg.describe()}, {args.dtype}"
+        sub = f"MNIST, {described}, {args.dtype}"
         print(f"\nloss curves: {plot_loss_curves(results, args.plot, subtitle=sub)}")
     if args.results:
         with open(args.results, "w") as f:
@@ -225,7 +346,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _is_flax_file(path: str) -> bool:
     """A Flax-layout checkpoint: named ``*.flax.safetensors``, or a .safetensors file whose
-    header says ``jaxnets_format=flax``."""
+    header says ``jaxnets_format=flax`` (a damaged file raises ``CheckpointError``)."""
     from pathlib import Path
 
     p = Path(path)
@@ -238,35 +359,57 @@ def _is_flax_file(path: str) -> bool:
     return False
 
 
+def _is_zip(path: str) -> bool:
+    """Whether ``path`` starts as a zip archive does (what ``torch.save`` writes)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"PK\x03\x04"
+    except OSError:  # missing or unreadable: the loader says which
+        return False
+
+
+def _cli_key_advice(message: str) -> str:
+    """The loader's ``pass key='model_state_dict'`` advice in command-line words."""
+    message = re.sub(r"pass key=(['\"])(.*?)\1", r"pass --key \2", message)
+    return message.replace("pass key=", "pass --key NAME")
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     """Convert a checkpoint between torch layout (.pt/.pth/.safetensors state dict) and Flax
     layout (*.flax.safetensors), through the registered twin (every key and shape checked)."""
     import jaxnets
     from jaxnets import checkpoint, convert
 
-    src_flax, dst_flax = (
-        _is_flax_file(args.input),
-        args.output.lower().endswith(".flax.safetensors"),
-    )
-    if src_flax and dst_flax:
-        print(
-            "jaxnets convert: both files are Flax layout; OUT must be a torch file "
-            "(.pt, .pth or .safetensors not ending in .flax.safetensors)",
-            file=sys.stderr,
+    dst_flax = args.output.lower().endswith(".flax.safetensors")
+    reads_pickle = not args.input.lower().endswith(".safetensors")
+    if args.key is not None and not reads_pickle:
+        raise CommandError(
+            f"--key picks the state dict inside a torch.save file (.pt, .pth, .bin, .ckpt); "
+            f"{args.input} is a safetensors file, which holds one state dict. Fix: drop --key"
         )
-        return 2
-    model = jaxnets.create_model(args.model, **_model_config(args.config))
+    if not reads_pickle and _is_zip(args.input):
+        raise CommandError(
+            f"{args.input} is a torch.save file (a zip archive) with a .safetensors name, and "
+            f"convert reads files by their suffix. Fix: rename it to .pt and convert that"
+        )
+    model = jaxnets.create_model(args.model, **_model_config(args.config, args.model))
     meta = {"jaxnets_model": args.model}
     try:
+        src_flax = _is_flax_file(args.input)
+        if src_flax and dst_flax:
+            raise CommandError(
+                "both files are Flax layout; OUT must be a torch file "
+                "(.pt, .pth or .safetensors not ending in .flax.safetensors)"
+            )
         if src_flax:
             checkpoint.load_flax(args.input, model)
-        elif args.input.lower().endswith(".safetensors"):
+        elif not reads_pickle:
             checkpoint.load_torch_layout(args.input, model)
         else:
             _need_torch("convert (reading a torch.save file)")
             from torchref.checkpoint import load_torch_file
 
-            convert.load_state_dict(model, load_torch_file(args.input))
+            convert.load_state_dict(model, load_torch_file(args.input, key=args.key))
         if dst_flax:
             out = checkpoint.save_flax(args.output, model, metadata=meta)
         elif args.output.lower().endswith(".safetensors"):
@@ -277,8 +420,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
             out = save_torch_file(args.output, convert.state_dict(model))
     except (checkpoint.CheckpointError, convert.StateDictError, OSError) as exc:
-        print(f"jaxnets convert: error: {exc}", file=sys.stderr)
-        return 2
+        raise CommandError(_cli_key_advice(str(exc))) from None
     kind = {True: "Flax layout", False: "torch layout"}
     print(f"{args.input} ({kind[src_flax]}) -> {out} ({kind[dst_flax]}), model {args.model}")
     return 0
@@ -291,7 +433,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
     import jaxnets
     from jaxnets.summary import parameter_table, side_by_side, torch_repr
 
-    config = _model_config(args.config)
+    config = _model_config(args.config, args.model)
     flax_text = torch_repr(jaxnets.create_model(args.model, **config))
     try:
         import torchref
@@ -324,13 +466,26 @@ def _add_train_convert_summary(sub: argparse._SubParsersAction) -> None:
 
     add_run_args(p)
     p.add_argument("--config", action="append", metavar="KEY=VALUE", help="model config")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seed",
+        type=nonnegative_int,
+        default=0,
+        help=with_default("initial weights and batch order"),
+    )
     p.add_argument("--plot", metavar="PNG", help="draw the loss curves into this PNG")
     p.add_argument("--results", metavar="JSON", help="write the runs (losses, accuracy) here")
     p.add_argument("--checkpoint", metavar="PATH", help="save the JAX run here every epoch")
-    p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_train)
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run saved in --checkpoint (a new run if the file does not exist)",
+    )
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bars (never drawn when stderr is not a terminal)",
+    )
+    p.set_defaults(func=cmd_train, check=_check_train_args)
 
     p = sub.add_parser(
         "convert",
@@ -340,6 +495,13 @@ def _add_train_convert_summary(sub: argparse._SubParsersAction) -> None:
     p.add_argument("output", metavar="OUT", help="*.flax.safetensors for Flax layout, else torch")
     p.add_argument("--model", required=True, help="registry name of the model the weights fit")
     p.add_argument("--config", action="append", metavar="KEY=VALUE", help="model config")
+    p.add_argument(
+        "--key",
+        metavar="NAME",
+        help="the entry of a torch.save checkpoint dict that holds the state dict (e.g. "
+        "model_state_dict; default: the file itself, or a state_dict/model_state_dict/model "
+        "entry)",
+    )
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("summary", help="print(model) of the Flax twin beside torch's")
@@ -352,6 +514,9 @@ def _add_train_convert_summary(sub: argparse._SubParsersAction) -> None:
 def cmd_bench(args: argparse.Namespace) -> int:
     """Training-step time and batch-1 latency, PyTorch and JAX side by side (needs torch)."""
     _need_torch("bench")
+    import jaxnets
+
+    jaxnets.match_models(args.model)  # an unknown name is refused before anything is timed
     from torchref.bench import cli_main
 
     return cli_main(args)
@@ -361,20 +526,37 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="training-step time and latency, PyTorch vs JAX (needs torch)")
     p.add_argument("--model", metavar="GLOB", help="only models matching this glob ('*net*')")
     p.add_argument(
-        "--batch-size", type=int, nargs="+", metavar="N", help="batch sizes (default: per model)"
+        "--batch-size",
+        type=positive_int,
+        nargs="+",
+        metavar="N",
+        help="batch sizes (default: per model)",
     )
-    p.add_argument("--steps", type=int, help="training steps per timed block (default: per model)")
-    p.add_argument("--repeats", type=int, default=7, help="interleaved rounds (medians over them)")
-    p.add_argument("--infer-calls", type=int, default=200, help="forward calls per latency block")
+    p.add_argument(
+        "--steps", type=positive_int, help="training steps per timed block (default: per model)"
+    )
+    p.add_argument(
+        "--repeats",
+        type=positive_int,
+        default=7,
+        help=with_default("interleaved rounds (medians over them)"),
+    )
+    p.add_argument(
+        "--infer-calls",
+        type=positive_int,
+        default=200,
+        help=with_default("forward calls per latency block"),
+    )
     p.add_argument("--no-inference", dest="inference", action="store_false")
     p.add_argument("--no-torch-compile", dest="torch_compile", action="store_false")
     p.add_argument("--json", metavar="PATH", help="also write every result as JSON")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=nonnegative_int, default=0, help=with_default(None))
     p.add_argument(
         "--device",
         choices=["cpu", "gpu"],
         default="cpu",
-        help="where both frameworks run (gpu: torch on cuda, JAX on CUDA, true float32)",
+        help="where both frameworks run (gpu: torch on cuda, JAX on CUDA, true float32) "
+        "(default: %(default)s)",
     )
     p.add_argument(
         "--async-dispatch",
@@ -395,9 +577,15 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         help="extra XLA_FLAGS for the JAX side; write it with '=' since the value starts "
         "with dashes: --xla-flags='--xla_cpu_use_xnnpack=false'",
     )
-    p.add_argument("--peak-ghz", type=float, help="clock for the FP32 peak (default: cpuinfo)")
-    p.add_argument("--peak-cores", type=int, help="cores for the FP32 peak (default: all)")
-    p.add_argument("--peak-flops-per-cycle", type=int, help="FP32 FLOP/cycle/core (default: ISA)")
+    p.add_argument(
+        "--peak-ghz", type=positive_float, help="clock for the FP32 peak (default: cpuinfo)"
+    )
+    p.add_argument("--peak-cores", type=positive_int, help="cores for the FP32 peak (default: all)")
+    p.add_argument(
+        "--peak-flops-per-cycle",
+        type=positive_int,
+        help="FP32 FLOP/cycle/core (default: ISA)",
+    )
     p.set_defaults(func=cmd_bench)
 
 
@@ -406,19 +594,43 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jaxnets",
         description="Flax NNX twins of the PyTorch tutorial models, and proof that they agree.",
+        epilog="A mistake in the arguments ends with 'jaxnets COMMAND: error: ...' and exit "
+        "status 2; set JAXNETS_TRACEBACK=1 to see the Python traceback behind it.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("list", help="every registered model with parameter counts")
-    p.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    p.add_argument(
+        "--format", choices=["table", "json", "csv"], default="table", help=with_default(None)
+    )
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("compare", help="parity table: outputs, loss and gradients vs PyTorch")
     p.add_argument("--model", metavar="GLOB", help="only models matching this glob ('*net*')")
-    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    p.add_argument("--format", choices=["table", "json", "csv"], default="table")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument(
+        "--dtype",
+        choices=["float32", "float64"],
+        default="float32",
+        help=with_default("both sides' dtype"),
+    )
+    p.add_argument(
+        "--format",
+        choices=["table", "json", "csv"],
+        default="table",
+        help=with_default("json/csv: one row per model, 'ok' true or false"),
+    )
+    p.add_argument(
+        "--seed",
+        type=nonnegative_int,
+        default=0,
+        help=with_default("initial weights and the random batch"),
+    )
+    p.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=8,
+        help=with_default("examples in the compared batch (2 or more for BatchNorm models)"),
+    )
     p.add_argument(
         "--explain",
         action="store_true",
@@ -438,16 +650,68 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``jaxnets`` console script."""
-    args = build_parser().parse_args(argv)
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """The exception types that report a user's mistake (a message with its fix), not a bug."""
+    from jaxnets.checkpoint import CheckpointError, NonFiniteLossError
+    from jaxnets.convert import StateDictError
+    from jaxnets.data import DataError
     from jaxnets.registry import UnknownModelError
 
+    return (
+        CommandError,
+        CheckpointError,
+        NonFiniteLossError,
+        StateDictError,
+        DataError,
+        UnknownModelError,
+    )
+
+
+def _stdout_to_devnull() -> None:
+    """After a broken pipe: point stdout at /dev/null so that Python's final flush is quiet."""
     try:
-        return args.func(args)
-    except UnknownModelError as exc:
-        print(f"jaxnets {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no file descriptor (e.g. captured by a test)
+        pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``jaxnets`` console script; returns the exit status.
+
+    0 on success, 1 when ``compare`` finds a pair out of tolerance, 2 for a user mistake
+    (``jaxnets CMD: error: ...`` on stderr), 141 when stdout is closed early
+    (``jaxnets summary lenet --params | head``).
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check = getattr(args, "check", None)
+    problem = check(args) if check is not None else None
+    if problem:
+        _subparser(parser, args.command).error(problem)
+    try:
+        try:
+            status = args.func(args)
+        except Exception as exc:
+            if os.environ.get("JAXNETS_TRACEBACK", "") not in ("", "0"):
+                raise
+            if not isinstance(exc, _user_errors()):
+                raise  # a bug: keep the traceback
+            print(f"jaxnets {args.command}: error: {exc}", file=sys.stderr)
+            status = 2
+        sys.stdout.flush()  # a closed pipe shows here, not in Python's shutdown
+    except BrokenPipeError:
+        _stdout_to_devnull()
+        return 141  # 128 + SIGPIPE, what a shell reports for a program killed by it
+    return status
+
+
+def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    """The parser of subcommand ``command`` (for its usage line in an error)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices[command]
+    return parser
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from jaxnets import convert, data, distributed, host, optim
+from jaxnets import cliargs, convert, data, distributed, host, optim
 from jaxnets.registry import ModelSpec, create_model, get_model_spec
 from jaxnets.train import Trainer, TrainState
 
@@ -50,6 +50,7 @@ __all__ = [
     "RunResult",
     "TrainConfig",
     "add_run_args",
+    "check_resume",
     "compile_seconds",
     "configure_runtime",
     "evaluate",
@@ -182,7 +183,8 @@ class TrainConfig:
             if self.optimizer == "sgd"
             else f"Adam(lr={self.lr:g})"
         )
-        return f"{opt}, batch {self.batch_size}, {self.epochs} epochs, seed {self.seed}"
+        epochs = f"{self.epochs} epoch" + ("" if self.epochs == 1 else "s")
+        return f"{opt}, batch {self.batch_size}, {epochs}, seed {self.seed}"
 
     def to_json(self) -> dict[str, Any]:
         """The config as JSON-ready data (tuples become lists)."""
@@ -262,22 +264,54 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
     ``--batch-size``, ``--optimizer``, ``--lr``, ``--momentum``) and the data (``--data-dir``,
     ``--download``, ``--no-verify``, ``--limit``, ``--test-limit``). :func:`configure_runtime`
     acts on the first group; each caller adds its own ``--seed``, ``--plot``, ``--results``."""
-    p = parser
-    p.add_argument("--framework", choices=["torch", "jax", "both"], default="both")
-    p.add_argument("--device", choices=["cpu", "gpu", "tpu"], default="cpu")
-    p.add_argument("--precision", choices=["highest", "default"], default="highest")
-    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p, d = parser, cliargs.with_default
+    p.add_argument(
+        "--framework",
+        choices=["torch", "jax", "both"],
+        default="both",
+        help=d("which framework(s) train, from the same start and batch order"),
+    )
+    p.add_argument(
+        "--device", choices=["cpu", "gpu", "tpu"], default="cpu", help=d("where both run")
+    )
+    p.add_argument(
+        "--precision",
+        choices=["highest", "default"],
+        default="highest",
+        help=d(
+            "float32 matmul precision on GPU/TPU: highest is true float32, default allows "
+            "TF32/bfloat16 passes"
+        ),
+    )
+    p.add_argument(
+        "--dtype", choices=["float32", "float64"], default="float32", help=d("parameters, data")
+    )
     distributed.add_device_args(p)  # --devices N|all, --mesh data=8, --distributed
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
-    p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    # numbers are checked while parsing: a bad one ends with the usage line, not a traceback
+    p.add_argument(
+        "--epochs", type=cliargs.nonnegative_int, default=3, help=d("passes over the data")
+    )
+    p.add_argument(
+        "--batch-size",
+        type=cliargs.positive_int,
+        default=64,
+        help=d("examples per step; the last incomplete batch is dropped"),
+    )
+    p.add_argument(
+        "--optimizer",
+        choices=["sgd", "adam"],
+        default="sgd",
+        help=d("torch.optim.SGD or Adam, twinned in optax"),
+    )
+    p.add_argument("--lr", type=cliargs.nonnegative_float, default=0.01, help=d("learning rate"))
+    p.add_argument(
+        "--momentum", type=cliargs.nonnegative_float, default=0.9, help=d("SGD momentum")
+    )
     p.add_argument("--data-dir", help="folder with the MNIST IDX files (else $JAXNETS_DATA_DIR)")
     p.add_argument("--download", action="store_true", help="fetch missing MNIST files first")
     p.add_argument("--no-verify", action="store_true", help="accept subsets (no MD5/size check)")
-    p.add_argument("--limit", type=int, help="use the first N training images")
-    p.add_argument("--test-limit", type=int, help="use the first N test images")
+    p.add_argument("--limit", type=cliargs.positive_int, help="use the first N training images")
+    p.add_argument("--test-limit", type=cliargs.positive_int, help="use the first N test images")
 
 
 def configure_runtime(args: Any) -> None:
@@ -533,6 +567,36 @@ class RunResult:
     compile_time: float | None = None
 
 
+def _check_resumed_config(path: Path, meta: Mapping[str, Any], cfg: TrainConfig) -> None:
+    """``ValueError`` naming each setting (all but ``epochs``, which may grow) in which the
+    run saved at ``path`` differs from ``cfg``."""
+    saved, now = dict(meta.get("config", {})), cfg.to_json()
+    diff = [
+        f"{k}: saved {saved.get(k)!r}, now {now.get(k)!r}"
+        for k in sorted(set(saved) | set(now))
+        if k != "epochs" and saved.get(k) != now.get(k)
+    ]
+    if diff:
+        raise ValueError(
+            f"{path} was saved by a run with other settings ({'; '.join(diff)}). Fix: rerun "
+            f"with the saved settings, or start a new run (another checkpoint path, or no "
+            f"resume: the file is then overwritten)"
+        )
+
+
+def check_resume(path: str | Path, cfg: TrainConfig) -> tuple[int, int]:
+    """``(epoch, step)`` the run saved at ``path`` (:func:`run_jax`'s ``checkpoint``) has
+    reached, after checking that it was started with ``cfg``'s settings, as :func:`run_jax`
+    checks before resuming it; cheap (the file's header and checksum, no trainer or JAX).
+    ``ValueError`` names the settings that differ; ``CheckpointError`` a damaged file or one
+    that is not a run."""
+    from jaxnets import checkpoint as ckpt
+
+    meta = ckpt.read_run_meta(path)
+    _check_resumed_config(Path(path), meta, cfg)
+    return int(meta["epoch"]), len(meta["losses"])
+
+
 def run_jax(
     cfg: TrainConfig,
     dataset: Dataset,
@@ -563,14 +627,7 @@ def run_jax(
     path = Path(checkpoint) if checkpoint is not None else None
     if resume and path is not None and path.exists():
         state, meta = ckpt.load_run(path, trainer)
-        saved, now = dict(meta.get("config", {})), cfg.to_json()
-        saved.pop("epochs", None)  # more epochs than the saved run is fine: it continues
-        if saved != {k: v for k, v in now.items() if k != "epochs"}:
-            raise ValueError(
-                f"{path} was saved by a run with different settings:\n  saved: "
-                f"{meta.get('config')}\n  now:   {cfg.to_json()}\nFix: rerun with the saved "
-                f"settings, or drop --resume to start a new run"
-            )
+        _check_resumed_config(path, meta, cfg)
         start_epoch, prior_losses = int(meta["epoch"]), list(meta["losses"])
 
     def save(end: EpochEnd) -> None:

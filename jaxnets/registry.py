@@ -169,13 +169,16 @@ def list_models() -> list[str]:
 def match_models(pattern: str | None) -> list[str]:
     """Registered names matching a shell glob (``'*net*'``); all when ``pattern`` is None.
 
-    Raises :class:`UnknownModelError` when nothing matches.
+    Raises :class:`UnknownModelError` when nothing matches (for a plain name, with the
+    closest registered one, as :func:`get_model_spec` suggests it).
     """
     names = list_models()
     if pattern is None:
         return names
     hits = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
     if not hits:
+        if not any(c in pattern for c in "*?["):
+            get_model_spec(pattern)  # a plain name: its error names the closest model
         raise UnknownModelError(
             f"no registered model matches {pattern!r}; known models: {', '.join(names)}"
         )

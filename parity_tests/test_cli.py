@@ -86,11 +86,24 @@ def test_train_jax_checkpoint_and_resume(tmp_path, write_tiny_mnist, capsys):
     base = ["train", "mlp", "--config", "hidden_sizes=(8,)", "--data-dir", str(folder)]
     base += ["--no-verify", "--framework", "jax", "--device", backend_name(), "--no-progress"]
     base += ["--batch-size", "16", "--checkpoint", str(ckpt)]
-    assert main([*base, "--epochs", "1"]) == 0
+    assert main([*base, "--epochs", "1", "--resume"]) == 0  # no file yet: a new run, said so
+    out, err = capsys.readouterr()
+    assert f"{ckpt} does not exist yet: starting a new run" in err
+    assert ", 1 epoch, " in out and "1 epochs" not in out
     assert ckpt.exists()
     assert main([*base, "--epochs", "2", "--resume"]) == 0
-    assert "jax (" in capsys.readouterr().out
-    assert main([*base, "--framework", "both"]) == 2  # checkpoints are JAX-only
+    out, err = capsys.readouterr()
+    assert "jax (" in out
+    assert f"resuming from {ckpt} at epoch 1 (step 2), training to epoch 2" in err
+    # other settings: refused before anything runs, with the difference and the fix
+    assert main([*base, "--epochs", "3", "--resume", "--lr", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "jaxnets train: error: --resume:" in err and "lr: saved 0.01, now 0.5" in err
+    assert "Traceback" not in err
+    with pytest.raises(SystemExit) as info:  # checkpoints are JAX-only
+        main([*base, "--framework", "both"])
+    assert info.value.code == 2
+    assert "--checkpoint/--resume need --framework jax" in capsys.readouterr().err
 
 
 def test_train_refuses_non_mnist_model(tmp_path, capsys):
@@ -105,3 +118,214 @@ def test_compare_has_step_times(capsys):
     assert main(["compare", "--model", "xor_net", "--format", "json", "--no-timing"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert "torch_step_ms" not in row
+
+
+# ---------------------------------------------------------------- user mistakes: no tracebacks
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], argv: list[str]) -> tuple[int, str, str]:
+    """``main(argv)`` -> ``(exit status, stdout, stderr)``; an argparse exit counts too."""
+    try:
+        status = main(argv)
+    except SystemExit as exc:
+        status = exc.code if isinstance(exc.code, int) else 1
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag"),
+    [
+        (["compare", "--model", "xor_net", "--batch-size", "0"], "--batch-size"),
+        (["compare", "--model", "xor_net", "--batch-size", "-3"], "--batch-size"),
+        (["compare", "--model", "xor_net", "--seed", "-1"], "--seed"),
+        (["train", "lenet", "--batch-size", "0"], "--batch-size"),
+        (["train", "lenet", "--epochs", "-1"], "--epochs"),
+        (["train", "lenet", "--lr", "-1"], "--lr"),
+        (["train", "lenet", "--lr", "nan"], "--lr"),
+        (["train", "lenet", "--test-limit", "0"], "--test-limit"),
+        (["train", "lenet", "--limit", "-5"], "--limit"),
+        (["bench", "--batch-size", "0"], "--batch-size"),
+        (["bench", "--repeats", "0"], "--repeats"),
+    ],
+)
+def test_bad_numbers_are_refused_while_parsing(capsys, argv, flag):
+    status, _, err = run_cli(capsys, argv)
+    assert status == 2
+    assert f"jaxnets {argv[0]}: error: argument {flag}: expected a" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("config", "words"),
+    [
+        ("activation=gelu", "must be one of"),
+        ("hidden=(64,)", "unknown config argument(s) ['hidden']"),
+        ("hidden_sizes=64", "hidden_sizes must be"),
+        ("foo=1", "it accepts: in_features, hidden_sizes"),
+        ("novalue", "--config expects KEY=VALUE"),
+    ],
+)
+def test_config_mistakes_are_clean_errors(capsys, config, words):
+    status, _, err = run_cli(capsys, ["summary", "mlp", "--config", config])
+    assert status == 2
+    assert err.startswith("jaxnets summary: error: --config") and words in err
+
+
+def test_resume_needs_a_checkpoint(capsys):
+    status, _, err = run_cli(capsys, ["train", "lenet", "--framework", "jax", "--resume"])
+    assert status == 2 and "usage: jaxnets train" in err
+    assert "jaxnets train: error: --resume needs --checkpoint PATH" in err
+
+
+def test_train_mistakes_found_after_parsing(tmp_path, write_tiny_mnist, capsys):
+    folder = write_tiny_mnist(tmp_path / "mnist", np.random.default_rng(2), 32, 16)
+    base = ["train", "mlp", "--config", "hidden_sizes=(8,)", "--data-dir", str(folder)]
+    base += ["--no-verify", "--framework", "jax", "--no-progress"]
+    status, _, err = run_cli(capsys, [*base, "--devices", "3", "--batch-size", "16"])
+    assert status == 2 and "jaxnets train: error: asked for 3 devices" in err
+    status, _, err = run_cli(capsys, [*base, "--limit", "10", "--batch-size", "16"])
+    assert status == 2 and "--batch-size 16 is larger than the 10 training images" in err
+
+
+def test_train_batch_must_split_over_the_devices(tmp_path, write_tiny_mnist):
+    """8 simulated CPU devices (a fresh process: the count is fixed when JAX starts)."""
+    import os
+    import subprocess
+    import sys
+
+    folder = write_tiny_mnist(tmp_path / "mnist", np.random.default_rng(3), 64, 16)
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+    env["JAX_PLATFORMS"] = "cpu"
+    argv = ["train", "mlp", "--data-dir", str(folder), "--no-verify", "--framework", "jax"]
+    argv += ["--devices", "8", "--batch-size", "60", "--no-progress"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "jaxnets.cli", *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "jaxnets train: error: --batch-size 60 does not divide by the 8 devices" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_compare_batch_minimum_follows_the_selected_models(capsys):
+    status, _, err = run_cli(capsys, ["compare", "--model", "batchnorm_mlp", "--batch-size", "1"])
+    assert status == 2 and "batchnorm_mlp trains on batch statistics" in err
+    argv = ["compare", "--model", "xor_net", "--batch-size", "1", "--no-timing"]
+    status, out, err = run_cli(capsys, argv)
+    assert status == 0, err
+    assert "1/1 models within tolerance" in out and "BatchNorm" not in out  # no BN footnote
+    status, out, _ = run_cli(capsys, ["compare", "--model", "batchnorm_mlp", "--no-timing"])
+    assert status == 0 and "in batchnorm_mlp the biases" in out and "stats: BatchNorm" in out
+
+
+def test_compare_json_and_csv_carry_a_boolean(capsys):
+    argv = ["compare", "--model", "xor_net", "--no-timing", "--format"]
+    status, out, _ = run_cli(capsys, [*argv, "json"])
+    (row,) = json.loads(out)
+    assert status == 0 and row["ok"] is True
+    status, out, _ = run_cli(capsys, [*argv, "csv"])
+    head, line = out.strip().splitlines()
+    assert dict(zip(head.split(","), line.split(","), strict=True))["ok"] == "true"
+
+
+def test_compare_unknown_model_suggests_the_closest(capsys):
+    status, _, err = run_cli(capsys, ["compare", "--model", "lenett"])
+    assert status == 2 and "Did you mean 'lenet'?" in err
+    status, _, err = run_cli(capsys, ["compare", "--model", "nothing*"])
+    assert status == 2 and "no registered model matches 'nothing*'" in err
+
+
+def test_convert_bad_files_are_clean_errors(tmp_path, capsys):
+    t = torchref.create_model("lenet")
+    good = tmp_path / "m.safetensors"
+    save_torch_file(good, t)
+    trunc = tmp_path / "trunc.safetensors"
+    trunc.write_bytes(good.read_bytes()[:1000])
+    status, _, err = run_cli(
+        capsys, ["convert", str(trunc), str(tmp_path / "o.pt"), "--model", "lenet"]
+    )
+    assert status == 2 and "jaxnets convert: error:" in err and "truncated" in err
+    fake = tmp_path / "fake.safetensors"
+    torch.save(t.state_dict(), fake)  # a .pt file renamed
+    out_flax = str(tmp_path / "o.flax.safetensors")
+    status, _, err = run_cli(capsys, ["convert", str(fake), out_flax, "--model", "lenet"])
+    assert status == 2 and "is a torch.save file" in err and "rename it to .pt" in err
+    assert "Traceback" not in err
+
+
+def test_convert_key_picks_the_state_dict_of_a_training_checkpoint(tmp_path, capsys):
+    t = torchref.create_model("xor_net")
+    ckpt, out = tmp_path / "ckpt.pt", tmp_path / "x.flax.safetensors"
+    torch.save({"model_state_dict": t.state_dict(), "epoch": 3}, ckpt)
+    status, _, err = run_cli(capsys, ["convert", str(ckpt), str(out), "--model", "xor_net"])
+    assert status == 2 and "pass --key model_state_dict" in err and "key=" not in err
+    argv = ["convert", str(ckpt), str(out), "--model", "xor_net", "--key", "model_state_dict"]
+    status, stdout, err = run_cli(capsys, argv)
+    assert status == 0, err
+    assert "(Flax layout)" in stdout and out.exists()
+
+
+def test_only_user_errors_lose_their_traceback(capsys, monkeypatch):
+    from jaxnets import cli
+
+    monkeypatch.setenv("JAXNETS_TRACEBACK", "1")
+    with pytest.raises(cli.CommandError, match="--config"):
+        main(["summary", "mlp", "--config", "foo=1"])
+    monkeypatch.delenv("JAXNETS_TRACEBACK")
+
+    def bug(args: object) -> int:
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(cli, "cmd_summary", bug)
+    with pytest.raises(ZeroDivisionError):
+        main(["summary", "mlp"])
+
+
+def test_broken_pipe_is_quiet(tmp_path):
+    """``jaxnets summary lenet --params | head``: the reader is gone before the output."""
+    import subprocess
+    import sys
+
+    with subprocess.Popen(
+        [sys.executable, "-m", "jaxnets.cli", "summary", "lenet", "--params"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as proc:
+        proc.stdout.close()  # type: ignore[union-attr]
+        err = proc.stderr.read().decode()  # type: ignore[union-attr]
+        assert proc.wait(timeout=300) == 141
+    assert "Traceback" not in err and "BrokenPipeError" not in err
+
+
+def test_help_shows_defaults(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "300")  # one line per option: nothing wrapped
+    status, out, _ = run_cli(capsys, ["compare", "--help"])
+    assert status == 0
+    for text in ("(default: float32)", "(default: 0)", "(default: 8)"):
+        assert text in out
+    status, out, _ = run_cli(capsys, ["train", "--help"])
+    blocks = " ".join(out.split()).split(" --")  # one block per option: flag, metavar, help
+    for flag, text in (("epochs", "3"), ("lr", "0.01"), ("batch-size", "64"), ("seed", "0")):
+        block = next(b for b in blocks if b.startswith(f"{flag} "))
+        assert f"(default: {text})" in block, block
+    assert "JAXNETS_TRACEBACK" in run_cli(capsys, ["--help"])[1]
+
+
+def test_progress_bars_only_on_a_terminal(tmp_path, write_tiny_mnist, capsys):
+    from jaxnets.cliargs import show_progress
+
+    class Tty:
+        def isatty(self) -> bool:
+            return True
+
+    assert show_progress(False, Tty()) and not show_progress(True, Tty())
+    assert not show_progress(False)  # captured stderr is not a terminal
+    folder = write_tiny_mnist(tmp_path / "mnist", np.random.default_rng(4), 32, 16)
+    argv = ["train", "mlp", "--config", "hidden_sizes=(8,)", "--data-dir", str(folder)]
+    argv += ["--no-verify", "--framework", "jax", "--epochs", "1", "--batch-size", "16"]
+    status, _, err = run_cli(capsys, argv)  # no --no-progress
+    assert status == 0 and "\r" not in err and "epoch 1/1" not in err

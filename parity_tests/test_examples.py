@@ -65,10 +65,46 @@ def test_first_network(capsys):
 
 
 def test_regression_loop(capsys):
-    args = [*device_args(), "--num-epochs", "4", "--print-interval", "2", "--no-progress"]
+    args = [*device_args(), "--num-epochs", "4", "--print-interval", "2"]  # bars: tty only
     assert load_example("regression_loop").main(args) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert "4/4" in out and "final batch loss" in out
+    assert "\r" not in err  # stderr is not a terminal here: no progress bars
+
+
+@pytest.mark.parametrize(
+    ("example", "argv", "words"),
+    [
+        ("regression_loop", ["--print-interval", "0"], "argument --print-interval: expected"),
+        ("xor", ["--print-every", "0"], "argument --print-every: expected"),
+        ("mnist", ["--model", "lenett"], "Did you mean 'lenet'?"),
+        ("mnist", ["--epochs", "-1"], "argument --epochs: expected"),
+    ],
+)
+def test_example_argument_mistakes_are_usage_errors(capsys, example, argv, words):
+    with pytest.raises(SystemExit) as info:
+        load_example(example).main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and words in err and "Traceback" not in err
+
+
+def test_mnist_refuses_a_toy_model_cleanly(tmp_path, write_tiny_mnist, capsys):
+    folder = write_tiny_mnist(tmp_path / "mnist", np.random.default_rng(5), 32, 16)
+    args = [*device_args(), "--data-dir", str(folder), "--no-verify", "--plot", ""]
+    assert load_example("mnist").main([*args, "--model", "xor_net"]) == 2
+    assert "error: model 'xor_net' takes inputs" in capsys.readouterr().err
+
+
+def test_mnist_plot_default_is_documented_and_ignored(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "300")
+    with pytest.raises(SystemExit):
+        load_example("mnist").main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    plot = text[text.index("--plot PLOT PNG") :]
+    assert "current directory (default: mnist_loss_curves.png" in plot
+    ignored = (EXAMPLES.parent / ".gitignore").read_text().splitlines()
+    assert "/mnist_loss_curves.png" in ignored
 
 
 def test_xor(capsys):
@@ -90,11 +126,13 @@ def test_mnist_one_tiny_epoch(tmp_path, write_tiny_mnist, np_rng, capsys):
     args = [
         *device_args(),
         *("--data-dir", str(folder), "--no-verify", "--epochs", "1", "--batch-size", "16"),
-        *("--plot", str(png), "--results", str(js), "--no-progress"),
+        *("--plot", str(png), "--results", str(js)),  # progress bars: only on a terminal
     ]
     assert load_example("mnist").main(args) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert "custom_neural_network" in out and "lenet" in out and "test accuracy" in out
+    assert ", 1 epoch, " in out and "1 epochs" not in out
+    assert "\r" not in err
     assert "of it compiling" in out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     runs = jl.results_from_json(json.loads(js.read_text()))
@@ -222,7 +260,9 @@ def test_resume_continues_exactly(tmp_path):
     resumed = jl.run_jax(cfg, ds, progress=False, checkpoint=ckpt, resume=True)
     np.testing.assert_array_equal(resumed.losses, whole.losses)
     assert resumed.test_accuracy == whole.test_accuracy
-    with pytest.raises(ValueError, match="different settings"):
+    with pytest.raises(
+        ValueError, match=r"saved by a run with other settings \(lr: saved 0\.01, now 0\.5\)"
+    ):
         jl.run_jax(dataclasses.replace(cfg, lr=0.5), ds, checkpoint=ckpt, resume=True)
 
 

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
+from flax import nnx
 
 import jaxnets
 import torchref
 from torchref.parity import ParityReport, compare
 
-__all__ = ["compare_models", "compare_registered", "pin_full_precision", "summary_rows"]
+__all__ = [
+    "batchnorm_models",
+    "compare_models",
+    "compare_registered",
+    "pin_full_precision",
+    "summary_rows",
+]
 
 
 def pin_full_precision() -> None:
@@ -72,18 +80,33 @@ def compare_models(
 ) -> list[ParityReport]:
     """:func:`compare_registered` for each of ``names`` in train mode, at full precision.
 
-    float64 switches on ``jax_enable_x64``; ``batch_size`` must be at least 2 because
-    ``batchnorm_mlp`` trains on batch statistics (torch refuses one value per channel).
+    float64 switches on ``jax_enable_x64``; ``batch_size`` must be at least 2 when a model
+    has a BatchNorm (:func:`batchnorm_models`): it trains on batch statistics, and torch
+    refuses one value per channel.
     """
     if dtype not in ("float32", "float64"):
         raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
-    if batch_size < 2:
-        raise ValueError("batch_size must be at least 2 (batchnorm_mlp trains on batch statistics)")
+    if batch_size < 2 and (bn := batchnorm_models(names)):
+        raise ValueError(
+            f"batch_size={batch_size}: {', '.join(bn)} train(s) on batch statistics "
+            f"(BatchNorm), which need at least 2 examples; compare a batch of 2 or more, or "
+            f"leave {', '.join(bn)} out"
+        )
     if dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     pin_full_precision()
     return [
         compare_registered(name, dtype=dtype, seed=seed, batch_size=batch_size) for name in names
+    ]
+
+
+def batchnorm_models(names: Sequence[str]) -> list[str]:
+    """The registered models among ``names`` whose twin holds a BatchNorm, i.e. that train
+    on batch statistics (need batches of 2 or more, and have biases with a zero gradient)."""
+    return [
+        n
+        for n in names
+        if any(isinstance(m, nnx.BatchNorm) for _, m in nnx.iter_graph(jaxnets.create_model(n)))
     ]
 
 
