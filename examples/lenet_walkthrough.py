@@ -7,6 +7,11 @@ Prints the model and its 10 parameter shapes, forwards a random 1x1x32x32 input 
 1x32x32x1 for the Flax twin), computes the MSE against a random target, shows conv1's bias
 gradient before and after ``backward`` and applies the tutorial's hand-written SGD update
 ``f.data.sub_(f.grad.data * learning_rate)``. Both sides start from the same weights.
+
+Two steps of the tutorial are left out here. ``out.backward(torch.randn(1, 10))``, a
+vector-Jacobian product that the tutorial discards, is what ``jaxnets compare`` checks for
+every model (its ``vjp`` rows). The tutorial also draws a second random input for the loss;
+this walk-through uses one input throughout, so that its two printouts describe one batch.
 """
 
 from __future__ import annotations
