@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["TOLERANCES", "Tolerance", "backend_name", "tolerance"]
+__all__ = ["TF32_RELATIVE_ERROR", "TOLERANCES", "Tolerance", "backend_name", "tolerance"]
 
 
 @dataclass(frozen=True)
@@ -143,6 +143,15 @@ def backend_name() -> str:
 
     backend = jax.default_backend()
     return "gpu" if backend in ("cuda", "rocm", "gpu") else backend
+
+
+TF32_RELATIVE_ERROR: tuple[float, float] = (1e-5, 1e-2)
+"""The normwise relative error ``jaxnets explain`` reads as TF32 (float32 matmuls and
+convolutions with 10-bit mantissas) rather than as float32 rounding or a wrong formula.
+TF32 rounds each operand to 2^-11 = 4.9e-4 relative, and sums of tens to hundreds of such
+products land between about 1e-5 and 1e-2; float32 rounding of the same sums stays below the
+eval bound (1e-5), and a wrong formula usually shows well above 1e-2. A diagnosis window, not
+a pass/fail bound: a layer inside it is only reported as *likely* TF32."""
 
 
 def tolerance(dtype: object, backend: str | None = None, kind: str = "eval") -> Tolerance:

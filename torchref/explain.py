@@ -66,7 +66,7 @@ from flax import nnx
 
 from jaxnets import convert, intercept
 from jaxnets.testing import LeafDiff, leaf_diff
-from jaxnets.tolerances import Tolerance, backend_name, tolerance
+from jaxnets.tolerances import TF32_RELATIVE_ERROR, Tolerance, backend_name, tolerance
 from torchref.bridge import torch_to_flax
 from torchref.parity import FLAX_LOSSES, TORCH_LOSSES, model_dtype
 
@@ -681,7 +681,8 @@ def _tf32_test(diag: _Diagnosis, pred: torch.Tensor, base: LeafDiff | None) -> N
         d = leaf_diff(ctx.y_t, _np(pred), rtol=ctx.tol.rtol, atol=ctx.tol.atol)
         if d.ok:
             diag.add("tf32", "TF32 matmul/convolution on the torch side", "confirmed", "", fix)
-    if ctx.env_tf32 and base is not None and 1e-5 <= base.max_rel <= 1e-2:
+    lo, hi = TF32_RELATIVE_ERROR
+    if ctx.env_tf32 and base is not None and lo <= base.max_rel <= hi:
         diag.add(
             "tf32",
             "TF32 on the GPU (float32 matmuls/convolutions with a 10-bit mantissa)",
