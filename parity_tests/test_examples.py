@@ -224,6 +224,30 @@ def test_torch_and_jax_runs_agree_step_by_step(optimizer):
     assert torch_run.test_accuracy == jax_run.test_accuracy
 
 
+@pytest.mark.parametrize("model", ["custom_neural_network", "lenet"])
+def test_mnist_recipe_agrees_step_by_step(model, tmp_path, write_tiny_mnist, np_rng):
+    """examples/mnist.py's recipe (SGD with momentum 0.9) on MNIST-format files, through
+    mnist_dataset (normalised, flattened or padded to 32x32) and both training loops (torch
+    NCHW, JAX NHWC for LeNet): every step's loss, the trained weights and the test accuracy
+    agree within the float64 trajectory tolerance."""
+    folder = write_tiny_mnist(tmp_path / "mnist", np_rng, n_train=96, n_test=32)
+    ds = jl.mnist_dataset(model, data_dir=folder, verify=False, dtype="float64")
+    cfg = jl.TrainConfig(model, epochs=2, batch_size=32, dtype="float64", seed=4)
+    assert (cfg.optimizer, cfg.lr, cfg.momentum) == ("sgd", 0.01, 0.9)  # the recipe
+    torch_run, jax_run = run_frameworks(cfg, ds, ["torch", "jax"], progress=False)
+    tol = tolerance("float64", kind="trajectory")
+    assert len(torch_run.losses) == len(jax_run.losses) == 6
+    bound = tol.atol + tol.rtol * np.max(np.abs(torch_run.losses))
+    assert np.max(np.abs(torch_run.losses - jax_run.losses)) <= bound
+    for k, want in torch_run.state_dict.items():
+        got = jax_run.state_dict[k]
+        assert np.max(np.abs(got - want)) <= tol.atol + tol.rtol * np.max(np.abs(want)), k
+    init = jl.initial_state_dict(cfg)
+    moved = max(float(np.max(np.abs(torch_run.state_dict[k] - init[k]))) for k in init)
+    assert moved > 1e-4  # the weights did train: agreement is not two copies of the start
+    assert torch_run.test_accuracy == jax_run.test_accuracy
+
+
 def test_fit_is_the_step_loop_in_batch_order():
     """fit (scan chunks) == Trainer.step over epoch_batches, epoch by epoch."""
     cfg, ds = small_run("float64")
