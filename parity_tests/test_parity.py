@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
+from flax import nnx
 
 import jaxnets
 import torchref
@@ -84,6 +85,7 @@ def test_forward_loss_gradients_match(name: str, dtype: str, batch: int, seed: i
     assert {"output", "loss", "grad", "vjp"} <= kinds
     n_params = len(list(torchref.create_model(name).parameters()))
     assert sum(c.kind == "grad" for c in report.comparisons) == n_params
+    assert sum(c.kind == "vjp" for c in report.comparisons) == n_params
     assert report.torch_params == report.flax_params
 
 
@@ -158,6 +160,18 @@ def test_report_flags_a_planted_fault(seed: int) -> None:
     assert report.worst("output").ok is False
     with pytest.raises(parity.ParityError, match=r"xor_net|XORNet"):
         report.raise_if_failed()
+
+
+def test_report_flags_state_the_twin_keeps_and_torch_does_not(seed: int) -> None:
+    """A variable only on the Flax side is a failure by name, not silently left out."""
+    t, f = _pair("xor_net", "float64", seed)
+    spec = jaxnets.get_model_spec("xor_net")
+    x, y = spec.example_batch(4, np.random.default_rng(seed), dtype=np.float64)
+    assert parity.compare(t, f, x, y, loss="mse").ok
+    f.extra = jaxnets.layers.BatchNorm1d(5, rngs=nnx.Rngs(0), param_dtype=jnp.float64)
+    report = parity.compare(t, f, x, y, loss="mse", copy_weights=False)
+    flagged = {c.name for c in report.failures if "only on the Flax side" in c.note}
+    assert {"extra.running_mean", "extra.running_var", "extra.num_batches_tracked"} <= flagged
 
 
 @pytest.mark.parametrize("dtype", list(DTYPES))

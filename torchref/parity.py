@@ -334,4 +334,18 @@ def compare(
                     float("inf"),
                 )
             )
+    torch_keys = set(torch_model.state_dict())
+    for bname in flax_state:
+        if bname not in torch_keys:  # state the twin keeps and torch does not
+            report.comparisons.append(
+                Comparison(
+                    "buffer",
+                    bname,
+                    float("inf"),
+                    float("inf"),
+                    False,
+                    "only on the Flax side (torch has no such parameter or buffer)",
+                    float("inf"),
+                )
+            )
     return report
