@@ -194,6 +194,12 @@ def model_dtype(torch_model: torch.nn.Module) -> np.dtype:
     return np.dtype(str(dtypes.pop()).removeprefix("torch."))
 
 
+def _absent(kind: str, name: str, note: str) -> Comparison:
+    """A failed comparison of something one side lacks (or has in another shape)."""
+    inf = float("inf")
+    return Comparison(kind, name, inf, inf, False, note, inf)
+
+
 def compare(
     torch_model: torch.nn.Module,
     flax_model: nnx.Module,
@@ -244,17 +250,8 @@ def compare(
     def add(kind: str, what: str, actual: Any, expected: Any, note: str = "") -> None:
         actual, expected = np.asarray(actual), np.asarray(expected)
         if actual.shape != expected.shape:
-            report.comparisons.append(
-                Comparison(
-                    kind,
-                    what,
-                    float("inf"),
-                    float("inf"),
-                    False,
-                    f"shape {actual.shape} != torch {expected.shape}",
-                    float("inf"),
-                )
-            )
+            note = f"shape {actual.shape} != torch {expected.shape}"
+            report.comparisons.append(_absent(kind, what, note))
             return
         d = leaf_diff(actual, expected, rtol=tol.rtol, atol=tol.atol)
         ok = d.ok
@@ -269,17 +266,7 @@ def compare(
             if p.grad is None:
                 continue
             if pname not in flax_grads:
-                report.comparisons.append(
-                    Comparison(
-                        kind,
-                        pname,
-                        float("inf"),
-                        float("inf"),
-                        False,
-                        "no gradient on the Flax side",
-                        float("inf"),
-                    )
-                )
+                report.comparisons.append(_absent(kind, pname, "no gradient on the Flax side"))
             else:
                 add(kind, pname, flax_grads[pname], _np(p.grad))
 
@@ -323,29 +310,10 @@ def compare(
         if bname in flax_state:
             add("buffer", bname, flax_state[bname], _np(buf))
         else:
-            report.comparisons.append(
-                Comparison(
-                    "buffer",
-                    bname,
-                    float("inf"),
-                    float("inf"),
-                    False,
-                    "buffer missing on the Flax side",
-                    float("inf"),
-                )
-            )
+            report.comparisons.append(_absent("buffer", bname, "buffer missing on the Flax side"))
     torch_keys = set(torch_model.state_dict())
     for bname in flax_state:
         if bname not in torch_keys:  # state the twin keeps and torch does not
-            report.comparisons.append(
-                Comparison(
-                    "buffer",
-                    bname,
-                    float("inf"),
-                    float("inf"),
-                    False,
-                    "only on the Flax side (torch has no such parameter or buffer)",
-                    float("inf"),
-                )
-            )
+            note = "only on the Flax side (torch has no such parameter or buffer)"
+            report.comparisons.append(_absent("buffer", bname, note))
     return report
