@@ -443,7 +443,8 @@ def fit(
         epoch=e, shuffle=shuffle)``, the order ``torchref.loop`` uses too.
       start_epoch: resume here (0-based): the batch orders of earlier epochs are skipped.
       eval_data: ``(inputs, targets)`` evaluated after every epoch.
-      progress: a tqdm bar per epoch (or one over epochs when an epoch is a single step).
+      progress: a tqdm bar per epoch (or one over epochs when an epoch is a single step),
+        drawn only when stderr is a terminal (no carriage-return floods in logs).
       chunks_per_epoch: an epoch runs as this many ``lax.scan`` calls (the bar moves, NaN
         checks happen, between them); the result does not depend on it.
       on_epoch_end: called with an :class:`EpochEnd` after each epoch (checkpointing).
@@ -469,7 +470,7 @@ def fit(
         total=epochs - start_epoch,
         desc=desc,
         unit="epoch",
-        disable=not progress or per_epoch_bar,
+        disable=True if not progress or per_epoch_bar else None,  # None: only on a terminal
         leave=True,
     )
     for epoch in range(start_epoch, epochs):
@@ -479,7 +480,7 @@ def fit(
             total=steps,
             desc=f"{desc} epoch {epoch + 1}/{epochs}",
             unit="step",
-            disable=not progress or not per_epoch_bar,
+            disable=True if not progress or not per_epoch_bar else None,
             leave=True,
         )
         epoch_losses = []

@@ -246,6 +246,14 @@ def test_mnist_recipe_agrees_step_by_step(model, tmp_path, write_tiny_mnist, np_
     assert moved > 1e-4  # the weights did train: agreement is not two copies of the start
 
 
+def test_progress_bars_are_drawn_only_on_a_terminal(capsys):
+    # a library caller with progress=True whose stderr goes to a log (here: captured) gets no
+    # carriage-return updates from either framework's loop
+    cfg, ds = small_run("float64")
+    run_frameworks(cfg, ds, ["torch", "jax"], progress=True)
+    assert "\r" not in capsys.readouterr().err
+
+
 def test_fit_is_the_step_loop_in_batch_order():
     """fit (scan chunks) == Trainer.step over epoch_batches, epoch by epoch."""
     cfg, ds = small_run("float64")

@@ -130,7 +130,10 @@ def run_torch(
         )
     test_loss = test_acc = None
     outer = tqdm(  # tiny epochs (full-batch loops): one bar over epochs instead
-        total=cfg.epochs, desc=f"torch {cfg.model}", unit="epoch", disable=not progress or steps > 1
+        total=cfg.epochs,
+        desc=f"torch {cfg.model}",
+        unit="epoch",
+        disable=True if not progress or steps > 1 else None,  # None: only on a terminal
     )
     for epoch in range(cfg.epochs):
         order = torch.from_numpy(
@@ -140,7 +143,7 @@ def run_torch(
             total=steps,
             desc=f"torch {cfg.model} epoch {epoch + 1}/{cfg.epochs}",
             unit="step",
-            disable=not progress or steps == 1,
+            disable=True if not progress or steps == 1 else None,
             leave=True,
         )
         epoch_loss = torch.zeros((), dtype=torch.float64, device=dev)
