@@ -486,9 +486,12 @@ def test_harness_emits_well_formed_json(tmp_path) -> None:
         assert row["error"] is None
         assert row["us_per_step"] > 0 and math.isfinite(row["us_per_step"])
         if row["variant"] == "torch_eager":
-            assert row["compile_s"] is None and row["speedup_vs_torch_eager"] is not None
+            assert row["compile_s"] is None and row["speedup_vs_torch_eager"] == 1.0
         else:
-            assert row["compile_s"] >= 0
+            # every JAX variant compiles in its first, timed call (XLA takes milliseconds at
+            # the least): a compile spent before the timing (as an output cross-check once
+            # did for inference) would show as ~0 here
+            assert row["compile_s"] > 1e-3, row
         assert row["flops_per_step"] > 0
         kinds.setdefault((row["model"], row["kind"]), set()).add(row["variant"])
         if row["variant"] in ("jax_jit", "jax_frozen") and row["kind"] == "infer":
