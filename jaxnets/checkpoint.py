@@ -59,6 +59,7 @@ __all__ = [
     "FORMAT_KEY",
     "CheckpointError",
     "NonFiniteLossError",
+    "NonFiniteStateError",
     "atomic_write_bytes",
     "atomic_writer",
     "check_finite_losses",
@@ -96,6 +97,16 @@ class CheckpointError(ValueError):
     """A checkpoint file is missing, unreadable, truncated, corrupt or of the wrong kind, or
     does not belong to the model/trainer it is loaded into. The message names the file, the
     cause and the fix; nothing was written to the model."""
+
+
+class NonFiniteStateError(FloatingPointError):
+    """A training state to save holds NaN or infinite values; nothing was written. ``step``
+    is ``TrainState.step`` of that state, ``arrays`` the names of the arrays concerned."""
+
+    def __init__(self, message: str, *, step: int, arrays: list[str]) -> None:
+        super().__init__(message)
+        self.step = step
+        self.arrays = arrays
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -676,7 +687,10 @@ def save_run(path: StrPath, trainer: Any, state: Any, *, meta: Mapping[str, Any]
     position within the epoch, seed, RNG states (``np.random.Generator.bit_generator.state``
     is JSON-ready; a JAX key as ``jax.random.key_data(key).tolist()``), settings. It is
     checked before anything is written. Save only states whose losses were finite
-    (:func:`check_finite_losses` first), so a NaN never replaces the last good run.
+    (:func:`check_finite_losses` first), so a NaN never replaces the last good run; the state
+    itself is checked too (:class:`NonFiniteStateError`, nothing written), since a step's loss
+    is computed before its update: finite losses do not prove the state after the last
+    update finite.
     """
     try:
         meta_json = json.dumps(dict(meta), allow_nan=False, sort_keys=True)
@@ -691,6 +705,30 @@ def save_run(path: StrPath, trainer: Any, state: Any, *, meta: Mapping[str, Any]
     for group, items in (("params", state.params), ("rest", state.rest), ("opt_state", leaves)):
         for i, a in enumerate(items):
             arrays[f"{group}.{i}"] = np.asarray(jax.device_get(a))
+    bad = [
+        k
+        for k, a in arrays.items()
+        if (a.dtype.kind in "fc" or a.dtype == _BF16) and not np.isfinite(a).all()
+    ]
+    if bad:
+        names = getattr(trainer, "_param_names", None)
+
+        def named(k: str) -> str:
+            group, _, i = k.partition(".")
+            if group == "params" and names and int(i) < len(names):
+                return f"{k} ({names[int(i)]})"
+            return k
+
+        step = int(arrays["step"])
+        raise NonFiniteStateError(
+            f"the state at step {step} holds NaN or inf in {', '.join(map(named, bad[:6]))}"
+            f"{' and more' if len(bad) > 6 else ''}: nothing was written to {path}. The last "
+            f"update diverged (a step's loss is computed before its update, so its loss could "
+            f"still be finite). Fix: resume from the last run saved there, if any, with a "
+            f"lower learning rate or gradient clipping (jaxnets.optim.clip_grad_norm)",
+            step=step,
+            arrays=bad,
+        )
     model = getattr(trainer, "_model", None)
     metadata = {
         FORMAT_KEY: "run",

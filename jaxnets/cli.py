@@ -220,7 +220,7 @@ def _model_config(pairs: Sequence[str] | None, model: str) -> dict[str, object]:
     return config
 
 
-def _checkpoint_note(args: argparse.Namespace, cfg: Any) -> str | None:
+def _checkpoint_note(args: argparse.Namespace, cfg: Any, n_train: int) -> str | None:
     """The one line to print about ``--checkpoint``/``--resume`` before training, after
     checking that a run to resume was saved with these settings."""
     from pathlib import Path
@@ -235,7 +235,7 @@ def _checkpoint_note(args: argparse.Namespace, cfg: Any) -> str | None:
     if not path.exists():
         return f"{path} does not exist yet: starting a new run, saved there after every epoch"
     try:
-        epoch, steps = jl.check_resume(path, cfg)  # CheckpointError: main reports it
+        epoch, steps = jl.check_resume(path, cfg, n_train)  # CheckpointError: main reports
     except ValueError as exc:
         raise CommandError(f"--resume: {exc}") from None
     done = f"resuming from {path} at epoch {epoch} (step {steps})"
@@ -308,7 +308,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"last incomplete batch is dropped, so no step would run. Fix: --batch-size {n} "
             f"or less" + (", or a larger --limit" if args.limit is not None else "")
         )
-    note = _checkpoint_note(args, cfg) if args.checkpoint else None
+    note = _checkpoint_note(args, cfg, n) if args.checkpoint else None
     # after the checks above (numpy only), so bad arguments are refused before JAX starts
     try:
         jl.configure_runtime(args)  # platform, devices/mesh, precision, float64
@@ -652,7 +652,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """The exception types that report a user's mistake (a message with its fix), not a bug."""
-    from jaxnets.checkpoint import CheckpointError, NonFiniteLossError
+    from jaxnets.checkpoint import CheckpointError, NonFiniteLossError, NonFiniteStateError
     from jaxnets.convert import StateDictError
     from jaxnets.data import DataError
     from jaxnets.registry import UnknownModelError
@@ -661,6 +661,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         CommandError,
         CheckpointError,
         NonFiniteLossError,
+        NonFiniteStateError,
         StateDictError,
         DataError,
         UnknownModelError,

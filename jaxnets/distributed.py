@@ -173,7 +173,9 @@ def make_mesh(
       physical topology on TPU) with ``AxisType.Auto`` axes: shardings are given by
       ``in_shardings``/``out_shardings`` and the compiler propagates them.
     """
-    if devices is not None and (not isinstance(devices, int) or devices < 1):
+    if devices is not None and (
+        isinstance(devices, bool) or not isinstance(devices, int) or devices < 1
+    ):
         raise ValueError(f"devices must be a positive integer or None (all), got {devices!r}")
     shape = parse_mesh(mesh_shape) if isinstance(mesh_shape, str) else dict(mesh_shape or {})
     if not shape:
@@ -245,7 +247,10 @@ def _leading_dim(x: Any, what: str) -> int:
 
 def _place(x: Any, sharding: NamedSharding) -> jax.Array:
     """``x`` as a global array with ``sharding``; ``x`` holds the GLOBAL value (the same in
-    every process). Arrays already laid out so are returned as they are (no copy)."""
+    every process). Arrays already laid out so are returned as they are (no copy), and so
+    are tracers (``jax.eval_shape(trainer.init)``, as ``checkpoint.load_run`` calls it)."""
+    if isinstance(x, jax.core.Tracer):
+        return x
     if isinstance(x, jax.Array):
         if x.sharding.is_equivalent_to(sharding, x.ndim):
             return x
@@ -542,6 +547,16 @@ class DataParallelTrainer(Trainer):
         return _place(x, self.batch), _place(y, self.batch)
 
     def _state(self, state: TrainState) -> TrainState:
+        """``state`` replicated on the mesh. A state donated to an earlier step is refused
+        here: handing its deleted buffers to a compiled multi-device call can crash the
+        process (jax 0.10, XLA:CPU) instead of raising."""
+        for a in jax.tree.leaves(state):
+            if isinstance(a, jax.Array) and a.is_deleted():
+                raise RuntimeError(
+                    "this state was donated to an earlier step (its arrays are deleted): use "
+                    "the state that call returned, state, loss = trainer.step(state, x, y), "
+                    "or build the trainer with donate=False"
+                )
         return jax.tree.map(lambda a: _place(a, self.replicated), state)
 
     # ---- the pure functions under jit ------------------------------------------------------

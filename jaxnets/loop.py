@@ -568,15 +568,28 @@ class RunResult:
     compile_time: float | None = None
 
 
-def _check_resumed_config(path: Path, meta: Mapping[str, Any], cfg: TrainConfig) -> None:
+def _check_resumed_config(
+    path: Path, meta: Mapping[str, Any], cfg: TrainConfig, n_train: int | None = None
+) -> None:
     """``ValueError`` naming each setting (all but ``epochs``, which may grow) in which the
-    run saved at ``path`` differs from ``cfg``."""
+    run saved at ``path`` differs from ``cfg``, and the training set's size when the run
+    recorded it and ``n_train`` is given; also when the run has trained more epochs than
+    ``cfg.epochs``."""
     saved, now = dict(meta.get("config", {})), cfg.to_json()
     diff = [
         f"{k}: saved {saved.get(k)!r}, now {now.get(k)!r}"
         for k in sorted(set(saved) | set(now))
         if k != "epochs" and saved.get(k) != now.get(k)
     ]
+    if n_train is not None and meta.get("n_train", n_train) != n_train:
+        diff.append(f"training examples: saved {meta['n_train']}, now {n_train}")
+    done = int(meta.get("epoch", 0))
+    if not diff and done > cfg.epochs:
+        raise ValueError(
+            f"{path} has trained {done} epochs, more than the {cfg.epochs} asked for. Fix: "
+            f"ask for {done} or more epochs (with {done} the run is only evaluated), or start "
+            f"a new run"
+        )
     if diff:
         raise ValueError(
             f"{path} was saved by a run with other settings ({'; '.join(diff)}). Fix: rerun "
@@ -585,16 +598,16 @@ def _check_resumed_config(path: Path, meta: Mapping[str, Any], cfg: TrainConfig)
         )
 
 
-def check_resume(path: str | Path, cfg: TrainConfig) -> tuple[int, int]:
+def check_resume(path: str | Path, cfg: TrainConfig, n_train: int | None = None) -> tuple[int, int]:
     """``(epoch, step)`` the run saved at ``path`` (:func:`run_jax`'s ``checkpoint``) has
-    reached, after checking that it was started with ``cfg``'s settings, as :func:`run_jax`
-    checks before resuming it; cheap (the file's header and checksum, no trainer or JAX).
-    ``ValueError`` names the settings that differ; ``CheckpointError`` a damaged file or one
-    that is not a run."""
+    reached, after checking that it was started with ``cfg``'s settings (and ``n_train``
+    training examples, when given), as :func:`run_jax` checks before resuming it; cheap (the
+    file's header and checksum, no trainer or JAX). ``ValueError`` names the settings that
+    differ; ``CheckpointError`` a damaged file or one that is not a run."""
     from jaxnets import checkpoint as ckpt
 
     meta = ckpt.read_run_meta(path)
-    _check_resumed_config(Path(path), meta, cfg)
+    _check_resumed_config(Path(path), meta, cfg, n_train)
     return int(meta["epoch"]), len(meta["losses"])
 
 
@@ -626,15 +639,23 @@ def run_jax(
     state = trainer.init()
     start_epoch, prior_losses = 0, []
     path = Path(checkpoint) if checkpoint is not None else None
+    n_train = len(dataset.x_train)
     if resume and path is not None and path.exists():
+        # the settings first: a run of another model or optimizer is named as such, not as
+        # arrays that do not fit
+        _check_resumed_config(path, ckpt.read_run_meta(path), cfg, n_train)
         state, meta = ckpt.load_run(path, trainer)
-        _check_resumed_config(path, meta, cfg)
         start_epoch, prior_losses = int(meta["epoch"]), list(meta["losses"])
 
     def save(end: EpochEnd) -> None:
         if path is not None:
             losses = prior_losses + history_losses + end.losses.tolist()
-            meta = {"epoch": end.epoch, "config": cfg.to_json(), "losses": losses}
+            meta = {
+                "epoch": end.epoch,
+                "config": cfg.to_json(),
+                "losses": losses,
+                "n_train": n_train,
+            }
             ckpt.save_run(path, trainer, end.state, meta=meta)
             history_losses.extend(end.losses.tolist())
 

@@ -110,6 +110,29 @@ def _compiler_options_work(items: tuple[tuple[str, Any], ...]) -> bool:
     return True
 
 
+def _check_compiler_options(options: Mapping[str, Any]) -> None:
+    """``ValueError`` with XLA's own message when this jaxlib refuses ``options`` (an unknown
+    option or value), at construction rather than at the first step."""
+    try:
+        items = tuple(sorted(options.items()))
+        hash(items)
+    except TypeError:
+        raise ValueError(
+            f"compiler_options values must be numbers, strings or booleans (XLA debug "
+            f"options), got {dict(options)!r}"
+        ) from None
+    if _compiler_options_work(items):
+        return
+    try:
+        jax.jit(lambda x: x + 1, compiler_options=dict(items)).lower(jnp.zeros(2)).compile()
+    except Exception as exc:  # XLA's message names the option
+        raise ValueError(
+            f"XLA refuses compiler_options {dict(items)!r}: {exc}. Pass options this jaxlib "
+            f"knows (XLA debug options, as jax.jit(..., compiler_options=...) takes them), "
+            f"'auto' or None"
+        ) from None
+
+
 def _has_im2col_convs(model: nnx.Module) -> bool:
     """Whether ``model`` has an ``nnx.Conv`` computed by :func:`jaxnets.layers.conv2d_im2col`
     (``Conv2d`` with ``impl='auto'`` or ``'im2col'``)."""
@@ -389,6 +412,8 @@ class Trainer:
             self.compiler_options = default_compiler_options(model)
         elif compiler_options is None or isinstance(compiler_options, Mapping):
             self.compiler_options = None if compiler_options is None else dict(compiler_options)
+            if self.compiler_options:
+                _check_compiler_options(self.compiler_options)
         else:
             raise TypeError(
                 f"compiler_options must be 'auto', None or a dict of XLA options, "
@@ -435,12 +460,15 @@ class Trainer:
         return nnx.merge(self.eval_graphdef if eval_mode else self.graphdef, params, rest)
 
     def write_back(self, state: TrainState, model: nnx.Module | None = None) -> nnx.Module:
-        """Copy ``state``'s parameters and statistics into ``model`` in place and return it."""
+        """Copy ``state``'s parameters and statistics into ``model`` in place and return it
+        (default: the model given at init). The model gets copies, so later steps, which
+        donate the state, leave it intact. ``ValueError`` for a model of other sizes."""
         self._check_state(state)
         target = model if model is not None else self._model
         trained = self.merge(state)
         _check_same_arrays(nnx.state(target), nnx.state(trained))
-        nnx.update(target, nnx.state(trained))
+        # copies: the model must not hold the state's buffers, which the next step donates
+        nnx.update(target, jax.tree.map(jnp.copy, nnx.state(trained)))
         return target
 
     def params_state(self, state: TrainState) -> nnx.State:

@@ -30,6 +30,7 @@ jax.config.update("jax_default_matmul_precision", "highest")
 
 import jaxnets  # noqa: E402
 from jaxnets import convert, data, optim  # noqa: E402
+from jaxnets.checkpoint import load_run, save_run  # noqa: E402
 from jaxnets.distributed import (  # noqa: E402
     DataParallelTrainer,
     initialize_distributed,
@@ -306,7 +307,56 @@ def error_cases() -> dict[str, str]:
     # the failed calls lost nothing: the (donated) state was not consumed
     alive = not any(a.is_deleted() for a in jax.tree.leaves(state))
     messages["state_alive_after_errors"] = str(alive)
+    # a state reused after a step donated it: a clear error (handing the deleted buffers to
+    # the compiled multi-device call crashed the process)
+    used = dp.init()
+    dp.step(used, x[:8], y[:8])
+    try:
+        dp.step(used, x[:8], y[:8])
+        messages["donated_state_reused"] = ""
+    except RuntimeError as exc:
+        messages["donated_state_reused"] = str(exc)
     return messages
+
+
+def checkpoint_case(folder: str) -> dict[str, Any]:
+    """A data-parallel run saved part-way and loaded back, into the data-parallel trainer
+    (checkpoint.load_run builds its template with jax.eval_shape(trainer.init)) and into a
+    single-device one: the same arrays, bit for bit, and the continued runs agree."""
+    name, dtype = "batchnorm_mlp", "float64"
+    model, x, y, idx = problem(name, dtype)
+    mesh = make_mesh(DEVICES)
+
+    def dp_trainer() -> DataParallelTrainer:
+        return DataParallelTrainer(model, make_optimizer(), "cross_entropy", mesh=mesh)
+
+    dp = dp_trainer()
+    half = len(idx) // 2
+    state, _ = dp.run_epoch(dp.init(), x, y, idx[:half])
+    path = f"{folder}/dp.run.safetensors"
+    save_run(path, dp, state, meta={"epoch": 0})
+    saved = [np.asarray(a) for a in jax.tree.leaves(state)]
+    r: dict[str, Any] = {}
+    for kind, trainer in (
+        ("data_parallel", dp_trainer()),
+        ("single", Trainer(model, make_optimizer(), "cross_entropy")),
+    ):
+        loaded, meta = load_run(path, trainer)
+        r[f"{kind}_bit_exact"] = all(
+            np.array_equal(np.asarray(a), b)
+            for a, b in zip(jax.tree.leaves(loaded), saved, strict=True)
+        ) and meta == {"epoch": 0}
+    dp2 = dp_trainer()
+    loaded, _ = load_run(path, dp2)
+    end_a, losses_a = dp.run_epoch(state, x, y, idx[half:])
+    end_b, losses_b = dp2.run_epoch(loaded, x, y, idx[half:])
+    r["continued_bit_exact"] = all(
+        np.array_equal(np.asarray(a), np.asarray(b))
+        for a, b in zip(
+            jax.tree.leaves((end_a, losses_a)), jax.tree.leaves((end_b, losses_b)), strict=True
+        )
+    )
+    return r
 
 
 def multiprocess_case(cfg: Any) -> dict[str, Any]:
@@ -353,6 +403,7 @@ def main(out_path: str) -> None:
         results["layouts"] = layouts_case("batchnorm_mlp", "float64")
         results["torch"] = [torch_case("batchnorm_mlp", d) for d in ("float32", "float64")]
         results["errors"] = error_cases()
+        results["checkpoint"] = checkpoint_case(out_path.rsplit("/", 1)[0] or ".")
     except Exception:
         results["error"] = traceback.format_exc()
     with open(out_path, "w") as f:

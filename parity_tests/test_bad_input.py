@@ -605,6 +605,52 @@ def test_state_of_another_trainer(mlp):
     _assert_model_unchanged(mlp, snap)
 
 
+def test_diverged_state_is_not_saved_over_a_good_run(mlp, tmp_path):
+    trainer = Trainer(mlp, optim.sgd(0.1), "cross_entropy")
+    good = trainer.init()
+    checkpoint.save_run(tmp_path / "run.safetensors", trainer, good, meta={"epoch": 1})
+    files = _files(tmp_path)
+    bad = good._replace(params=[p.at[0].set(np.inf) for p in good.params])
+    _raises(
+        checkpoint.NonFiniteStateError,
+        r"state at step 0 holds NaN or inf in params\.0 \(layers\.0\.bias\)",
+        r"nothing was written.*Fix: resume from the last run saved there",
+        checkpoint.save_run,
+        tmp_path / "run.safetensors",
+        trainer,
+        bad,
+        meta={"epoch": 2},
+    )
+    assert _files(tmp_path) == files
+
+
+def test_written_back_model_survives_later_steps(mlp, np_rng):
+    # write_back used to hand the model the state's own buffers, which the next step donated:
+    # the model then held deleted arrays ("Array has been deleted" on its next call)
+    trainer = Trainer(mlp, optim.sgd(0.1), "cross_entropy")
+    x = np_rng.standard_normal((8, 6)).astype(np.float32)
+    y = np_rng.integers(0, 3, 8)
+    state, _ = trainer.step(trainer.init(), x, y)
+    trainer.write_back(state)
+    snap = _model_snapshot(mlp)
+    state, _ = trainer.step(state, x, y)
+    _assert_model_unchanged(mlp, snap)
+    mlp(jnp.asarray(x))  # usable
+    trainer.init()  # reads the model
+
+
+def test_unknown_compiler_option_is_refused_at_construction(mlp):
+    _raises(
+        ValueError,
+        r"XLA refuses compiler_options \{'xla_no_such_option': 1\}.*No such compile option",
+        r"options this jaxlib knows",
+        Trainer,
+        mlp,
+        optim.sgd(0.1),
+        compiler_options={"xla_no_such_option": 1},
+    )
+
+
 @pytest.mark.parametrize(
     ("optimizer", "fix"),
     [(optim.sgd, r"sgd builds one: call it"), (None, r"e\.g\. jaxnets\.optim\.sgd")],

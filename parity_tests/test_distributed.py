@@ -174,6 +174,18 @@ def test_global_batch_that_does_not_divide_is_a_clear_error(results: dict[str, A
     assert "asked for 9 devices" in errors["make_mesh_shape_3x3"]
     assert "is not AXIS=SIZE" in errors["make_mesh_bad_spec"]
     assert errors["state_alive_after_errors"] == "True"
+    assert "this state was donated to an earlier step" in errors["donated_state_reused"]
+
+
+def test_data_parallel_run_saved_and_resumed(results: dict[str, Any]) -> None:
+    """A data-parallel run file loads into the data-parallel trainer (whose init places
+    arrays on the mesh, also under jax.eval_shape) and into a single-device one, bit for bit,
+    and the resumed run continues exactly."""
+    assert results["checkpoint"] == {
+        "data_parallel_bit_exact": True,
+        "single_bit_exact": True,
+        "continued_bit_exact": True,
+    }
 
 
 # ---- many processes ---------------------------------------------------------------------------
@@ -230,6 +242,11 @@ def test_parse_mesh() -> None:
     ]:
         with pytest.raises(ValueError, match=msg):
             dist.parse_mesh(bad)
+
+
+def test_make_mesh_refuses_a_bool_device_count() -> None:
+    with pytest.raises(ValueError, match="devices must be a positive integer or None"):
+        dist.make_mesh(True)  # bool is an int in Python: this built a 1-device mesh
 
 
 def test_make_mesh_rejects_bad_shapes_before_touching_devices() -> None:

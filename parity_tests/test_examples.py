@@ -19,7 +19,7 @@ import torch
 import jaxnets
 from jaxnets import data
 from jaxnets import loop as jl
-from jaxnets.checkpoint import NonFiniteLossError
+from jaxnets.checkpoint import NonFiniteLossError, NonFiniteStateError
 from jaxnets.tolerances import backend_name, tolerance
 from jaxnets.train import Trainer
 from torchref.loop import run_frameworks
@@ -294,6 +294,31 @@ def test_resume_continues_exactly(tmp_path):
         ValueError, match=r"saved by a run with other settings \(lr: saved 0\.01, now 0\.5\)"
     ):
         jl.run_jax(dataclasses.replace(cfg, lr=0.5), ds, checkpoint=ckpt, resume=True)
+    # another model is named as such (before: arrays that do not fit, from load_run)
+    other = dataclasses.replace(cfg, model_config={**cfg.model_config, "hidden_sizes": (8,)})
+    with pytest.raises(ValueError, match=r"model_config: saved .*'hidden_sizes': \[16\]"):
+        jl.run_jax(other, ds, checkpoint=ckpt, resume=True)
+    # another training set, and fewer epochs than the run has trained, are refused too
+    fewer = jl.Dataset(ds.x_train[:64], ds.y_train[:64], ds.x_test, ds.y_test)
+    with pytest.raises(ValueError, match=r"training examples: saved 96, now 64"):
+        jl.run_jax(cfg, fewer, checkpoint=ckpt, resume=True)
+    with pytest.raises(ValueError, match=r"has trained 2 epochs, more than the 1 asked for"):
+        jl.run_jax(one, ds, checkpoint=ckpt, resume=True)
+    assert jl.check_resume(ckpt, cfg, 96) == (2, 6)
+
+
+# lr=1e300 is inf in float32 (numpy warns as it casts): the first update makes the state inf
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
+def test_diverged_state_never_replaces_the_last_good_run(tmp_path):
+    # one step per epoch: the loss of a step is computed before its update, so the step whose
+    # update overflows still reports a finite loss, and only the state shows the divergence
+    cfg, ds = small_run(lr=1e300, momentum=0.0)
+    cfg = dataclasses.replace(cfg, batch_size=96, epochs=3)
+    ckpt = tmp_path / "run.safetensors"
+    with pytest.raises(NonFiniteStateError, match=r"holds NaN or inf in params\.0") as info:
+        jl.run_jax(cfg, ds, progress=False, checkpoint=ckpt)
+    assert info.value.step == 1 and "params.0" in info.value.arrays
+    assert not ckpt.exists()  # nothing was written (no good run yet; see test_bad_input)
 
 
 def test_nonfinite_loss_stops_with_the_step():
