@@ -108,11 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     left_out = 0
     for extra in [{}, *args.options]:
         label = _label(extra)
-        trainer = Trainer(
-            create_model(args.model), optim.sgd(lr=0.01), spec.loss,
-            compiler_options={**(base or {}), **extra},
-        )  # fmt: skip
-        try:
+        try:  # Trainer refuses options XLA does not know; a value XLA accepts may still fail
+            trainer = Trainer(
+                create_model(args.model), optim.sgd(lr=0.01), spec.loss,
+                compiler_options={**(base or {}), **extra},
+            )  # fmt: skip
             variants, info = jax_train_variants(trainer, x, y, args.batch_size, steps)
         except Exception as exc:  # XLA's rejection of an option comes as a runtime error
             why = f"{type(exc).__name__}: {exc}".splitlines()[0]
