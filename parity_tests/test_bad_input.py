@@ -76,6 +76,17 @@ def test_nchw_given_to_nhwc_twin():
     _assert_model_unchanged(model, snap)
 
 
+@pytest.mark.parametrize("name", ["mlp", "lenet", "batchnorm_mlp"])
+def test_input_that_is_not_an_array(name):
+    # a list reached the model through Trainer.predict's jit as a list of tracers and failed
+    # with "'list' object has no attribute 'dtype'"
+    model = jaxnets.create_model(name)
+    trainer = Trainer(model, optim.sgd(0.1), "cross_entropy")
+    x = [[0.0] * 784]
+    for call in (lambda: model(x), lambda: trainer.predict(trainer.init(), x)):
+        _raises(TypeError, r"expects an array, got list", r"jnp\.asarray\(x", call)
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.int32, np.bool_])
 def test_integer_input_dtype(dtype):
     model = jaxnets.create_model("lenet")

@@ -31,7 +31,13 @@ def _ten(_: Any) -> int:
 
 
 def _check_float_input(x: jax.Array, model: str) -> None:
-    """Refuse integer/bool input (torch refuses it too; jnp would silently promote it)."""
+    """Refuse input that is not an array (torch wants a Tensor too) and integer/bool input
+    (torch refuses it; jnp would silently promote it)."""
+    if not hasattr(x, "dtype") or not hasattr(x, "shape"):
+        raise TypeError(
+            f"{model} expects an array, got {type(x).__name__}; convert it first with "
+            f"jnp.asarray(x, dtype=jnp.float32)"
+        )
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise TypeError(
             f"{model} expects floating-point input, got dtype {x.dtype}; convert it first: "
