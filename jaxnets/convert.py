@@ -319,7 +319,10 @@ def load_state_dict(
         for k in unexpected:
             hint = ""
             if k.endswith("num_batches_tracked"):
-                hint = " (a plain nnx.BatchNorm keeps no counter; use jaxnets.layers.BatchNorm1d)"
+                hint = (
+                    " (a plain nnx.BatchNorm keeps no counter; use jaxnets.layers.BatchNorm1d, "
+                    "or BatchNorm2d for images)"
+                )
             problems.append(f"unexpected key {k!r}{hint}")
     staged: list[tuple[_Slot, Array]] = []
     for key, slot in by_key.items():

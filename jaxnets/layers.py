@@ -38,6 +38,7 @@ __all__ = [
     "ACTIVATIONS",
     "ELEMENTWISE_DOT_MAX",
     "BatchNorm1d",
+    "BatchNorm2d",
     "Conv2d",
     "Linear",
     "conv2d_im2col",
@@ -250,7 +251,9 @@ def Conv2d(  # noqa: N802 - mirrors torch.nn.Conv2d
     out_channels: int,
     kernel_size: int | tuple[int, int],
     stride: int | tuple[int, int] = 1,
-    padding: int | tuple[int, int] = 0,
+    padding: int | tuple[int, int] | Literal["same", "valid"] = 0,
+    dilation: int | tuple[int, int] = 1,
+    groups: int = 1,
     bias: bool = True,
     *,
     rngs: nnx.Rngs,
@@ -261,9 +264,13 @@ def Conv2d(  # noqa: N802 - mirrors torch.nn.Conv2d
     """``torch.nn.Conv2d`` as an ``nnx.Conv`` on NHWC input, with torch's init and padding.
 
     Input ``(N, H, W, in_channels)``, output ``(N, H', W', out_channels)`` with
-    ``H' = (H + 2*padding - kernel) // stride + 1``. ``kernel_size`` is always passed to
-    ``nnx.Conv`` as a pair (an int there would make a 1-D kernel) and the padding is torch's
-    explicit zero padding (``nnx.Conv`` defaults to ``'SAME'``).
+    ``H' = (H + 2*padding - dilation*(kernel-1) - 1) // stride + 1``. ``kernel_size`` is
+    always passed to ``nnx.Conv`` as a pair (an int there would make a 1-D kernel) and the
+    padding is torch's explicit zero padding (``nnx.Conv`` defaults to ``'SAME'``), or
+    torch's ``'same'`` (stride 1 only, as in torch; ``dilation*(kernel-1)`` zeros, the odd
+    one after, which is XLA's ``'SAME'``) or ``'valid'`` (none). ``groups`` splits the
+    channels as torch's does (kernel ``[kH, kW, in/groups, out]``, torch's
+    ``[out, in/groups, kH, kW]`` transposed; both channel counts must divide by it).
 
     ``impl`` chooses how the convolution is computed; the parameters (``kernel``
     ``[kH, kW, I, O]``, ``bias``) and the result are the same either way: ``'im2col'``
@@ -275,8 +282,27 @@ def Conv2d(  # noqa: N802 - mirrors torch.nn.Conv2d
         raise ValueError(f"Conv2d impl must be 'auto', 'im2col' or 'xla', got {impl!r}")
     kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
     sh, sw = (stride, stride) if isinstance(stride, int) else stride
-    ph, pw = (padding, padding) if isinstance(padding, int) else padding
-    init = torch_uniform_init(in_channels * kh * kw)
+    dh, dw = (dilation, dilation) if isinstance(dilation, int) else dilation
+    if isinstance(padding, str):
+        if padding not in ("same", "valid"):
+            raise ValueError(
+                f"Conv2d padding must be an int, a pair, 'same' or 'valid', got {padding!r}"
+            )
+        if padding == "same" and (sh, sw) != (1, 1):
+            raise ValueError(  # torch refuses it too
+                "Conv2d padding='same' is not supported for strided convolutions (as in "
+                "torch); give the padding as an int or a pair"
+            )
+        pad: Any = padding.upper()  # torch's 'same' is XLA's 'SAME' at stride 1
+    else:
+        ph, pw = (padding, padding) if isinstance(padding, int) else padding
+        pad = ((ph, ph), (pw, pw))
+    if groups < 1 or in_channels % groups or out_channels % groups:
+        raise ValueError(
+            f"Conv2d groups={groups} must be a positive divisor of in_channels={in_channels} "
+            f"and out_channels={out_channels} (as in torch)"
+        )
+    init = torch_uniform_init(in_channels // groups * kh * kw)
     param_dtype = jnp.float32 if param_dtype is None else param_dtype
     conv = {"auto": _conv_auto, "im2col": conv2d_im2col, "xla": _conv_xla}[impl]
     return nnx.Conv(
@@ -284,7 +310,9 @@ def Conv2d(  # noqa: N802 - mirrors torch.nn.Conv2d
         out_channels,
         kernel_size=(kh, kw),
         strides=(sh, sw),
-        padding=((ph, ph), (pw, pw)),
+        padding=pad,
+        kernel_dilation=(dh, dw),
+        feature_group_count=groups,
         use_bias=bias,
         kernel_init=init,
         bias_init=init,
@@ -400,6 +428,9 @@ def conv2d_im2col(
     nhwc = _is_nhwc_hwio(dimension_numbers, lhs, rhs)
     if nhwc:
         _check_conv_channels(lhs, rhs, feature_group_count, "Conv2d")
+        if isinstance(padding, str) and all(d == 1 for d in (rhs_dilation or (1, 1))):
+            # 'SAME'/'VALID' as the explicit pairs XLA would use, for the im2col path
+            padding = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
     plain = (
         nhwc
         and not isinstance(padding, str)
@@ -560,33 +591,47 @@ class BatchNorm1d(nnx.BatchNorm):
         counter_dtype = jnp.int64 if jax.config.read("jax_enable_x64") else jnp.int32
         self.num_batches_tracked = nnx.BatchStat(jnp.zeros((), counter_dtype))
 
+    _layout = "(N, C)"  # the input this class takes, channels last
+
+    def _check_input(self, x: jax.Array) -> None:
+        c = self.num_features
+        if x.ndim != len(self._layout.split(",")) or x.shape[-1] != c:
+            name = f"{type(self).__name__}({c})"
+            shape = self._layout.replace("C", str(c))
+            hint = ""
+            if x.ndim == 4 and x.shape[1] == c and x.shape[-1] != c:
+                hint = (
+                    "; it looks like torch's NCHW layout: transpose it with x.transpose(0, 2, 3, 1)"
+                )
+            elif x.ndim == 4 and self._layout == "(N, C)":
+                hint = "; for images (N, H, W, C) use jaxnets.layers.BatchNorm2d"
+            raise ValueError(f"{name} expects input of shape {shape}, got {tuple(x.shape)}{hint}")
+
     def __call__(  # type: ignore[override]
         self, x: jax.Array, use_running_average: bool | None = None, *, mask: None = None
     ) -> jax.Array:
-        """Normalise ``x`` of shape ``(N, C)``; in training also update running statistics."""
+        """Normalise ``x`` of shape ``(N, C)`` (``BatchNorm2d``: ``(N, H, W, C)``) per channel;
+        in training also update the running statistics."""
         del mask
-        if x.ndim != 2 or x.shape[-1] != self.num_features:
-            raise ValueError(
-                f"BatchNorm1d({self.num_features}) expects input of shape (N, "
-                f"{self.num_features}), got {tuple(x.shape)}"
-            )
+        self._check_input(x)
         use_running = (
             self.use_running_average if use_running_average is None else use_running_average
         )
         if use_running:
             mean, var = self.mean[...], self.var[...]
         else:
-            n = x.shape[0]
+            axes = tuple(range(x.ndim - 1))  # every axis but the channels
+            n = math.prod(x.shape[:-1])
             if n < 2:
                 raise ValueError(
-                    f"BatchNorm1d in training mode needs more than 1 value per channel, got "
-                    f"input of shape {tuple(x.shape)}; use a batch of 2 or more, or call "
-                    f"model.eval() to use the running statistics"
+                    f"{type(self).__name__} in training mode needs more than 1 value per "
+                    f"channel, got input of shape {tuple(x.shape)}; use a batch of 2 or more, "
+                    f"or call model.eval() to use the running statistics"
                 )
             stat_dtype = jnp.promote_types(x.dtype, jnp.float32)
             xs = x.astype(stat_dtype)
-            mean = xs.mean(axis=0)
-            var = jnp.square(xs - mean).mean(axis=0)  # biased: used to normalise, as torch
+            mean = xs.mean(axis=axes)
+            var = jnp.square(xs - mean).mean(axis=axes)  # biased: used to normalise, as torch
             count = self.num_batches_tracked[...] + 1
             if self.torch_momentum is None:
                 m = 1.0 / count.astype(stat_dtype)
@@ -603,6 +648,17 @@ class BatchNorm1d(nnx.BatchNorm):
             y = y + self.bias[...]
         dtype = self.dtype if self.dtype is not None else jnp.result_type(x.dtype, self.param_dtype)
         return y.astype(dtype)
+
+
+class BatchNorm2d(BatchNorm1d):
+    """``torch.nn.BatchNorm2d`` on NHWC input ``(N, H, W, C)``: :class:`BatchNorm1d`'s torch
+    semantics (momentum convention, unbiased running variance over ``N*H*W`` values per
+    channel, ``num_batches_tracked``, ``eps``), with statistics over the batch and both
+    spatial axes. Same parameters and buffers, so the converter maps torch's
+    ``bn.weight``/``bias``/``running_mean``/``running_var``/``num_batches_tracked`` to it as
+    to :class:`BatchNorm1d`."""
+
+    _layout = "(N, H, W, C)"
 
 
 def _pair(v: Any) -> tuple[int, int] | None:

@@ -11,7 +11,8 @@ The tutorials print a model to show its architecture::
 :func:`torch_repr` writes that text for a Flax twin by walking its nnx module tree, in the
 order the attributes were assigned (torch lists submodules in registration order), with
 torch's names and constructor arguments for each layer: ``nnx.Linear`` -> ``Linear(...)``,
-``nnx.Conv`` -> ``Conv2d(...)``, :class:`jaxnets.layers.BatchNorm1d` -> ``BatchNorm1d(...)``,
+``nnx.Conv`` -> ``Conv2d(...)``, :class:`jaxnets.layers.BatchNorm1d` (``2d``) ->
+``BatchNorm1d(...)`` (``BatchNorm2d(...)``),
 ``nnx.List`` -> ``ModuleList(...)`` (with torch's ``(1-2): 2 x ...`` folding of repeats).
 The text equals ``repr(torchref.create_model(name))`` for every registered model under the
 installed torch; a test holds it to that. BatchNorm's repr gained ``bias=`` when torch's norm
@@ -92,7 +93,7 @@ def _conv_repr(m: nnx.Conv) -> str:
         return f"Conv{len(k)}d(...)"
     pad = m.padding
     if isinstance(pad, str):
-        padding: Any = f"'{pad.lower()}'"
+        padding: Any = pad.lower()  # torch prints padding=same, unquoted
     else:
         pairs = [(p, p) if isinstance(p, int) else tuple(p) for p in _tuple(pad)]
         symmetric = all(lo == hi for lo, hi in pairs)
@@ -128,7 +129,7 @@ def _torch_bn_repr_has_bias() -> bool:
 def _batchnorm_repr(m: nnx.BatchNorm) -> str:
     momentum = m.torch_momentum if isinstance(m, BatchNorm1d) else round(1.0 - m.momentum, 12)
     affine = bool(m.use_scale or m.use_bias)
-    name = "BatchNorm1d" if isinstance(m, BatchNorm1d) else "BatchNorm"
+    name = type(m).__name__ if isinstance(m, BatchNorm1d) else "BatchNorm"  # ...1d, ...2d
     bias = f"bias={bool(m.use_bias)}, " if _torch_bn_repr_has_bias() else ""
     return (
         f"{name}({m.num_features}, eps={m.epsilon}, momentum={momentum}, affine={affine}, "

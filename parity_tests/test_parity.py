@@ -7,6 +7,8 @@ registering it on both sides.
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,6 +20,7 @@ import jaxnets
 import torchref
 from jaxnets import optim
 from jaxnets.layers import max_pool2d
+from jaxnets.summary import torch_repr
 from jaxnets.testing import assert_trees_all_close, leaf_diff
 from jaxnets.tolerances import tolerance
 from jaxnets.train import Trainer
@@ -160,6 +163,111 @@ def test_report_flags_a_planted_fault(seed: int) -> None:
     assert report.worst("output").ok is False
     with pytest.raises(parity.ParityError, match=r"xor_net|XORNet"):
         report.raise_if_failed()
+
+
+class _TorchConvBN(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(2, 4, 3, padding=1)
+        self.bn = torch.nn.BatchNorm2d(4, momentum=0.2)
+        self.fc = torch.nn.Linear(4 * 6 * 6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.relu(self.bn(self.conv(x))).flatten(1))
+
+
+class _FlaxConvBN(nnx.Module):
+    def __init__(self, dtype: Any) -> None:
+        rngs = nnx.Rngs(0)
+        self.conv = jaxnets.layers.Conv2d(2, 4, 3, padding=1, rngs=rngs, param_dtype=dtype)
+        self.bn = jaxnets.layers.BatchNorm2d(4, momentum=0.2, rngs=rngs, param_dtype=dtype)
+        self.fc = jaxnets.layers.Linear(4 * 6 * 6, 3, rngs=rngs, param_dtype=dtype)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h = jax.nn.relu(self.bn(self.conv(x)))  # NHWC
+        return self.fc(h.transpose(0, 3, 1, 2).reshape(h.shape[0], -1))  # torch's flatten
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+def test_batchnorm2d_matches_torch(dtype: str, seed: int) -> None:
+    """layers.BatchNorm2d against torch.nn.BatchNorm2d inside a small CNN: statistics over
+    N*H*W per channel, torch's momentum and unbiased running variance, in training (two
+    passes, buffers compared) and then in eval mode; and torch's repr."""
+    jdtype, tdtype = DTYPES[dtype]
+    torch.manual_seed(seed)
+    t, f = _TorchConvBN().to(tdtype), _FlaxConvBN(jdtype)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((5, 2, 6, 6)).astype(dtype) * 2 + 1
+    y = rng.integers(0, 3, 5)
+    parity.compare(t, f, x, y, loss="cross_entropy", layout="image", mode="train").raise_if_failed()
+    report = parity.compare(
+        t, f, x, y, loss="cross_entropy", layout="image", mode="train", copy_weights=False
+    )
+    report.raise_if_failed()
+    assert {c.name for c in report.comparisons if c.kind == "buffer"} == {
+        "bn.running_mean",
+        "bn.running_var",
+        "bn.num_batches_tracked",
+    }
+    assert float(t.bn.num_batches_tracked) == 2
+    parity.compare(
+        t, f, x, y, loss="cross_entropy", layout="image", mode="eval", copy_weights=False
+    ).raise_if_failed()
+    assert torch_repr(f.bn) == repr(t.bn)
+
+
+_CONVS = [
+    dict(padding="same"),
+    dict(padding="same", kernel_size=4, dilation=2),  # even kernel: the odd zero goes after
+    dict(padding="valid", stride=2),
+    dict(padding=(2, 1), dilation=(2, 1), groups=2),
+    dict(padding=1, groups=4, bias=False),
+]
+
+
+@pytest.mark.parametrize("impl", ["im2col", "xla"])
+@pytest.mark.parametrize("kw", _CONVS, ids=[str(i) for i in range(len(_CONVS))])
+def test_conv2d_padding_modes_dilation_and_groups_match_torch(kw: dict, impl: str) -> None:
+    """layers.Conv2d takes torch's 'same'/'valid', dilation and groups: outputs, the
+    gradients of weight, bias and input against torch.nn.Conv2d in float64, and torch's
+    repr."""
+    args = {"kernel_size": 3, **kw}
+    torch.manual_seed(0)
+    t = torch.nn.Conv2d(4, 8, **args).double()
+    f = jaxnets.layers.Conv2d(4, 8, **args, rngs=nnx.Rngs(0), param_dtype=jnp.float64, impl=impl)
+    assert tuple(f.kernel[...].shape) == tuple(t.weight.permute(2, 3, 1, 0).shape)
+    torch_to_flax(t, f)
+    x = np.random.default_rng(0).standard_normal((2, 4, 9, 8))
+    xt = torch.from_numpy(x).requires_grad_(True)
+    out_t = t(xt)
+    v = np.random.default_rng(1).standard_normal(out_t.shape)
+    out_t.backward(torch.from_numpy(v))
+
+    def loss(model: nnx.Module, x: jax.Array) -> jax.Array:
+        return jnp.sum(model(x) * jnp.asarray(v.transpose(0, 2, 3, 1)))
+
+    xf = jnp.asarray(x.transpose(0, 2, 3, 1))
+    (g_model, g_x) = nnx.grad(loss, argnums=(0, 1))(f, xf)
+    tol = tolerance("float64")
+    got = {
+        "out": np.asarray(f(xf)).transpose(0, 3, 1, 2),
+        "x": np.asarray(g_x).transpose(0, 3, 1, 2),
+        "weight": np.asarray(g_model.kernel[...]).transpose(3, 2, 0, 1),
+    }
+    want = {"out": out_t.detach().numpy(), "x": xt.grad.numpy(), "weight": t.weight.grad.numpy()}
+    if t.bias is not None:
+        got["bias"], want["bias"] = np.asarray(g_model.bias[...]), t.bias.grad.numpy()
+    assert_trees_all_close(got, want, rtol=tol.rtol, atol=tol.atol)
+    assert torch_repr(f) == repr(t)
+
+
+def test_conv2d_refuses_what_torch_refuses() -> None:
+    with pytest.raises(ValueError, match="not supported for strided convolutions"):
+        jaxnets.layers.Conv2d(4, 8, 3, stride=2, padding="same", rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="groups=3 must be a positive divisor"):
+        jaxnets.layers.Conv2d(4, 8, 3, groups=3, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="'same' or 'valid', got 'full'"):
+        jaxnets.layers.Conv2d(4, 8, 3, padding="full", rngs=nnx.Rngs(0))
 
 
 def test_report_flags_state_the_twin_keeps_and_torch_does_not(seed: int) -> None:

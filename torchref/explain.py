@@ -868,7 +868,8 @@ def _diagnose_bn_forward(diag: _Diagnosis, base: LeafDiff | None) -> None:
             pred,
             ctx.y_f,
             base,
-            f"epsilon={mod.eps:g}",
+            # jaxnets.layers.BatchNorm1d/2d take torch's name for it; nnx.BatchNorm Flax's
+            f"eps={mod.eps:g}" if hasattr(fm, "torch_momentum") else f"epsilon={mod.eps:g}",
         )
 
 
@@ -889,7 +890,8 @@ def _diagnose_bn_buffers(diag: _Diagnosis) -> None:
                     f"BatchNorm momentum: twin torch_momentum={tm:g}, torch momentum={m_t:g}",
                     "config",
                     "" if not math.isclose(tm, 1 - m_t) else "the twin's is 1 - m",
-                    f"BatchNorm1d(momentum={m_t:g}) takes torch's convention",
+                    f"{type(fm).__name__}(..., momentum={m_t:g}): it takes torch's "
+                    f"convention, the same number as torch",
                 )
         elif m_t is not None and not math.isclose(fm.momentum, 1 - m_t):
             diag.add(
@@ -897,7 +899,8 @@ def _diagnose_bn_buffers(diag: _Diagnosis) -> None:
                 f"BatchNorm momentum: nnx momentum={fm.momentum:g}, torch momentum={m_t:g}",
                 "config",
                 f"Flax's momentum weighs the OLD running value: it must be 1 - m = {1 - m_t:g}",
-                f"nnx.BatchNorm(momentum={1 - m_t:g}), or jaxnets.layers.BatchNorm1d",
+                f"nnx.BatchNorm(momentum={1 - m_t:g}), or jaxnets.layers.BatchNorm1d (2d for "
+                f"images), which take torch's",
             )
     if ctx.x_t is None or km not in ctx.buffers_before or km not in ctx.buffers_after_f:
         return
@@ -934,11 +937,11 @@ def _diagnose_bn_buffers(diag: _Diagnosis) -> None:
     }
     fix_m = (
         f"torch momentum m={m:g} weighs the NEW batch statistic; Flax's momentum weighs the OLD "
-        f"running value: nnx.BatchNorm(momentum={1 - m:g}) or jaxnets.layers.BatchNorm1d"
+        f"running value: nnx.BatchNorm(momentum={1 - m:g}) or jaxnets.layers.BatchNorm1d/2d"
     )
     fix_v = (
         "torch updates running_var with the UNBIASED batch variance (x n/(n-1)) while "
-        "nnx.BatchNorm uses the biased one: use jaxnets.layers.BatchNorm1d"
+        "nnx.BatchNorm uses the biased one: use jaxnets.layers.BatchNorm1d (2d for images)"
     )
     mean_rule = next(
         (r for r, mm in (("m", m), ("1-m", 1 - m)) if fits((1 - mm) * rm0 + mm * mean, obs_m)),
@@ -984,7 +987,7 @@ def _diagnose_bn_buffers(diag: _Diagnosis) -> None:
             "num_batches_tracked not counted as torch counts it",
             "confirmed",
             f"twin {int(counts[1])}, torch {int(counts[0])}",
-            "use jaxnets.layers.BatchNorm1d, which counts training batches",
+            "use jaxnets.layers.BatchNorm1d (2d for images), which counts training batches",
         )
 
 
@@ -1176,8 +1179,8 @@ _SUSPECTS: dict[type, list[tuple[str, str, str]]] = {
         ("tf32", "TF32 on a GPU (cuDNN allow_tf32 defaults to True)", "pin float32"),
     ],
     nn.modules.batchnorm._BatchNorm: [
-        ("bn_momentum", "momentum m where Flax wants 1 - m", "jaxnets.layers.BatchNorm1d"),
-        ("bn_biased_running_var", "biased running variance", "jaxnets.layers.BatchNorm1d"),
+        ("bn_momentum", "momentum m where Flax wants 1 - m", "jaxnets.layers.BatchNorm1d/2d"),
+        ("bn_biased_running_var", "biased running variance", "jaxnets.layers.BatchNorm1d/2d"),
         ("bn_mode", "train/eval mode differs", "model.train()/model.eval() on both"),
     ],
     nn.LayerNorm: [
