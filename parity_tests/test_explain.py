@@ -358,3 +358,40 @@ def test_tf32_on_a_gpu_is_named(seed: int) -> None:
     assert report.first_row is not None and report.first_row.name == "fc1", str(report)
     assert report.causes[0].key == "tf32", str(report)
     assert report.causes[0].status in ("confirmed", "likely"), str(report)
+
+
+# --- dropout: the masks differ by design ------------------------------------------------------
+
+
+class _TorchDrop(tnn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = tnn.Linear(6, 8)
+        self.drop = tnn.Dropout(0.5)
+        self.fc2 = tnn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.fc2(self.drop(self.fc1(x)))
+
+
+class _FlaxDrop(nnx.Module):
+    def __init__(self, *, rngs: nnx.Rngs) -> None:
+        self.fc1 = Linear(6, 8, rngs=rngs, param_dtype=jnp.float64)
+        self.drop = nnx.Dropout(0.5, rngs=rngs)
+        self.fc2 = Linear(8, 3, rngs=rngs, param_dtype=jnp.float64)
+
+    def __call__(self, x):
+        return self.fc2(self.drop(self.fc1(x)))
+
+
+def test_dropout_in_training_mode_is_named_as_the_cause(seed: int) -> None:
+    # a correct twin with dropout fails a training-mode comparison: each framework draws its
+    # own mask. The report says so at the dropout layer, and eval mode agrees.
+    torch.manual_seed(seed)
+    t, f = _TorchDrop().double(), _FlaxDrop(rngs=nnx.Rngs(seed))
+    x, y = np.random.default_rng(seed).standard_normal((8, 6)), np.arange(8) % 3
+    report = explain(t, f, x, y, loss="cross_entropy", mode="train", jit=JIT)
+    assert report.first_row is not None and report.first_row.name == "drop", str(report)
+    assert report.causes[0].key == "dropout_random", str(report)
+    assert "mode='eval'" in report.causes[0].fix
+    assert explain(t, f, x, y, loss="cross_entropy", mode="eval", jit=JIT).ok

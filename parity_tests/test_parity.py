@@ -270,6 +270,29 @@ def test_conv2d_refuses_what_torch_refuses() -> None:
         jaxnets.layers.Conv2d(4, 8, 3, padding="full", rngs=nnx.Rngs(0))
 
 
+def test_compare_takes_a_loss_pair_and_refuses_unknown_names(seed: int) -> None:
+    t, f = _pair("mlp", "float64", seed)
+    spec = jaxnets.get_model_spec("mlp")
+    x, y = spec.example_batch(6, np.random.default_rng(seed), dtype=np.float64)
+
+    def nll_t(o: torch.Tensor, t_: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.nll_loss(torch.log_softmax(o, 1), t_)
+
+    def nll_f(o: jax.Array, t_: jax.Array) -> jax.Array:
+        return jaxnets.losses.nll_loss(jax.nn.log_softmax(o, 1), t_)
+
+    report = parity.compare(t, f, x, y, loss=(nll_t, nll_f))
+    report.raise_if_failed()
+    assert {"loss", "grad"} <= {c.kind for c in report.comparisons}
+
+    def nll_sum(o: jax.Array, t_: jax.Array) -> jax.Array:  # a different reduction
+        return jaxnets.losses.nll_loss(jax.nn.log_softmax(o, 1), t_, reduction="sum")
+
+    assert not parity.compare(t, f, x, y, loss=(nll_t, nll_sum)).ok
+    with pytest.raises(ValueError, match=r"unknown loss 'nll': pass one of \['cross_entropy'"):
+        parity.compare(t, f, x, y, loss="nll")
+
+
 def test_report_flags_state_the_twin_keeps_and_torch_does_not(seed: int) -> None:
     """A variable only on the Flax side is a failure by name, not silently left out."""
     t, f = _pair("xor_net", "float64", seed)

@@ -1040,6 +1040,16 @@ def _diagnose_elementwise(diag: _Diagnosis, base: LeafDiff | None) -> None:
     if ctx.x_f is None or ctx.y_f is None or ctx.x_f.shape != ctx.y_f.shape:
         return
     x = _t64(ctx.x_f)
+    if isinstance(mod, nn.modules.dropout._DropoutNd) and mod.training and mod.p > 0:
+        diag.add(
+            "dropout_random",
+            f"dropout (p={mod.p:g}) in training mode: each framework draws its own random mask",
+            "likely",
+            "a twin that computes the right function still differs here, by the masks",
+            "compare in eval mode (parity.compare(..., mode='eval'), explain(..., mode="
+            "'eval')), or with p=0 on both sides",
+        )
+        return
     if isinstance(mod, nn.GELU):
         other = "tanh" if mod.approximate == "none" else "none"
         diag.test(

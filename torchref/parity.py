@@ -146,17 +146,35 @@ class ParityReport:
         raise ParityError(f"{self.model} out of tolerance:\n  " + "\n  ".join(bad) + f"\n{self}")
 
 
+def _losses(loss: Any) -> tuple[Callable[..., Any], Callable[..., Any]] | None:
+    """``(torch_fn, flax_fn)`` for :func:`compare`'s ``loss``: a name, or the pair itself."""
+    if loss is None:
+        return None
+    if isinstance(loss, str):
+        if loss not in TORCH_LOSSES:
+            raise ValueError(
+                f"unknown loss {loss!r}: pass one of {sorted(TORCH_LOSSES)}, a (torch_fn, "
+                f"flax_fn) pair such as (F.nll_loss, jaxnets.losses.nll_loss), or None"
+            )
+        return TORCH_LOSSES[loss], FLAX_LOSSES[loss]
+    if isinstance(loss, tuple) and len(loss) == 2 and all(callable(f) for f in loss):
+        return loss
+    raise TypeError(
+        f"loss must be a name ({sorted(TORCH_LOSSES)}), a (torch_fn, flax_fn) pair of "
+        f"callables (output, targets) -> loss, or None; got {loss!r}"
+    )
+
+
 def _flax_side(
-    model: nnx.Module, x: jax.Array, y: Any, v: Any, *, loss: str | None
+    model: nnx.Module, x: jax.Array, y: Any, v: Any, *, loss_fn: Callable[..., Any] | None
 ) -> dict[str, Any]:
     """The twin's side of :func:`compare` in one function (one compilation): forward, loss
     and gradients, then the vector-Jacobian product, in the same order as the torch side, so
     BatchNorm running statistics see the same sequence of updates."""
     result: dict[str, Any] = {}
-    if loss is None:
+    if loss_fn is None:
         result["output"] = model(x)
     else:
-        loss_fn = FLAX_LOSSES[loss]
 
         def f(m: nnx.Module) -> tuple[jax.Array, jax.Array]:
             out = m(x)
@@ -172,7 +190,7 @@ def _flax_side(
 
 # Module-level, so nnx.jit's cache survives across calls: the same model structure, shapes
 # and loss compile once per process, not once per compare() call.
-_flax_side_jit = nnx.jit(_flax_side, static_argnames=("loss",))
+_flax_side_jit = nnx.jit(_flax_side, static_argnames=("loss_fn",))
 
 
 def count_params(model: torch.nn.Module | nnx.Module) -> int:
@@ -206,7 +224,7 @@ def compare(
     inputs: np.ndarray,
     targets: np.ndarray | None = None,
     *,
-    loss: LossName | None = "cross_entropy",
+    loss: LossName | tuple[Callable[..., Any], Callable[..., Any]] | None = "cross_entropy",
     layout: Literal["features", "image"] = "features",
     mode: Literal["train", "eval"] | None = None,
     cotangent: np.ndarray | None = None,
@@ -222,6 +240,9 @@ def compare(
       inputs: one batch in TORCH layout (``(N, F)`` or ``(N, C, H, W)``), numpy.
       targets: ``(N,)`` class indices for ``cross_entropy``, ``(N, outputs)`` for ``mse``;
         with ``loss=None`` no loss or gradient is compared.
+      loss: ``'cross_entropy'``, ``'mse'``, or a ``(torch_fn, flax_fn)`` pair, each called
+        as ``fn(outputs, targets)`` (e.g. ``(F.nll_loss, jaxnets.losses.nll_loss)``), as
+        :func:`torchref.explain.explain` takes it; ``None`` compares outputs only.
       layout: ``'image'`` transposes inputs to NHWC for the twin.
       mode: ``'train'`` / ``'eval'`` sets both models' mode first; None keeps them as they are.
       cotangent: ``v`` of the output's shape: also compare the parameter gradients of
@@ -276,10 +297,12 @@ def compare(
     x_f = jnp.asarray(np.transpose(inputs, (0, 2, 3, 1)) if layout == "image" else inputs)
     y_f = None if targets is None else jnp.asarray(targets)
     v_f = None if cotangent is None else jnp.asarray(cotangent)
-    flax_loss = None if loss is None else FLAX_LOSSES[loss]  # validates the name early
+    losses = _losses(loss)  # validates it before anything runs
 
     try:
-        flax = (_flax_side_jit if jit else _flax_side)(flax_model, x_f, y_f, v_f, loss=loss)
+        flax = (_flax_side_jit if jit else _flax_side)(
+            flax_model, x_f, y_f, v_f, loss_fn=None if losses is None else losses[1]
+        )
     except (TypeError, ValueError) as exc:  # a twin that cannot even run: say where to look
         raise ParityError(
             f"the Flax twin {report.model} raised before it could be compared: "
@@ -292,8 +315,8 @@ def compare(
     torch_model.zero_grad(set_to_none=True)
     out_t = torch_model(x_t)
     add("output", "output", flax["output"], _np(out_t))
-    if flax_loss is not None:
-        loss_t = TORCH_LOSSES[loss](out_t, torch.from_numpy(np.ascontiguousarray(targets)))
+    if losses is not None:
+        loss_t = losses[0](out_t, torch.from_numpy(np.ascontiguousarray(targets)))
         loss_t.backward()
         add("loss", "loss", flax["loss"], _np(loss_t))
         _add_grads("grad", torch_model, convert.state_to_torch(flax_model, flax["grads"]))
