@@ -123,8 +123,9 @@ class StateDictError(ValueError):
             fixes = []
             if any(p.startswith(("missing key", "unexpected key")) for p in problems):
                 fixes.append(
-                    "build the model with the config the weights were saved from, or load with "
-                    "strict=False to skip missing and unexpected keys"
+                    "build the model with the config the weights were saved from, or skip "
+                    "missing and unexpected keys with strict=False (convert.load_state_dict, "
+                    "checkpoint.load_torch_layout)"
                 )
             if any(": shape " in p for p in problems):
                 fixes.append(
@@ -292,6 +293,16 @@ def counter_problem(arr: np.ndarray, stored: np.dtype) -> str | None:
     return None
 
 
+def _without_layers(key: str) -> str:
+    """``'net.layers.0.weight'`` -> ``'net.0.weight'``: an nnx.Sequential key in torch's form."""
+    parts = key.split(".")
+    return ".".join(
+        p
+        for i, p in enumerate(parts)
+        if not (p == "layers" and i + 1 < len(parts) and parts[i + 1].isdigit())
+    )
+
+
 def load_state_dict(
     model: nnx.Module, state: Mapping[str, Any], *, strict: bool = True
 ) -> IncompatibleKeys:
@@ -316,6 +327,14 @@ def load_state_dict(
     problems: list[str] = []
     if strict:
         problems += [f"missing key {k!r} ({by_key[k].layer})" for k in missing]
+        seq = sorted({k for k in missing if _without_layers(k) in set(unexpected)})
+        if seq:
+            problems.append(
+                f"keys such as {seq[0]!r} are torch's {_without_layers(seq[0])!r} with an extra "
+                f"'layers.': an nnx.Sequential numbers its children under 'layers', torch's "
+                f"nn.Sequential under the attribute itself. Hold them in nnx.List([...]) with "
+                f"torch's indices (activations included, as in the nn.Sequential)"
+            )
         for k in unexpected:
             hint = ""
             if k.endswith("num_batches_tracked"):

@@ -186,3 +186,34 @@ def test_an_abstract_twin_can_be_filled_from_torch(seed: int) -> None:
     assert isinstance(abstract.fc1.kernel.get_value(), jax.Array)
     for k, v in bridge.to_numpy_state_dict(t).items():
         np.testing.assert_array_equal(convert.state_dict(abstract)[k], v, err_msg=k)
+
+
+class _TorchSeq(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(4, 5), torch.nn.ReLU(), torch.nn.Linear(5, 2)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class _FlaxSeq(nnx.Module):
+    def __init__(self, container: type, rngs: nnx.Rngs) -> None:
+        fc = jaxnets.layers.Linear
+        parts = [fc(4, 5, rngs=rngs), jax.nn.relu, fc(5, 2, rngs=rngs)]
+        self.net = container(parts) if container is nnx.List else container(*parts)
+
+
+def test_nnx_sequential_for_torch_sequential_is_named_with_the_fix() -> None:
+    # nnx.Sequential keys its children net.layers.0, torch's nn.Sequential net.0: the load
+    # says so and points at nnx.List, which takes torch's indices
+    t = _TorchSeq()
+    with pytest.raises(
+        convert.StateDictError,
+        match=r"'net\.layers\.0\.bias' are torch's "
+        r"'net\.0\.bias' with an extra 'layers\.'.*nnx\.List",
+    ):
+        bridge.torch_to_flax(t, _FlaxSeq(nnx.Sequential, nnx.Rngs(0)))
+    bridge.torch_to_flax(t, _FlaxSeq(nnx.List, nnx.Rngs(0)))  # loads
