@@ -308,7 +308,7 @@ def compare(
             f"the Flax twin {report.model} raised before it could be compared: "
             f"{type(exc).__name__}: {exc}\nTo see which layer fails and on what input, run "
             f"torchref.explain.explain(torch_model, flax_model, inputs, targets, "
-            f"layout={layout!r}) or `jaxnets compare --explain`."
+            f"layout={layout!r}) (for a registered model also `jaxnets compare --explain`)."
         ) from exc
 
     # 1) torch: forward, loss and gradients in one pass, as a training step does.
