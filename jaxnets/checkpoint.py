@@ -39,7 +39,6 @@ import hashlib
 import json
 import math
 import os
-import re
 import struct
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -483,18 +482,8 @@ def _reraise_with_fix(
             "the file holds a model of other sizes: build the model with the architecture and "
             "config the file was saved from (the shapes above give the sizes)"
         )
-    dtypes = sorted(
-        {
-            m.group(1)
-            for p in problems
-            if "integer dtype expected" not in p and (m := re.search(r": dtype (\w+)", p))
-        }
-    )
-    if dtypes:
-        fixes.append(
-            f"build the model with the file's param_dtype (param_dtype=jnp.{dtypes[0]}), or "
-            f"cast the arrays"
-        )
+    if any(": dtype " in p for p in problems):  # as StateDictError's own fixes tell them
+        fixes.append("build the model with the file's param_dtype (named above), or cast it")
     return convert.StateDictError(problems, where, fixes)
 
 
@@ -630,7 +619,7 @@ def load_flax(path: StrPath, model: nnx.Module) -> None:
             else:
                 staged.append((var, arr))
         elif arr.dtype != want_dtype:
-            problems.append(f"{key!r}: dtype {arr.dtype} in the file, {want_dtype} expected")
+            problems.append(convert.dtype_problem(key, arr.dtype, want_dtype, "in the file"))
         else:
             staged.append((var, arr))
     if problems:
@@ -710,14 +699,16 @@ def save_run(path: StrPath, trainer: Any, state: Any, *, meta: Mapping[str, Any]
         for k, a in arrays.items()
         if (a.dtype.kind in "fc" or a.dtype == _BF16) and not np.isfinite(a).all()
     ]
+    structure = _run_structure(trainer, state)  # also written to the header below
     if bad:
-        names = getattr(trainer, "_param_names", None)
+        names = {
+            f"{group}.{i}": entry.partition(":")[0]
+            for group in ("params", "rest", "opt_state")
+            for i, entry in enumerate(structure[group])
+        }
 
         def named(k: str) -> str:
-            group, _, i = k.partition(".")
-            if group == "params" and names and int(i) < len(names):
-                return f"{k} ({names[int(i)]})"
-            return k
+            return f"{k} ({names[k]})" if k in names else k
 
         step = int(arrays["step"])
         raise NonFiniteStateError(
@@ -734,7 +725,7 @@ def save_run(path: StrPath, trainer: Any, state: Any, *, meta: Mapping[str, Any]
         FORMAT_KEY: "run",
         _VERSION_KEY: _version(),
         _CLASS_KEY: type(model).__name__ if model is not None else "",
-        _STRUCT_KEY: json.dumps(_run_structure(trainer, state), sort_keys=True),
+        _STRUCT_KEY: json.dumps(structure, sort_keys=True),
         _META_KEY: meta_json,
     }
     return write_safetensors(path, arrays, metadata)

@@ -44,6 +44,7 @@ __all__ = [
     "Rule",
     "StateDictError",
     "counter_problem",
+    "dtype_problem",
     "load_state_dict",
     "register_rule",
     "state_dict",
@@ -293,6 +294,15 @@ def counter_problem(arr: np.ndarray, stored: np.dtype) -> str | None:
     return None
 
 
+def dtype_problem(key: str, got: Any, want: Any, where: str) -> str:
+    """The problem line for an array of dtype ``got`` where the twin holds ``want``: both
+    ways out, casting the array or building the twin in the array's dtype."""
+    return (
+        f"{key!r}: dtype {got} {where}, {want} expected; cast it (e.g. .astype(np.{want})) or "
+        f"build the twin with param_dtype=jnp.{got}"
+    )
+
+
 def _without_layers(key: str) -> str:
     """``'net.layers.0.weight'`` -> ``'net.0.weight'``: an nnx.Sequential key in torch's form."""
     parts = key.split(".")
@@ -366,10 +376,7 @@ def load_state_dict(
                 problems.append(f"{key!r}: {problem}")
                 continue
         elif arr.dtype != want:
-            problems.append(
-                f"{key!r}: dtype {arr.dtype} in the state dict, {want} expected; cast it "
-                f"(e.g. .astype(np.{want})) or build the twin with param_dtype=jnp.{arr.dtype}"
-            )
+            problems.append(dtype_problem(key, arr.dtype, want, "in the state dict"))
             continue
         staged.append((slot, arr))
     if problems:

@@ -331,6 +331,10 @@ def _is_nhwc_hwio(dimension_numbers: Any, lhs: jax.Array, rhs: jax.Array) -> boo
     return given == nhwc
 
 
+# how a channel check says that 4-D input is in torch's layout, not Flax's
+_NCHW_HINT = "it looks like torch's NCHW layout: transpose it with x.transpose(0, 2, 3, 1)"
+
+
 def _check_conv_channels(lhs: jax.Array, rhs: jax.Array, groups: int, fn: str) -> None:
     """``ValueError`` unless NHWC ``lhs`` has the channels HWIO ``rhs`` (with ``groups``)
     expects; says when the input looks like torch's NCHW layout."""
@@ -341,11 +345,7 @@ def _check_conv_channels(lhs: jax.Array, rhs: jax.Array, groups: int, fn: str) -
     raise ValueError(
         f"{fn}: the input {tuple(lhs.shape)} has {c} channels (last axis, NHWC), the "
         f"convolution takes {want}"
-        + (
-            "; it looks like torch's NCHW layout: transpose it with x.transpose(0, 2, 3, 1)"
-            if nchw
-            else f"; give it NHWC input with {want} channels"
-        )
+        + (f"; {_NCHW_HINT}" if nchw else f"; give it NHWC input with {want} channels")
     )
 
 
@@ -591,19 +591,17 @@ class BatchNorm1d(nnx.BatchNorm):
         counter_dtype = jnp.int64 if jax.config.read("jax_enable_x64") else jnp.int32
         self.num_batches_tracked = nnx.BatchStat(jnp.zeros((), counter_dtype))
 
-    _layout = "(N, C)"  # the input this class takes, channels last
+    _axes: tuple[str, ...] = ("N", "C")  # the input this class takes, channels last
 
     def _check_input(self, x: jax.Array) -> None:
         c = self.num_features
-        if x.ndim != len(self._layout.split(",")) or x.shape[-1] != c:
+        if x.ndim != len(self._axes) or x.shape[-1] != c:
             name = f"{type(self).__name__}({c})"
-            shape = self._layout.replace("C", str(c))
+            shape = f"({', '.join(self._axes[:-1])}, {c})"
             hint = ""
             if x.ndim == 4 and x.shape[1] == c and x.shape[-1] != c:
-                hint = (
-                    "; it looks like torch's NCHW layout: transpose it with x.transpose(0, 2, 3, 1)"
-                )
-            elif x.ndim == 4 and self._layout == "(N, C)":
+                hint = f"; {_NCHW_HINT}"
+            elif x.ndim == 4 and len(self._axes) == 2:
                 hint = "; for images (N, H, W, C) use jaxnets.layers.BatchNorm2d"
             raise ValueError(f"{name} expects input of shape {shape}, got {tuple(x.shape)}{hint}")
 
@@ -658,7 +656,7 @@ class BatchNorm2d(BatchNorm1d):
     ``bn.weight``/``bias``/``running_mean``/``running_var``/``num_batches_tracked`` to it as
     to :class:`BatchNorm1d`."""
 
-    _layout = "(N, H, W, C)"
+    _axes = ("N", "H", "W", "C")
 
 
 def _pair(v: Any) -> tuple[int, int] | None:

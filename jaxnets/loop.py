@@ -643,7 +643,7 @@ def run_jax(
     if resume and path is not None and path.exists():
         # the settings first: a run of another model or optimizer is named as such, not as
         # arrays that do not fit
-        _check_resumed_config(path, ckpt.read_run_meta(path), cfg, n_train)
+        check_resume(path, cfg, n_train)
         state, meta = ckpt.load_run(path, trainer)
         start_epoch, prior_losses = int(meta["epoch"]), list(meta["losses"])
 

@@ -58,7 +58,6 @@ the lr scale (``optax.add_decayed_weights`` after ``scale_by_adam``), schedules 
 from __future__ import annotations
 
 import math
-import numbers
 import weakref
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -67,6 +66,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+
+from jaxnets._checks import is_real
 
 __all__ = [
     "adagrad",
@@ -104,19 +105,6 @@ def is_layout_free(tx: optax.GradientTransformation) -> bool:
     return getattr(tx, "update", None) in _LAYOUT_FREE_UPDATES
 
 
-def _is_real(x: Any) -> bool:
-    """A real number: int, float, a numpy scalar or a shape-``()`` int/float array; not bool."""
-    if isinstance(x, bool | np.bool_):
-        return False
-    if isinstance(x, numbers.Real):
-        return True
-    return (
-        isinstance(x, np.ndarray | jax.Array)
-        and x.shape == ()
-        and (jnp.issubdtype(x.dtype, jnp.integer) or jnp.issubdtype(x.dtype, jnp.floating))
-    )
-
-
 def _check(ok: bool | Callable[[], bool], message: str, **values: Any) -> None:
     """Raise ``ValueError(message)`` unless ``ok``: every builder's argument check.
 
@@ -125,7 +113,7 @@ def _check(ok: bool | Callable[[], bool], message: str, **values: Any) -> None:
     value of the wrong type (``lr="0.01"``) gets that TypeError, not a failed comparison.
     """
     for name, value in values.items():
-        if not _is_real(value):
+        if not is_real(value):
             fix = "pass the number itself (e.g. 0.01, not '0.01')"
             raise TypeError(
                 f"{name} must be a number (an int or a float), got {value!r} of type "

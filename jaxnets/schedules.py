@@ -29,14 +29,13 @@ accepted here. A wrong type is a ``TypeError``, a wrong value a ``ValueError``.
 from __future__ import annotations
 
 import math
-import numbers
-import operator
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
+
+from jaxnets._checks import as_int, is_real
 
 __all__ = [
     "cosine_annealing_lr",
@@ -53,15 +52,12 @@ Schedule = Callable[[Any], jax.Array]
 def _check_int(name: str, value: Any, what: str, *, minimum: int = 1) -> int:
     """``value`` as a Python int, via ``operator.index`` (so numpy integers pass; bool, float
     and str do not), checked to be >= ``minimum``; ``what`` says what the argument is."""
-    try:
-        if isinstance(value, bool | np.bool_):
-            raise TypeError
-        n = operator.index(value)
-    except TypeError:
+    n = as_int(value)
+    if n is None:
         raise TypeError(
             f"{name}={value!r} must be {what}, given as an int or numpy integer, "
             f"not {type(value).__name__}."
-        ) from None
+        )
     if n < minimum:
         raise ValueError(f"{name}={n} must be {what}.")
     return n
@@ -70,9 +66,7 @@ def _check_int(name: str, value: Any, what: str, *, minimum: int = 1) -> int:
 def _check_float(name: str, value: Any, *, nonnegative: bool = False) -> None:
     """Raise unless ``value`` is a real number (int, float, numpy scalar or shape-``()`` array;
     not bool or str) that is finite, and >= 0 when ``nonnegative``."""
-    kind = getattr(getattr(value, "dtype", None), "kind", None)
-    scalar_array = getattr(value, "shape", None) == () and kind in ("i", "u", "f")
-    if isinstance(value, bool) or not (isinstance(value, numbers.Real) or scalar_array):
+    if not is_real(value):
         raise TypeError(
             f"{name}={value!r} must be a number (int or float), not {type(value).__name__}."
         )

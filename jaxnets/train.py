@@ -101,13 +101,14 @@ _IM2COL_CONVS = (layers.conv2d_im2col, layers._conv_auto)
 
 
 @functools.cache
-def _compiler_options_work(items: tuple[tuple[str, Any], ...]) -> bool:
-    """Whether this jaxlib accepts the options (they are XLA debug options, which change)."""
+def _compiler_options_error(items: tuple[tuple[str, Any], ...]) -> str | None:
+    """XLA's message when this jaxlib refuses the options (an unknown option or value: they
+    are XLA debug options, which change between versions), or None when it takes them."""
     try:
         jax.jit(lambda x: x + 1, compiler_options=dict(items)).lower(jnp.zeros(2)).compile()
-    except Exception:  # an unknown option or value: compile as XLA would by default
-        return False
-    return True
+    except Exception as exc:
+        return str(exc)
+    return None
 
 
 def _check_compiler_options(options: Mapping[str, Any]) -> None:
@@ -121,16 +122,13 @@ def _check_compiler_options(options: Mapping[str, Any]) -> None:
             f"compiler_options values must be numbers, strings or booleans (XLA debug "
             f"options), got {dict(options)!r}"
         ) from None
-    if _compiler_options_work(items):
-        return
-    try:
-        jax.jit(lambda x: x + 1, compiler_options=dict(items)).lower(jnp.zeros(2)).compile()
-    except Exception as exc:  # XLA's message names the option
+    error = _compiler_options_error(items)
+    if error is not None:
         raise ValueError(
-            f"XLA refuses compiler_options {dict(items)!r}: {exc}. Pass options this jaxlib "
+            f"XLA refuses compiler_options {dict(items)!r}: {error}. Pass options this jaxlib "
             f"knows (XLA debug options, as jax.jit(..., compiler_options=...) takes them), "
             f"'auto' or None"
-        ) from None
+        )
 
 
 def _has_im2col_convs(model: nnx.Module) -> bool:
@@ -174,7 +172,7 @@ def default_compiler_options(model: nnx.Module) -> dict[str, Any] | None:
         return None
     if "xla_cpu_experimental_ynn_fusion_type" in os.environ.get("XLA_FLAGS", ""):
         return None
-    if not _has_im2col_convs(model) or not _compiler_options_work(tuple(_YNN_OFF.items())):
+    if not _has_im2col_convs(model) or _compiler_options_error(tuple(_YNN_OFF.items())):
         return None
     return dict(_YNN_OFF)
 
@@ -285,13 +283,14 @@ def _check_same_arrays(want: Any, got: Any) -> None:
 
 def _flat_shapes(tree: Any) -> dict[str, tuple[tuple[int, ...], Any]]:
     """``{'layers.0.kernel': (shape, dtype), ...}`` for the arrays of an ``nnx.State``."""
-    out = {}
-    for path, a in jax.tree_util.tree_flatten_with_path(tree)[0]:
-        keys = [str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path]
-        if keys and keys[-1] == "value":  # the Variable's own field, not a name
-            keys.pop()
-        out[".".join(keys)] = (tuple(np.shape(a)), jnp.dtype(a.dtype))
-    return out
+    return {
+        # names as checkpoint's run files write them: the Variable's own field is not a name
+        jax.tree_util.keystr(path, simple=True, separator=".").removesuffix(".value"): (
+            tuple(np.shape(a)),
+            jnp.dtype(a.dtype),
+        )
+        for path, a in jax.tree_util.tree_flatten_with_path(tree)[0]
+    }
 
 
 def _listed(items: list[str], most: int = 5) -> str:
@@ -422,8 +421,8 @@ class Trainer:
         self.loss_fn = resolve_loss(loss)
         self.graphdef, params, rest = nnx.split(model, nnx.Param, ...)
         self._params_def = jax.tree.structure(params)
-        self._param_shapes = [(tuple(a.shape), jnp.dtype(a.dtype)) for a in jax.tree.leaves(params)]
-        self._param_names = list(_flat_shapes(params))
+        flat = _flat_shapes(params)  # in jax.tree.leaves order, as state.params holds them
+        self._param_names, self._param_shapes = list(flat), list(flat.values())
         self._kernel_flags = _linear_kernel_flags(model, params)
         self.epoch_kernel_layout = self._resolve_kernel_layout(
             epoch_kernel_layout, model, optimizer, jax.tree.leaves(params)
@@ -485,7 +484,7 @@ class Trainer:
     def _check_state(self, state: TrainState) -> None:
         """``ValueError`` unless ``state.params`` has this trainer's parameter shapes and
         dtypes (a state from another trainer or model would be read as this model's)."""
-        got = [(tuple(np.shape(a)), jnp.dtype(getattr(a, "dtype", None))) for a in state.params]
+        got = [(tuple(np.shape(a)), jnp.dtype(a.dtype)) for a in state.params]
         if got == self._param_shapes:
             return
         if len(got) != len(self._param_shapes):

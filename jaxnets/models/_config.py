@@ -17,21 +17,12 @@ default). :meth:`jaxnets.registry.ModelSpec.make_config` adds the registry name 
 from __future__ import annotations
 
 import dataclasses
-import operator
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-
-def _as_int(value: Any) -> int | None:
-    """``value`` as a Python int when it is an integer (numpy ones included, bool not)."""
-    if isinstance(value, bool | np.bool_):
-        return None
-    try:
-        return operator.index(value)
-    except TypeError:
-        return None
+from jaxnets._checks import as_int
 
 
 def _example(f: dataclasses.Field, fallback: Any) -> Any:
@@ -56,7 +47,7 @@ def validate_config(config: Any) -> None:
         value = getattr(config, f.name)
         if f.type in ("int", int):
             accepted = f"{where} must be a positive integer such as {_example(f, 64)!r}"
-            n = _as_int(value)
+            n = as_int(value)
             if n is None:
                 raise TypeError(f"{accepted}, {_got(value)}")
             if n < 1:
@@ -70,7 +61,7 @@ def validate_config(config: Any) -> None:
             is_sequence = isinstance(value, Sequence) and not isinstance(value, str | bytes)
             if not (is_sequence or (isinstance(value, np.ndarray) and value.ndim == 1)):
                 raise TypeError(f"{accepted}, {_got(value)}")
-            sizes = [_as_int(v) for v in value]
+            sizes = [as_int(v) for v in value]
             for i, (v, n) in enumerate(zip(value, sizes, strict=True)):
                 if n is None:
                     raise TypeError(

@@ -12,7 +12,7 @@ from typing import Any
 import jax
 from flax import nnx
 
-from jaxnets.layers import Conv2d, Linear, conv2d_max_pool2d
+from jaxnets.layers import _NCHW_HINT, Conv2d, Linear, conv2d_max_pool2d
 from jaxnets.models.first_network import FixedConfig, _check_float_input
 from jaxnets.registry import register_model
 
@@ -24,10 +24,7 @@ def _check_nhwc(x: jax.Array, hw: tuple[int, int], channels: int, model: str) ->
         return
     hint = ""
     if x.ndim == 4 and tuple(x.shape[1:]) == (channels, hw[0], hw[1]):
-        hint = (
-            "; this looks like torch's NCHW layout: Flax twins take NHWC, "
-            "use x.transpose(0, 2, 3, 1)"
-        )
+        hint = f"; Flax twins take NHWC, and {_NCHW_HINT}"
     raise ValueError(
         f"{model} expects NHWC input of shape (N, {hw[0]}, {hw[1]}, {channels}), "
         f"got {tuple(x.shape)}{hint}"
