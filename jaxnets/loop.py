@@ -598,6 +598,24 @@ def _check_resumed_config(
         )
 
 
+def _prior_epochs(
+    meta: Mapping[str, Any], cfg: TrainConfig, n_train: int
+) -> tuple[list[float], list[float | None]]:
+    """The per-epoch mean losses and test accuracies of the epochs a saved run has trained,
+    so that a resumed run's :class:`RunResult` covers every epoch, as an uninterrupted run's.
+
+    Runs saved before the meta held them recorded only the per-step losses: the means are
+    then recomputed from those (each epoch's steps in order, as :func:`fit` averages them)
+    and the accuracies, which cannot be, are ``None``."""
+    done = int(meta["epoch"])
+    if "epoch_losses" in meta:
+        return [float(v) for v in meta["epoch_losses"]], list(meta["epoch_accuracies"])
+    per_epoch = n_train // cfg.batch_size
+    steps = np.asarray(meta["losses"], dtype=np.float64)
+    means = [float(steps[e * per_epoch : (e + 1) * per_epoch].mean()) for e in range(done)]
+    return means, [None] * done
+
+
 def check_resume(path: str | Path, cfg: TrainConfig, n_train: int | None = None) -> tuple[int, int]:
     """``(epoch, step)`` the run saved at ``path`` (:func:`run_jax`'s ``checkpoint``) has
     reached, after checking that it was started with ``cfg``'s settings (and ``n_train``
@@ -638,6 +656,8 @@ def run_jax(
     trainer = make_trainer(model, cfg)
     state = trainer.init()
     start_epoch, prior_losses = 0, []
+    prior_epoch_losses: list[float] = []
+    prior_accuracies: list[float | None] = []
     path = Path(checkpoint) if checkpoint is not None else None
     n_train = len(dataset.x_train)
     if resume and path is not None and path.exists():
@@ -646,20 +666,26 @@ def run_jax(
         check_resume(path, cfg, n_train)
         state, meta = ckpt.load_run(path, trainer)
         start_epoch, prior_losses = int(meta["epoch"]), list(meta["losses"])
+        prior_epoch_losses, prior_accuracies = _prior_epochs(meta, cfg, n_train)
 
     def save(end: EpochEnd) -> None:
         if path is not None:
-            losses = prior_losses + history_losses + end.losses.tolist()
+            history_losses.extend(end.losses.tolist())
+            epoch_losses.append(float(end.losses.mean()))  # as fit's history has it
+            accuracies.append(end.evaluation.accuracy if end.evaluation else None)
             meta = {
                 "epoch": end.epoch,
                 "config": cfg.to_json(),
-                "losses": losses,
+                "losses": prior_losses + history_losses,
+                "epoch_losses": prior_epoch_losses + epoch_losses,
+                "epoch_accuracies": prior_accuracies + accuracies,
                 "n_train": n_train,
             }
             ckpt.save_run(path, trainer, end.state, meta=meta)
-            history_losses.extend(end.losses.tolist())
 
     history_losses: list[float] = []
+    epoch_losses: list[float] = []
+    accuracies: list[float | None] = []
     to_flax = spec.to_flax_layout
     eval_data = None
     if dataset.x_test is not None and dataset.y_test is not None:
@@ -678,6 +704,7 @@ def run_jax(
         desc=f"jax {cfg.model}",
         on_epoch_end=save,
     )
+    trained_accuracies = [e.accuracy for e in history.evaluations]
     if eval_data is not None and not history.evaluations:  # resumed a finished run
         history.evaluations.append(evaluate(trainer, state, *eval_data))
     final = history.evaluations[-1] if history.evaluations else None
@@ -690,12 +717,12 @@ def run_jax(
         device=jax.default_backend(),
         losses=np.asarray(prior_losses + history.losses, dtype=np.float64),
         steps_per_epoch=len(dataset.x_train) // cfg.batch_size,
-        epoch_losses=history.epoch_losses,
+        epoch_losses=prior_epoch_losses + history.epoch_losses,
         test_loss=final.loss if final else None,
         test_accuracy=final.accuracy if final else None,
         wall_time=wall,
         state_dict=convert.state_dict(trained),
-        epoch_accuracies=[e.accuracy for e in history.evaluations],
+        epoch_accuracies=prior_accuracies + trained_accuracies,
         seed=cfg.seed,
         compile_time=compile_seconds() - c0,
     )

@@ -290,6 +290,10 @@ def test_resume_continues_exactly(tmp_path):
     resumed = jl.run_jax(cfg, ds, progress=False, checkpoint=ckpt, resume=True)
     np.testing.assert_array_equal(resumed.losses, whole.losses)
     assert resumed.test_accuracy == whole.test_accuracy
+    # the per-epoch history covers the epochs trained before the resume too
+    assert len(whole.epoch_losses) == len(whole.epoch_accuracies) == 2
+    assert resumed.epoch_losses == whole.epoch_losses
+    assert resumed.epoch_accuracies == whole.epoch_accuracies
     with pytest.raises(
         ValueError, match=r"saved by a run with other settings \(lr: saved 0\.01, now 0\.5\)"
     ):
@@ -305,6 +309,25 @@ def test_resume_continues_exactly(tmp_path):
     with pytest.raises(ValueError, match=r"has trained 2 epochs, more than the 1 asked for"):
         jl.run_jax(one, ds, checkpoint=ckpt, resume=True)
     assert jl.check_resume(ckpt, cfg, 96) == (2, 6)
+
+
+def test_resume_of_a_run_saved_without_epoch_history(tmp_path):
+    """A run saved before the meta held per-epoch figures resumes with the epoch means
+    recomputed from its per-step losses, and its unknown accuracies as None."""
+    from jaxnets import checkpoint as ck
+
+    cfg, ds = small_run()
+    whole = jl.run_jax(cfg, ds, progress=False)
+    path = tmp_path / "run.safetensors"
+    jl.run_jax(dataclasses.replace(cfg, epochs=1), ds, progress=False, checkpoint=path)
+    model = jaxnets.create_model(cfg.model, param_dtype=cfg.dtype, **cfg.model_config)
+    trainer = jl.make_trainer(model, cfg)
+    state, meta = ck.load_run(path, trainer)
+    old = {k: v for k, v in meta.items() if k not in ("epoch_losses", "epoch_accuracies")}
+    ck.save_run(path, trainer, state, meta=old)
+    resumed = jl.run_jax(cfg, ds, progress=False, checkpoint=path, resume=True)
+    assert resumed.epoch_losses == whole.epoch_losses
+    assert resumed.epoch_accuracies == [None, whole.epoch_accuracies[1]]
 
 
 # lr=1e300 is inf in float32 (numpy warns as it casts): the first update makes the state inf
