@@ -349,8 +349,9 @@ class DataParallelTrainer(Trainer):
     ``in_shardings``/``out_shardings``. See the module docstring for what is sharded.
 
     Args:
-      model, optimizer, loss, donate, compiler_options, epoch_kernel_layout: as for
-        :class:`~jaxnets.train.Trainer` (both epochs carry the kernels in that layout).
+      model, optimizer, loss, donate, compiler_options, epoch_kernel_layout, gather_ahead: as
+        for :class:`~jaxnets.train.Trainer` (both epochs carry the kernels in that layout;
+        ``run_batches`` gathers nothing).
       mesh: from :func:`make_mesh` (default: every device on one ``'data'`` axis).
 
     Attributes:
@@ -370,6 +371,7 @@ class DataParallelTrainer(Trainer):
         donate: bool = True,
         compiler_options: Mapping[str, Any] | Literal["auto"] | None = "auto",
         epoch_kernel_layout: KernelLayout | Literal["auto"] = "auto",
+        gather_ahead: bool | Literal["auto"] = "auto",
     ) -> None:
         super().__init__(
             model,
@@ -378,6 +380,7 @@ class DataParallelTrainer(Trainer):
             donate=donate,
             compiler_options=compiler_options,
             epoch_kernel_layout=epoch_kernel_layout,
+            gather_ahead=gather_ahead,
         )
         self.mesh = mesh if mesh is not None else make_mesh()
         self.num_shards = data_parallel_size(self.mesh)
@@ -396,7 +399,7 @@ class DataParallelTrainer(Trainer):
             donate_argnums=donate_argnums,
         )
         self.jit_epoch = jit(
-            self._sharded_epoch,
+            self._epoch,
             in_shardings=(rep, rep, rep, idx),
             out_shardings=(rep, rep),
             donate_argnums=donate_argnums,
@@ -561,18 +564,13 @@ class DataParallelTrainer(Trainer):
 
     # ---- the pure functions under jit ------------------------------------------------------
 
-    def _sharded_epoch(
-        self, state: TrainState, inputs: jax.Array, targets: jax.Array, batch_idx: jax.Array
-    ) -> tuple[TrainState, jax.Array]:
-        """``Trainer._epoch`` with the gathered batch pinned to the batch sharding, so each
-        device gathers its own rows from its replica of the data set (no communication)."""
-
-        def body(s: TrainState, idx: jax.Array) -> tuple[TrainState, jax.Array]:
-            x = jax.lax.with_sharding_constraint(inputs[idx], self.batch)
-            y = jax.lax.with_sharding_constraint(targets[idx], self.batch)
-            return self._epoch_step(s, x, y)
-
-        return self._scan_epoch(body, state, batch_idx)
+    def _gather(
+        self, inputs: jax.Array, targets: jax.Array, idx: jax.Array
+    ) -> tuple[jax.Array, jax.Array]:
+        """``Trainer._gather`` with the batch pinned to the batch sharding, so in
+        ``Trainer._epoch`` each device gathers its own rows from its replica of the data set
+        (no communication), one step ahead or not."""
+        return jax.lax.with_sharding_constraint(super()._gather(inputs, targets, idx), self.batch)
 
     def _batches_epoch(
         self, state: TrainState, xs: jax.Array, ys: jax.Array

@@ -552,15 +552,25 @@ class Trainer:
 
     def _scan_epoch(
         self,
-        body: Callable[[TrainState, Any], tuple[TrainState, jax.Array]],
+        body: Callable[[Any, Any], tuple[Any, jax.Array]],
         state: TrainState,
         xs: Any,
+        extra: Any = None,
     ) -> tuple[TrainState, jax.Array]:
         """``jax.lax.scan(body, state, xs)`` with ``state`` carried in ``epoch_kernel_layout``
         (``body`` takes and returns it so, e.g. through :meth:`_epoch_step`) and returned in
-        the model's layout."""
-        state, losses = jax.lax.scan(body, self._to_epoch_layout(state), xs)
-        return self._to_epoch_layout(state), losses
+        the model's layout. With ``extra`` the loop carries ``(state, extra)`` instead, and
+        ``body`` takes and returns that pair."""
+        start = self._to_epoch_layout(state)
+        carry, losses = jax.lax.scan(body, start if extra is None else (start, extra), xs)
+        return self._to_epoch_layout(carry if extra is None else carry[0]), losses
+
+    def _gather(
+        self, inputs: jax.Array, targets: jax.Array, idx: jax.Array
+    ) -> tuple[jax.Array, jax.Array]:
+        """One step's batch ``(inputs[idx], targets[idx])`` from the data set, ``idx``
+        ``(batch_size,)``; the data-parallel trainer lays it out over its devices."""
+        return inputs[idx], targets[idx]
 
     # ---- the pure functions under jit ----------------------------------------------------
 
@@ -627,20 +637,18 @@ class Trainer:
         if self.gather_ahead and steps > 0:
 
             def ahead(
-                carry: tuple[TrainState, jax.Array, jax.Array], i: jax.Array
-            ) -> tuple[tuple[TrainState, jax.Array, jax.Array], jax.Array]:
-                s, x, y = carry
+                carry: tuple[TrainState, tuple[jax.Array, jax.Array]], i: jax.Array
+            ) -> tuple[tuple[TrainState, tuple[jax.Array, jax.Array]], jax.Array]:
+                s, (x, y) = carry
                 s, loss = self._epoch_step(s, x, y)
                 nxt = batch_idx[jnp.minimum(i + 1, steps - 1)]  # the last step fetches again
-                return (s, inputs[nxt], targets[nxt]), loss
+                return (s, self._gather(inputs, targets, nxt)), loss
 
-            first = batch_idx[0]
-            start = (self._to_epoch_layout(state), inputs[first], targets[first])
-            (state, _, _), losses = jax.lax.scan(ahead, start, jnp.arange(steps))
-            return self._to_epoch_layout(state), losses
+            first = self._gather(inputs, targets, batch_idx[0])
+            return self._scan_epoch(ahead, state, jnp.arange(steps), extra=first)
 
         def body(s: TrainState, idx: jax.Array) -> tuple[TrainState, jax.Array]:
-            return self._epoch_step(s, inputs[idx], targets[idx])
+            return self._epoch_step(s, *self._gather(inputs, targets, idx))
 
         return self._scan_epoch(body, state, batch_idx)
 

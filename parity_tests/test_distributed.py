@@ -120,10 +120,12 @@ def test_batchnorm_over_global_batch_matches_torch(results: dict[str, Any], dtyp
 
 
 def test_other_layouts_equal_single_device(results: dict[str, Any]) -> None:
-    """``run_batches`` (pre-gathered batches split along B), a ``hosts=2,data=4`` mesh (the
-    batch split over both axes) and ``predict`` on a batch that needs padding."""
+    """``run_batches`` (pre-gathered batches split along B), ``run_epoch`` gathering each
+    batch one step ahead (``gather_ahead=True``), a ``hosts=2,data=4`` mesh (the batch split
+    over both axes) and ``predict`` on a batch that needs padding."""
     r = results["layouts"]
     _assert_close(r["batches_vs_single"], "run_batches")
+    _assert_close(r["ahead_vs_single"], "run_epoch gathering one step ahead")
     assert r["mesh2"] == {"hosts": 2, "data": 4}
     assert r["mesh2_batch_spec"] == "P(('hosts', 'data'),)"
     _assert_close(r["mesh2_vs_single"], "hosts=2,data=4 mesh")
@@ -136,7 +138,7 @@ def test_other_layouts_equal_single_device(results: dict[str, Any]) -> None:
 def test_second_call_does_not_recompile(results: dict[str, Any]) -> None:
     for case in results["cases"]:
         name = f"{case['model']} {case['dtype']}"
-        assert case["epoch_first_compiles"] == ["_sharded_epoch"], name
+        assert case["epoch_first_compiles"] == ["_epoch"], name
         assert case["epoch_later_compiles"] == [], f"{name}: run_epoch recompiled"
         if "step_first_compiles" in case:
             assert case["step_first_compiles"] == ["_step"], name
@@ -163,6 +165,11 @@ def test_gradients_are_all_reduced_by_the_compiler(results: dict[str, Any]) -> N
     case = _case(results, "batchnorm_mlp", "float32")
     assert case["step_collectives"] == ["all-reduce"]
     assert case["epoch_collectives"] == ["all-reduce"]
+    # gathered one step ahead and carried through the loop, the batch stays where it is
+    lenet = _case(results, "lenet", "float32")
+    assert lenet["gather_ahead"] is (results["backend"] == "cpu")
+    assert lenet["epoch_collectives"] == ["all-reduce"]
+    assert results["layouts"]["ahead_collectives"] == ["all-reduce"]
 
 
 def test_global_batch_that_does_not_divide_is_a_clear_error(results: dict[str, Any]) -> None:
@@ -341,6 +348,15 @@ def test_trainer_from_args_without_flags_is_the_single_device_trainer() -> None:
         assert trainer.mesh.shape == {"data": 1}
         # setup_from_args made that mesh the default: a loop's trainer_for() picks it up
         assert isinstance(dist.trainer_for(model, optim.sgd(0.1)), dist.DataParallelTrainer)
+        # every Trainer argument goes through, gather_ahead included (a TypeError before)
+        import inspect
+
+        single, parallel = (
+            inspect.signature(t).parameters for t in (Trainer, dist.DataParallelTrainer)
+        )
+        assert set(single) <= set(parallel), set(single) - set(parallel)
+        ahead = dist.trainer_for(model, optim.sgd(0.1), gather_ahead=True)
+        assert isinstance(ahead, dist.DataParallelTrainer) and ahead.gather_ahead is True
     finally:
         dist.setup_from_args(_parse())  # back to one device for the rest of the session
     assert type(dist.trainer_for(model, optim.sgd(0.1))) is Trainer
