@@ -36,6 +36,7 @@ JIT = True  # one XLA program per explain call: cheaper than op-by-op compiles f
 
 PLANTED = {
     "linear_kernel_untransposed",
+    "weight_reshaped",
     "conv_padding",
     "flatten_nhwc",
     "bn_momentum",
@@ -198,6 +199,20 @@ def test_linear_kernel_not_transposed(seed: int) -> None:
     _assert_diagnosis(report, "fc2", "linear_kernel_untransposed")
     assert report.row("fc1").status == "GRAD"  # upstream: only its gradient differs
     assert report.row("fc2").input.ok and not report.row("fc2").output.ok
+
+
+@pytest.mark.parametrize(("layer", "twin_shape"), [("fc1", (576, 120)), ("conv2", (3, 3, 6, 16))])
+def test_weight_reshaped_instead_of_transposed(seed: int, layer: str, twin_shape) -> None:
+    """A loader that reshapes torch's weight to the twin's shape instead of transposing it
+    (``weight.reshape(in, out)``): named as such, for a Linear and for a Conv2d."""
+    t, f = _pair("lenet", seed=seed)
+    x, y = _batch("lenet", 2, seed=seed)
+    torch_to_flax(t, f)
+    weight = getattr(t, layer).weight.detach().numpy()
+    getattr(f, layer).kernel[...] = jnp.asarray(weight.reshape(twin_shape))
+    report = explain(t, f, x, y, layout="image", copy_weights=False, jit=JIT)
+    _assert_diagnosis(report, layer, "weight_reshaped")
+    assert "transpose, do not reshape" in report.causes[0].fix
 
 
 def test_conv_padding_same_against_torch_zero(seed: int) -> None:

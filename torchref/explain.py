@@ -40,7 +40,7 @@ differs (a forward fault); else the first row whose buffers differ after the pas
 statistics); else the last row whose output gradient differs (the backward pass goes wrong
 just after it). For that row, and for every other row that fails on its own input, the
 report tests hypotheses against the numbers: it recomputes the layer under each usual fault
-(kernel untransposed, SAME padding, NHWC flatten, momentum ``m`` for ``1 - m``, biased
+(kernel untransposed or reshaped, SAME padding, NHWC flatten, momentum ``m`` for ``1 - m``, biased
 running variance, TF32 rounding, GELU's tanh approximation, LayerNorm eps...) and calls a
 cause ``confirmed`` when that recomputation reproduces the twin within tolerance, ``likely``
 when it removes at least 90% of the error, ``config`` when the two modules' settings differ,
@@ -558,6 +558,32 @@ def _baseline(ctx: _Ctx) -> LeafDiff | None:
     return leaf_diff(ctx.y_f, ctx.y_t, rtol=ctx.tol.rtol, atol=ctx.tol.atol)
 
 
+def _layout_rule(module: nn.Module) -> str:
+    """The converter's layout rule for the layer's weight, in words."""
+    if isinstance(module, nn.Linear):
+        return "kernel = weight.T, [out, in] -> [in, out]"
+    if isinstance(module, nn.Conv2d):
+        return "kernel = weight.permute(2, 3, 1, 0), [O, I, kH, kW] -> [kH, kW, I, O]"
+    return "the layout rule of jaxnets.convert for this layer type"
+
+
+def _reshaped(twin: np.ndarray, torch_value: np.ndarray) -> bool:
+    """Whether the twin's parameter (read back in torch layout) is torch's, reshaped instead
+    of transposed: in the twin's own layout (some permutation of the torch-layout axes) its
+    values in memory order are torch's values in memory order. Needs at least two axes of
+    size > 1 and values not all equal, or a reshape could not be told from the right copy."""
+    if twin.size != torch_value.size or np.unique(torch_value).size < 2:
+        return False
+    if sum(d > 1 for d in torch_value.shape) < 2:
+        return False
+    flat = torch_value.ravel()
+    return any(
+        np.array_equal(np.transpose(twin, perm).ravel(), flat)
+        for perm in itertools.permutations(range(twin.ndim))
+        if perm != tuple(range(twin.ndim))
+    )
+
+
 def _check_weights(diag: _Diagnosis) -> None:
     """Compare the layer's parameters with torch's; name the axis permutation if one fits."""
     ctx = diag.ctx
@@ -605,6 +631,18 @@ def _check_weights(diag: _Diagnosis) -> None:
                     )
                 break
         else:
+            if _reshaped(f, t):
+                diag.add(
+                    "weight_reshaped",
+                    f"{key}: the weight was reshaped where it needs a transpose",
+                    "confirmed",
+                    f"the twin's {pname} holds torch's values in torch's memory order, "
+                    f"reshaped to the twin's shape: a reshape keeps the order, a transpose "
+                    f"({_layout_rule(ctx.module)}) moves the values",
+                    f"transpose, do not reshape: {_layout_rule(ctx.module)}; "
+                    "jaxnets.convert.load_state_dict / torchref.bridge.torch_to_flax do it",
+                )
+                continue
             if f.shape != t.shape:
                 detail = f"shape {f.shape} in the twin, {t.shape} in torch"
             else:
