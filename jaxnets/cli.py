@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -368,12 +367,6 @@ def _is_zip(path: str) -> bool:
         return False
 
 
-def _cli_key_advice(message: str) -> str:
-    """The loader's ``pass key='model_state_dict'`` advice in command-line words."""
-    message = re.sub(r"pass key=(['\"])(.*?)\1", r"pass --key \2", message)
-    return message.replace("pass key=", "pass --key NAME")
-
-
 def cmd_convert(args: argparse.Namespace) -> int:
     """Convert a checkpoint between torch layout (.pt/.pth/.safetensors state dict) and Flax
     layout (*.flax.safetensors), through the registered twin (every key and shape checked)."""
@@ -407,9 +400,13 @@ def cmd_convert(args: argparse.Namespace) -> int:
             checkpoint.load_torch_layout(args.input, model)
         else:
             _need_torch("convert (reading a torch.save file)")
-            from torchref.checkpoint import load_torch_file
+            from torchref.checkpoint import NeedsKeyError, load_torch_file
 
-            convert.load_state_dict(model, load_torch_file(args.input, key=args.key))
+            try:
+                state = load_torch_file(args.input, key=args.key)
+            except NeedsKeyError as exc:  # the fix in this command's words
+                raise CommandError(exc.advice("--key")) from None
+            convert.load_state_dict(model, state)
         if dst_flax:
             out = checkpoint.save_flax(args.output, model, metadata=meta)
         elif args.output.lower().endswith(".safetensors"):
@@ -420,7 +417,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
             out = save_torch_file(args.output, convert.state_dict(model))
     except (checkpoint.CheckpointError, convert.StateDictError, OSError) as exc:
-        raise CommandError(_cli_key_advice(str(exc))) from None
+        raise CommandError(str(exc)) from None
     kind = {True: "Flax layout", False: "torch layout"}
     print(f"{args.input} ({kind[src_flax]}) -> {out} ({kind[dst_flax]}), model {args.model}")
     return 0

@@ -125,6 +125,10 @@ def test_pt_training_checkpoint_needs_its_key(seed, tmp_path):
     torch.save({"model_state_dict": t.state_dict(), "epoch": 3}, path)
     with pytest.raises(checkpoint.CheckpointError, match="pass key='model_state_dict'"):
         load_torch_file(path)
+    torch.save({"net": t.state_dict(), "epoch": 3}, path)
+    with pytest.raises(checkpoint.CheckpointError, match="pass key= naming the entry"):
+        load_torch_file(path)
+    torch.save({"model_state_dict": t.state_dict(), "epoch": 3}, path)
     sd = load_torch_file(path, key="model_state_dict")
     _assert_state_dicts_identical(sd, bridge.to_numpy_state_dict(t))
 

@@ -263,6 +263,10 @@ def test_convert_key_picks_the_state_dict_of_a_training_checkpoint(tmp_path, cap
     torch.save({"model_state_dict": t.state_dict(), "epoch": 3}, ckpt)
     status, _, err = run_cli(capsys, ["convert", str(ckpt), str(out), "--model", "xor_net"])
     assert status == 2 and "pass --key model_state_dict" in err and "key=" not in err
+    odd = tmp_path / "odd.pt"  # an entry name no training loop uses: nothing to suggest
+    torch.save({"net": t.state_dict(), "epoch": 3}, odd)
+    status, _, err = run_cli(capsys, ["convert", str(odd), str(out), "--model", "xor_net"])
+    assert status == 2 and "pass --key NAME naming the entry" in err and "key=" not in err
     argv = ["convert", str(ckpt), str(out), "--model", "xor_net", "--key", "model_state_dict"]
     status, stdout, err = run_cli(capsys, argv)
     assert status == 0, err

@@ -95,6 +95,33 @@ def _load_pickle(path: Path) -> Any:
         ) from None
 
 
+class NeedsKeyError(CheckpointError):
+    """The file holds more than a state dict (a training checkpoint): the caller must say
+    which entry is the model's. ``suggested`` is the entry that looks like one, if any;
+    :meth:`advice` words the fix for an API (``key=``) or a command line (``--key``)."""
+
+    def __init__(self, path: Path, non_tensor: list[str], suggested: str | None) -> None:
+        self.path, self.non_tensor, self.suggested = path, non_tensor, suggested
+        super().__init__(self.advice())
+
+    def advice(self, option: str = "key=") -> str:
+        """The message, its fix naming ``option`` (``'key='`` or ``'--key'``)."""
+        if self.suggested is None:
+            value = "NAME" if option.startswith("-") else ""
+            hint = f"pass {option}{' ' if value else ''}{value} naming the entry that holds "
+            hint += "the model's state dict"
+        elif option.startswith("-"):
+            hint = f"the state dict looks to be under {self.suggested!r}: pass {option} "
+            hint += self.suggested
+        else:
+            hint = f"the state dict looks to be under {self.suggested!r}: pass "
+            hint += f"{option}{self.suggested!r}"
+        return (
+            f"{self.path}: not a plain state dict: entries {self.non_tensor[:8]} are not "
+            f"tensors (a training checkpoint with optimizer state and counters?). Fix: {hint}"
+        )
+
+
 def _pick_state_dict(path: Path, obj: Any, key: str | None) -> Mapping[str, torch.Tensor]:
     if key is not None:
         if not isinstance(obj, Mapping) or key not in obj:
@@ -112,15 +139,7 @@ def _pick_state_dict(path: Path, obj: Any, key: str | None) -> Mapping[str, torc
     if isinstance(obj, Mapping):
         inner = [k for k in _STATE_DICT_KEYS if k in obj and _is_tensor_dict(obj[k])]
         non_tensor = sorted(str(k) for k, v in obj.items() if not isinstance(v, torch.Tensor))
-        hint = (
-            f"the state dict looks to be under {inner[0]!r}: pass key={inner[0]!r}"
-            if inner
-            else "pass key= naming the entry that holds the model's state dict"
-        )
-        raise CheckpointError(
-            f"{path}: not a plain state dict: entries {non_tensor[:8]} are not tensors "
-            f"(a training checkpoint with optimizer state and counters?). Fix: {hint}"
-        )
+        raise NeedsKeyError(path, non_tensor, inner[0] if inner else None)
     raise CheckpointError(
         f"{path}: holds a {type(obj).__name__}, not a state dict of tensors. Fix: save "
         f"model.state_dict() rather than the model"
