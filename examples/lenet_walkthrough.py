@@ -4,14 +4,14 @@
     python examples/lenet_walkthrough.py --framework jax
 
 Prints the model and its 10 parameter shapes, forwards a random 1x1x32x32 input (NHWC
-1x32x32x1 for the Flax twin), computes the MSE against a random target, shows conv1's bias
-gradient before and after ``backward`` and applies the tutorial's hand-written SGD update
+1x32x32x1 for the Flax twin), backpropagates a random vector from the output
+(``out.backward(torch.randn(1, 10))``, a vector-Jacobian product; in JAX the gradient of
+``sum(out * v)``), computes the MSE against a random target, shows conv1's bias gradient
+before and after ``backward`` and applies the tutorial's hand-written SGD update
 ``f.data.sub_(f.grad.data * learning_rate)``. Both sides start from the same weights.
 
-Two steps of the tutorial are left out here. ``out.backward(torch.randn(1, 10))``, a
-vector-Jacobian product that the tutorial discards, is what ``jaxnets compare`` checks for
-every model (its ``vjp`` rows). The tutorial also draws a second random input for the loss;
-this walk-through uses one input throughout, so that its two printouts describe one batch.
+The tutorial draws a second random input for the loss; this walk-through uses one input
+throughout, so that its printouts describe one batch.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from jaxnets import loop as jl
 from jaxnets.cliargs import nonnegative_float, nonnegative_int
 
 
-def jax_side(init: dict, x: np.ndarray, target: np.ndarray, lr: float) -> dict:
+def jax_side(init: dict, x: np.ndarray, v: np.ndarray, target: np.ndarray, lr: float) -> dict:
     """The walk-through with the Flax twin. JAX keeps no ``.grad`` buffers: gradients are
     values returned by ``nnx.grad``, and an update is a new set of parameters."""
     import jax
@@ -41,6 +41,8 @@ def jax_side(init: dict, x: np.ndarray, target: np.ndarray, lr: float) -> dict:
     convert.load_state_dict(net, init)
     x_nhwc = jnp.asarray(x.transpose(0, 2, 3, 1))  # NCHW -> NHWC
     out = nnx.jit(lambda m, x: m(x))(net, x_nhwc)
+    # out.backward(v): the vector-Jacobian product is the gradient of sum(out * v)
+    vjp = nnx.jit(nnx.grad(lambda m: jnp.sum(m(x_nhwc) * jnp.asarray(v))))(net)
 
     def criterion(model: nnx.Module) -> jax.Array:
         return losses.mse_loss(model(x_nhwc), jnp.asarray(target))
@@ -54,6 +56,7 @@ def jax_side(init: dict, x: np.ndarray, target: np.ndarray, lr: float) -> dict:
             f"{r['flax']} {list(r['flax_shape'])}" for r in parameter_table(net) if r["trainable"]
         ],
         "out": np.asarray(out),
+        "vjp": np.asarray(vjp["conv1"]["bias"][...]),
         "loss": float(loss),
         "grad before": "no gradient buffers in JAX: gradients are return values",
         "grad after": np.asarray(grads["conv1"]["bias"][...]),
@@ -62,7 +65,9 @@ def jax_side(init: dict, x: np.ndarray, target: np.ndarray, lr: float) -> dict:
     }
 
 
-def torch_side(init: dict, x: np.ndarray, target: np.ndarray, lr: float, device: str) -> dict:
+def torch_side(
+    init: dict, x: np.ndarray, v: np.ndarray, target: np.ndarray, lr: float, device: str
+) -> dict:
     """The tutorial's code, as written there."""
     import torch
     import torch.nn as nn
@@ -78,6 +83,10 @@ def torch_side(init: dict, x: np.ndarray, target: np.ndarray, lr: float, device:
     params = list(net.parameters())
     inp, tgt = torch.from_numpy(x).to(dev), torch.from_numpy(target).to(dev)
     out = net(inp)
+    net.zero_grad()
+    out.backward(torch.from_numpy(v).to(dev))  # backprops with random gradients
+    vjp = net.conv1.bias.grad.cpu().numpy().copy()
+    out = net(inp)  # the tutorial runs the network again for the loss
     criterion = nn.MSELoss()
     loss = criterion(out, tgt)
     net.zero_grad()
@@ -92,6 +101,7 @@ def torch_side(init: dict, x: np.ndarray, target: np.ndarray, lr: float, device:
         "print(net)": repr(net),
         "shapes": [str(p.size()) for p in params],
         "out": out.detach().cpu().numpy(),
+        "vjp": vjp,
         "loss": loss.item(),
         "grad before": str(before),
         "grad after": after,
@@ -113,12 +123,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     rng = np.random.default_rng(args.seed)
     x = rng.standard_normal((1, 1, 32, 32)).astype(np.float32)  # torch.randn(1, 1, 32, 32)
     target = rng.standard_normal((1, 10)).astype(np.float32)  # torch.randn(10).view(1, -1)
+    v = rng.standard_normal((1, 10)).astype(np.float32)  # out.backward(torch.randn(1, 10))
     res = {}
     for fw in jl.parse_frameworks(args.framework):
         if fw == "jax":
-            res[fw] = jax_side(init, x, target, args.learning_rate)
+            res[fw] = jax_side(init, x, v, target, args.learning_rate)
         else:
-            res[fw] = torch_side(init, x, target, args.learning_rate, args.device)
+            res[fw] = torch_side(init, x, v, target, args.learning_rate, args.device)
 
     from jaxnets.summary import side_by_side
 
@@ -140,6 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(next(iter(res.values()))["print(net)"])
     show("parameters (torch [out, in, kH, kW]; Flax kernels [kH, kW, in, out]):", "shapes")
     show("out = net(input), input 1x1x32x32:", "out")
+    show("conv1.bias.grad after out.backward(v), v = randn(1, 10):", "vjp")
     show("loss = nn.MSELoss()(out, target):", "loss", "{:.7f}")
     show("conv1.bias.grad before backward:", "grad before")
     show("conv1.bias.grad after backward:", "grad after")
@@ -151,10 +163,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(res) == 2:
         a, b = res["torch"], res["jax"]
         g = float(np.max(np.abs(a["grad after"] - b["grad after"])))
+        vj = float(np.max(np.abs(a["vjp"] - b["vjp"])))
         w = max(float(np.max(np.abs(a["weights"][k] - b["weights"][k]))) for k in a["weights"])
         print(
-            f"\nsummary: |loss diff| {abs(a['loss'] - b['loss']):.1e}, |conv1.bias.grad diff| "
-            f"{g:.1e}, max |weight diff| after the update {w:.1e}"
+            f"\nsummary: |conv1.bias.grad diff| after out.backward(v) {vj:.1e}, |loss diff| "
+            f"{abs(a['loss'] - b['loss']):.1e}, |conv1.bias.grad diff| {g:.1e}, max |weight "
+            f"diff| after the update {w:.1e}"
         )
     return 0
 

@@ -118,6 +118,26 @@ def test_lenet_walkthrough(capsys):
     assert load_example("lenet_walkthrough").main(device_args()) == 0
     out = capsys.readouterr().out
     assert "10 tensors" in out and "conv1.bias.grad after backward" in out
+    assert "after out.backward(v)" in out
+
+
+def test_lenet_walkthrough_sides_agree():
+    """Each printed figure of the walk-through (the VJP of a random vector, the loss, the
+    gradient and the weights after the hand-written update) agrees between the frameworks."""
+    ex = load_example("lenet_walkthrough")
+    init = jl.initial_state_dict(jl.TrainConfig("lenet", seed=0))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 1, 32, 32)).astype(np.float32)
+    v, target = rng.standard_normal((2, 1, 10)).astype(np.float32)
+    j = ex.jax_side(init, x, v, target, 0.01)
+    t = ex.torch_side(init, x, v, target, 0.01, "cpu")
+    tol = tolerance("float32")
+    for key in ("vjp", "loss", "grad after", "loss after update"):
+        np.testing.assert_allclose(j[key], t[key], rtol=tol.rtol, atol=tol.atol, err_msg=key)
+    for name, w in t["weights"].items():
+        np.testing.assert_allclose(j["weights"][name], w, rtol=tol.rtol, atol=tol.atol)
+    # the VJP is v's, not the loss's: a different vector gives a different gradient
+    assert not np.allclose(j["vjp"], j["grad after"])
 
 
 def test_mnist_one_tiny_epoch(tmp_path, write_tiny_mnist, np_rng, capsys):
