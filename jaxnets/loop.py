@@ -546,7 +546,9 @@ def compile_seconds() -> float:
 class RunResult:
     """One framework's run of a :class:`TrainConfig`.
 
-    ``losses``: per-step training loss ``(steps,)``; ``test_accuracy``: fraction in [0, 1]
+    ``losses``: per-step training loss ``(steps,)``; ``epoch_losses`` and
+    ``epoch_accuracies``: per epoch (a resumed run's include the epochs trained before it
+    was saved; ``None`` for an accuracy not recorded); ``test_accuracy``: fraction in [0, 1]
     (None without class targets); ``wall_time``: seconds for the whole run, compilation or
     warm-up included; ``state_dict``: the trained weights, torch names and layout;
     ``seed``: the run's :attr:`TrainConfig.seed`; ``compile_time``: seconds of ``wall_time``
