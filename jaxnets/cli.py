@@ -405,7 +405,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
             try:
                 state = load_torch_file(args.input, key=args.key)
             except NeedsKeyError as exc:  # the fix in this command's words
-                raise CommandError(exc.advice("--key")) from None
+                raise CommandError(exc.advice(cli=True)) from None
             convert.load_state_dict(model, state)
         if dst_flax:
             out = checkpoint.save_flax(args.output, model, metadata=meta)

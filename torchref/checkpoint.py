@@ -98,24 +98,24 @@ def _load_pickle(path: Path) -> Any:
 class NeedsKeyError(CheckpointError):
     """The file holds more than a state dict (a training checkpoint): the caller must say
     which entry is the model's. ``suggested`` is the entry that looks like one, if any;
-    :meth:`advice` words the fix for an API (``key=``) or a command line (``--key``)."""
+    :meth:`advice` words the fix for the API (``key=``) or the command line (``--key``)."""
 
     def __init__(self, path: Path, non_tensor: list[str], suggested: str | None) -> None:
         self.path, self.non_tensor, self.suggested = path, non_tensor, suggested
         super().__init__(self.advice())
 
-    def advice(self, option: str = "key=") -> str:
-        """The message, its fix naming ``option`` (``'key='`` or ``'--key'``)."""
-        if self.suggested is None:
-            value = "NAME" if option.startswith("-") else ""
-            hint = f"pass {option}{' ' if value else ''}{value} naming the entry that holds "
-            hint += "the model's state dict"
-        elif option.startswith("-"):
-            hint = f"the state dict looks to be under {self.suggested!r}: pass {option} "
-            hint += self.suggested
+    def advice(self, *, cli: bool = False) -> str:
+        """The message, its fix worded for the API (``key='...'``) or, with ``cli``, for the
+        command line (``--key ...``)."""
+        if cli:
+            arg = f"--key {self.suggested or 'NAME'}"
         else:
-            hint = f"the state dict looks to be under {self.suggested!r}: pass "
-            hint += f"{option}{self.suggested!r}"
+            arg = f"key={self.suggested!r}" if self.suggested else "key="
+        hint = (
+            f"the state dict looks to be under {self.suggested!r}: pass {arg}"
+            if self.suggested
+            else f"pass {arg} naming the entry that holds the model's state dict"
+        )
         return (
             f"{self.path}: not a plain state dict: entries {self.non_tensor[:8]} are not "
             f"tensors (a training checkpoint with optimizer state and counters?). Fix: {hint}"

@@ -564,7 +564,7 @@ def _layout_rule(module: nn.Module) -> str:
         return "kernel = weight.T, [out, in] -> [in, out]"
     if isinstance(module, nn.Conv2d):
         return "kernel = weight.permute(2, 3, 1, 0), [O, I, kH, kW] -> [kH, kW, I, O]"
-    return "the layout rule of jaxnets.convert for this layer type"
+    return "the one for this layer type"
 
 
 def _reshaped(twin: np.ndarray, torch_value: np.ndarray) -> bool:
@@ -580,7 +580,6 @@ def _reshaped(twin: np.ndarray, torch_value: np.ndarray) -> bool:
     return any(
         np.array_equal(np.transpose(twin, perm).ravel(), flat)
         for perm in itertools.permutations(range(twin.ndim))
-        if perm != tuple(range(twin.ndim))
     )
 
 
@@ -626,8 +625,7 @@ def _check_weights(diag: _Diagnosis) -> None:
                         f"{key}: the weight's axes are permuted {perm}",
                         "confirmed",
                         f"the twin's {pname} in torch layout equals torch's with axes {perm}",
-                        "use the layout rule of jaxnets.convert for this layer type "
-                        "(Conv2d: [O, I, kH, kW] -> [kH, kW, I, O])",
+                        f"use the layout rule of jaxnets.convert: {_layout_rule(ctx.module)}",
                     )
                 break
         else:
