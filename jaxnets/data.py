@@ -17,13 +17,11 @@ Pure numpy (no torch, no jax), so both frameworks are fed the same arrays in the
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import hashlib
 import http.client
 import math
 import os
-import tempfile
 import urllib.error
 import urllib.request
 import zlib
@@ -32,6 +30,8 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
+
+from jaxnets._files import atomic_write_bytes
 
 __all__ = [
     "IDX_DTYPES",
@@ -269,7 +269,7 @@ def write_idx(path: StrPath, arr: np.ndarray | bytes, *, gz: bool = False) -> Pa
     if gz:
         path = path.with_name(path.name + ".gz")
         buf = gzip.compress(buf, mtime=0)
-    _atomic_write(path, buf)
+    atomic_write_bytes(path, buf)
     return path
 
 
@@ -434,50 +434,6 @@ def _fetch(url: str, *, timeout: float = 60.0) -> bytes:
         return response.read()
 
 
-def _write_error(path: Path, exc: OSError) -> OSError:
-    """``exc`` (same type, same errno) reworded to name ``path``, not the temporary file."""
-    folder = path.parent
-    if not folder.exists():
-        why = (
-            f"the folder {folder} does not exist; create it first "
-            f"(Path({str(folder)!r}).mkdir(parents=True)) or write somewhere else"
-        )
-    elif not folder.is_dir():
-        why = f"{folder} is a file, not a folder; choose a path inside a folder"
-    elif path.is_dir():
-        why = f"{path} is a folder; choose a file name inside it"
-    elif isinstance(exc, PermissionError):
-        why = f"no permission to create files in {folder}; choose a writable folder"
-    else:
-        why = exc.strerror or str(exc)
-    err = type(exc)(f"cannot write {path}: {why}")
-    err.errno = exc.errno
-    return err
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``:
-    readers see the old file or the whole new one, and a failure leaves no partial file.
-    An ``OSError`` names ``path`` and the fix (not the temporary file)."""
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    except OSError as exc:
-        raise _write_error(path, exc) from exc
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; a shared cache must stay readable
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise _write_error(path, exc) from exc
-        raise
-
-
 def _fetch_verified(name: str, target: Path) -> None:
     """Fetch ``name`` (a key of MNIST_MD5) from the mirrors and write it atomically."""
     errors = []
@@ -489,7 +445,7 @@ def _fetch_verified(name: str, target: Path) -> None:
             errors.append(f"{url}: {getattr(exc, 'reason', None) or exc}")
             continue
         _check_md5(data, name, f"{url} (downloaded for {target})")
-        _atomic_write(target, data)
+        atomic_write_bytes(target, data)
         return
     raise DataError(
         f"could not download {name} to {target} ({'; '.join(errors)}). Check the network or "
