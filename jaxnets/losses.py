@@ -31,6 +31,7 @@ torch semantics kept here (reference: ``torch/nn/functional.py`` and ATen ``Loss
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -39,9 +40,12 @@ import numpy as np
 from jax.typing import ArrayLike
 
 __all__ = [
+    "LOSSES",
+    "LossFn",
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
     "cross_entropy",
+    "get_loss",
     "huber_loss",
     "l1_loss",
     "mse_loss",
@@ -423,3 +427,29 @@ def huber_loss(
         raise ValueError(f"huber_loss: delta={delta} must be > 0 (torch rejects it too).")
     z = jnp.abs(_diff(input, target, reduction, "huber_loss"))
     return _reduce(jnp.where(z < delta, 0.5 * z * z, delta * (z - 0.5 * delta)), reduction)
+
+
+# --------------------------------------------------------------------------------------------
+# Losses by name: what Trainer, the parity harness and the command accept as ``loss='...'``.
+# --------------------------------------------------------------------------------------------
+
+LossFn = Callable[[jax.Array, jax.Array], jax.Array]
+
+#: The losses a model, a Trainer or a comparison can name, each ``(outputs, targets) ->
+#: scalar`` with torch's default reduction; ``torchref.parity.TORCH_LOSSES`` holds torch's
+#: functions under the same names.
+LOSSES: dict[str, LossFn] = {"cross_entropy": cross_entropy, "mse": mse_loss, "l1": l1_loss}
+
+
+def get_loss(loss: str | LossFn) -> LossFn:
+    """A loss function ``(outputs, targets) -> scalar`` from a name of :data:`LOSSES` or a
+    callable (returned as it is); ``ValueError`` for an unknown name."""
+    if callable(loss):
+        return loss
+    try:
+        return LOSSES[loss]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown loss {loss!r}; use one of {sorted(LOSSES)} or pass a function "
+            f"(outputs, targets) -> scalar, e.g. from jaxnets.losses"
+        ) from None

@@ -14,9 +14,9 @@ single-device program and inserts the collectives. Multi-host runs start with
     state, losses = trainer.run_epoch(state, X, Y, idx)    # idx: (steps, B), one scan
     trainer.write_back(state, model)
 
-A command line gets ``--devices N|all``, ``--mesh AXIS=SIZE,...`` and ``--distributed`` from
-:func:`add_device_args`; :func:`setup_from_args` acts on them and :func:`trainer_for` then
-builds the trainer they ask for (the single-device ``Trainer`` when none is given).
+:func:`trainer_for` builds the trainer for a mesh, or the single-device ``Trainer`` when the
+mesh is None; the mesh is always passed, never kept here (the ``jaxnets`` command turns its
+``--devices``/``--mesh``/``--distributed`` flags into one, in :mod:`jaxnets.app.config`).
 
 What is sharded and what is replicated:
 
@@ -47,7 +47,6 @@ only the order of the additions in the reductions differs, so results agree to r
 
 from __future__ import annotations
 
-import argparse
 import functools
 import math
 import os
@@ -55,7 +54,7 @@ import re
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -65,13 +64,13 @@ from flax import nnx
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxnets.training.trainer import KernelLayout, LossFn, Trainer, TrainState, check_epoch_args
+from jaxnets.losses import LossFn
+from jaxnets.training.trainer import Trainer, TrainState, check_epoch_args
 
 __all__ = [
     "DATA_AXIS",
     "DataParallelTrainer",
     "DistributedConfig",
-    "add_device_args",
     "batch_sharding",
     "check_global_batch",
     "data_parallel_size",
@@ -82,10 +81,8 @@ __all__ = [
     "process_batch_slice",
     "replicate",
     "replicated_sharding",
-    "setup_from_args",
     "shard_batch",
     "trainer_for",
-    "trainer_from_args",
 ]
 
 DATA_AXIS = "data"
@@ -342,17 +339,18 @@ def _fingerprint(tree: Any) -> int:
 
 
 class DataParallelTrainer(Trainer):
-    """:class:`~jaxnets.training.trainer.Trainer` whose step and scan-fused epoch run over a device mesh.
+    """:class:`~jaxnets.Trainer` whose steps and scan-fused epochs run over a device mesh.
 
     The pure functions are the single-device trainer's (``_step``, and ``_step`` inside the
     scan); only the layout of their arguments and results changes, through ``jax.jit``'s
     ``in_shardings``/``out_shardings``. See the module docstring for what is sharded.
 
     Args:
-      model, optimizer, loss, donate, compiler_options, epoch_kernel_layout, gather_ahead: as
-        for :class:`~jaxnets.training.trainer.Trainer` (both epochs carry the kernels in that layout;
-        ``run_batches`` gathers nothing).
+      model, optimizer, loss: as for :class:`~jaxnets.Trainer`.
       mesh: from :func:`make_mesh` (default: every device on one ``'data'`` axis).
+      options: the Trainer's keyword options (``donate``, ``compiler_options``,
+        ``gather_ahead``, ``epoch_kernel_layout``), with the same meaning; both epochs carry
+        the kernels in that layout (``run_batches`` gathers nothing).
 
     Attributes:
       mesh, replicated (``P()``), batch (``P('data')``), batch_idx (``P(None, 'data')``): the
@@ -368,29 +366,22 @@ class DataParallelTrainer(Trainer):
         loss: str | LossFn = "cross_entropy",
         *,
         mesh: Mesh | None = None,
-        donate: bool = True,
-        compiler_options: Mapping[str, Any] | Literal["auto"] | None = "auto",
-        epoch_kernel_layout: KernelLayout | Literal["auto"] = "auto",
-        gather_ahead: bool | Literal["auto"] = "auto",
+        **options: Any,
     ) -> None:
-        super().__init__(
-            model,
-            optimizer,
-            loss,
-            donate=donate,
-            compiler_options=compiler_options,
-            epoch_kernel_layout=epoch_kernel_layout,
-            gather_ahead=gather_ahead,
-        )
         self.mesh = mesh if mesh is not None else make_mesh()
         self.num_shards = data_parallel_size(self.mesh)
         self.replicated = replicated_sharding(self.mesh)
         self.batch = batch_sharding(self.mesh)
         self.batch_idx = batch_sharding(self.mesh, batch_dim=1)
+        self._data_cache: dict[str, tuple[jax.Array, jax.Array]] = {}
+        super().__init__(model, optimizer, loss, **options)
+
+    def _compile(self) -> None:
+        """The Trainer's jitted functions with shardings. A sharding given for an argument
+        is a prefix of its pytree: ``rep`` lays out the whole TrainState (params, optimizer
+        state, statistics, counter) replicated."""
         rep, bat, idx = self.replicated, self.batch, self.batch_idx
-        donate_argnums = (0,) if donate else ()
-        # A sharding given for an argument is a prefix of its pytree: ``rep`` lays out the
-        # whole TrainState (params, optimizer state, statistics, counter) replicated.
+        donate_argnums = (0,) if self.donate else ()
         jit = functools.partial(jax.jit, compiler_options=self.compiler_options)
         self.jit_step = jit(
             self._step,
@@ -411,28 +402,23 @@ class DataParallelTrainer(Trainer):
             out_shardings=(rep, rep),
             donate_argnums=donate_argnums,
         )
-        self.jit_predict = jit(self._predict, in_shardings=(rep, bat), out_shardings=bat)
+        self.jit_predict = jit(
+            self._predict_arrays, in_shardings=(rep, rep, bat), out_shardings=bat
+        )
         self.jit_loss_and_grad = jit(
             self._loss_and_grad, in_shardings=(rep, bat, bat), out_shardings=(rep, rep)
         )
-        if hasattr(self, "_apply_gradients"):  # optimizer.step() on given (replicated) grads
-            self.apply_gradients = jit(
-                self._apply_gradients,
-                in_shardings=(rep, rep),
-                out_shardings=rep,
-                donate_argnums=donate_argnums,
-            )
-        self._data_cache: dict[str, tuple[jax.Array, jax.Array]] = {}
-        # the public names of Trainer, now checking and placing their arguments first
-        self.step = self._checked_step
-        self.run_epoch = self._checked_epoch
-        self.predict = self._padded_predict
-        self.loss_and_grad = self._checked_loss_and_grad
+        self.jit_apply_gradients = jit(
+            self._apply_gradients,
+            in_shardings=(rep, rep),
+            out_shardings=rep,
+            donate_argnums=donate_argnums,
+        )
 
     # ---- placement -------------------------------------------------------------------------
 
     def init(self, model: nnx.Module | None = None) -> TrainState:
-        """A fresh :class:`~jaxnets.training.trainer.TrainState`, replicated on every device of the mesh.
+        """A fresh :class:`~jaxnets.TrainState`, replicated on every device of the mesh.
 
         With many processes, every process must build the model from the same seed; this
         checks that their parameters agree (a CRC of the bytes, gathered once)."""
@@ -466,20 +452,22 @@ class DataParallelTrainer(Trainer):
 
     # ---- checked entry points --------------------------------------------------------------
 
-    def _checked_step(self, state: TrainState, x: Any, y: Any) -> tuple[TrainState, jax.Array]:
+    def step(self, state: TrainState, x: Any, y: Any) -> tuple[TrainState, jax.Array]:
         """One data-parallel step on the GLOBAL batch ``x`` ``(B, ...)``, ``y`` ``(B, ...)``;
         ``B`` must divide by the number of devices. Returns the new state and the loss."""
         x, y = self._batch_pair(x, y)
         return self.jit_step(self._state(state), x, y)
 
-    def _checked_loss_and_grad(
-        self, state: TrainState, x: Any, y: Any
-    ) -> tuple[jax.Array, list[jax.Array]]:
+    def loss_and_grad(self, state: TrainState, x: Any, y: Any) -> tuple[jax.Array, list[jax.Array]]:
         """Loss and gradients (replicated) for the global batch ``(x, y)``; no update."""
         x, y = self._batch_pair(x, y)
         return self.jit_loss_and_grad(self._state(state), x, y)
 
-    def _checked_epoch(
+    def apply_gradients(self, state: TrainState, grads: list[jax.Array]) -> TrainState:
+        """torch's ``optimizer.step()`` with the given (global) gradients, on every device."""
+        return self.jit_apply_gradients(self._state(state), replicate(grads, self.mesh))
+
+    def run_epoch(
         self, state: TrainState, inputs: Any, targets: Any, batch_idx: Any
     ) -> tuple[TrainState, jax.Array]:
         """``len(batch_idx)`` data-parallel steps in one scan; step ``i`` trains on the global
@@ -531,7 +519,7 @@ class DataParallelTrainer(Trainer):
         sharding = NamedSharding(self.mesh, self.batch_idx.spec)
         return self.jit_batches(self._state(state), _place(xs, sharding), _place(ys, sharding))
 
-    def _padded_predict(self, state: TrainState, x: Any) -> jax.Array:
+    def predict(self, state: TrainState, x: Any) -> jax.Array:
         """Eval-mode outputs for ``x`` ``(B, ...)``, split over the devices. A ``B`` that does
         not divide is padded with zeros and the padding cut off again (eval mode uses running
         statistics, so every example is computed on its own)."""
@@ -539,7 +527,8 @@ class DataParallelTrainer(Trainer):
         pad = -n % self.num_shards
         if pad:
             x = jnp.concatenate([jnp.asarray(x), jnp.zeros((pad, *np.shape(x)[1:]), x.dtype)])
-        out = self.jit_predict(self._state(state), _place(x, self.batch))
+        state = self._state(state)
+        out = self.jit_predict(state.params, state.rest, _place(x, self.batch))
         return out[:n] if pad else out
 
     def _batch_pair(self, x: Any, y: Any) -> tuple[jax.Array, jax.Array]:
@@ -715,8 +704,7 @@ def initialize_distributed(
             raise RuntimeError(
                 "initialize_distributed() must run before any other JAX call in this process "
                 "(creating a model, an array, or asking for jax.devices() starts the backend); "
-                "call it first thing, e.g. jaxnets.training.distributed.setup_from_args(args) right "
-                "after parsing the command line"
+                "call it first thing, right after parsing the command line"
             ) from exc
         if cfg.source == "auto-detect":
             raise RuntimeError(f"no multi-process environment found ({msg}); {_ENV_HELP}") from exc
@@ -724,82 +712,7 @@ def initialize_distributed(
     return cfg
 
 
-# ---- command-line wiring --------------------------------------------------------------------
-
-
-def _devices_arg(text: str) -> int | None:
-    if text == "all":
-        return None
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a positive integer or 'all', got {text!r}"
-        ) from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {n}")
-    return n
-
-
-def _mesh_arg(text: str) -> dict[str, int]:
-    try:
-        return parse_mesh(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def add_device_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add ``--devices N|all``, ``--mesh AXIS=SIZE,...`` and ``--distributed`` to ``parser``.
-
-    Without any of them a command trains on one device, as before."""
-    g = parser.add_argument_group(
-        "devices", "data-parallel training (the batch is split over the devices)"
-    )
-    g.add_argument(
-        "--devices",
-        type=_devices_arg,
-        default=False,
-        metavar="N|all",
-        help="train data-parallel over N devices, or all of them; the batch size must be a "
-        "multiple of the device count (default: one device)",
-    )
-    g.add_argument(
-        "--mesh",
-        type=_mesh_arg,
-        default=None,
-        metavar="AXIS=SIZE[,...]",
-        help="device mesh, outermost axis first, e.g. 'data=8' or 'hosts=2,data=4' (one size "
-        "may be -1: the rest); the batch is split over every axis",
-    )
-    g.add_argument(
-        "--distributed",
-        action="store_true",
-        help="multi-host: join the run with jax.distributed.initialize() (environment: "
-        "JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID; or torchrun's; or "
-        "SLURM/Open MPI/Kubernetes/Cloud TPU) and use every process's devices",
-    )
-    return parser
-
-
-_DEFAULT_MESH: Mesh | None = None
-
-
-def setup_from_args(args: argparse.Namespace) -> Mesh | None:
-    """Act on :func:`add_device_args`' flags; call it first thing after parsing (before any
-    other JAX work, which ``--distributed`` needs). Joins the multi-process run for
-    ``--distributed``, builds the mesh that ``--devices``/``--mesh`` ask for and makes it the
-    default of :func:`trainer_for`. Returns that mesh, or None (no flag: one device)."""
-    global _DEFAULT_MESH
-    devices = getattr(args, "devices", False)
-    mesh_shape = getattr(args, "mesh", None)
-    distributed = getattr(args, "distributed", False)
-    if distributed:
-        initialize_distributed()
-    if devices is False and mesh_shape is None and not distributed:
-        _DEFAULT_MESH = None
-    else:
-        _DEFAULT_MESH = make_mesh(devices or None, mesh_shape=mesh_shape)
-    return _DEFAULT_MESH
+# ---- one call for either trainer ------------------------------------------------------------
 
 
 def trainer_for(
@@ -808,23 +721,11 @@ def trainer_for(
     loss: str | LossFn = "cross_entropy",
     *,
     mesh: Mesh | None = None,
-    **kwargs: Any,
+    **options: Any,
 ) -> Trainer:
-    """A :class:`DataParallelTrainer` on ``mesh`` (default: the mesh :func:`setup_from_args`
-    made), or the single-device :class:`~jaxnets.training.trainer.Trainer` when there is none; the one
-    call a training loop needs to honour the device flags. ``kwargs`` go to the trainer."""
-    mesh = mesh if mesh is not None else _DEFAULT_MESH
+    """A :class:`DataParallelTrainer` on ``mesh``, or the single-device
+    :class:`~jaxnets.Trainer` when ``mesh`` is None: the one call a training loop needs to
+    train on whatever devices its caller chose. ``options`` go to the trainer."""
     if mesh is None:
-        return Trainer(model, optimizer, loss, **kwargs)
-    return DataParallelTrainer(model, optimizer, loss, mesh=mesh, **kwargs)
-
-
-def trainer_from_args(
-    args: argparse.Namespace,
-    model: nnx.Module,
-    optimizer: optax.GradientTransformation,
-    loss: str | LossFn = "cross_entropy",
-    **kwargs: Any,
-) -> Trainer:
-    """:func:`setup_from_args` then :func:`trainer_for`: the trainer the flags ask for."""
-    return trainer_for(model, optimizer, loss, mesh=setup_from_args(args), **kwargs)
+        return Trainer(model, optimizer, loss, **options)
+    return DataParallelTrainer(model, optimizer, loss, mesh=mesh, **options)

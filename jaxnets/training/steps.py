@@ -1,6 +1,6 @@
 """Pieces for training loops written by hand, as the tutorials write them in torch.
 
-:class:`jaxnets.training.trainer.Trainer` is the fast path (one jitted step, scan-fused epochs). The
+:class:`jaxnets.Trainer` is the fast path (one jitted step, scan-fused epochs). The
 tutorials also train "by hand"; these are the JAX spellings of what they do:
 
 =============================================  ==============================================
@@ -16,18 +16,17 @@ torch                                          jaxnets
 ``optimizer.step()`` on accumulated grads      ``trainer.apply_gradients(state, grads)``
 ``optimizer.state[p]['exp_avg']`` ...          ``optimizer_state_to_torch(model, opt_state,
                                                params)['fc1.weight']['exp_avg']``
-"did my step recompile?"                       ``with count_compiles() as c: ...``
+"did my step recompile?"                       ``with jaxnets.training.compile.count_compiles()
+                                               as c: ...``
 =============================================  ==============================================
 
-Parameter and gradient trees are any matching pytrees: the :class:`~jaxnets.training.trainer.Trainer`'s
+Parameter and gradient trees are any matching pytrees: the :class:`~jaxnets.Trainer`'s
 flat lists of arrays, or ``nnx.State``\\s from ``nnx.split``/``nnx.grad``. No torch here.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import jax
@@ -39,9 +38,7 @@ from jaxnets import convert
 
 __all__ = [
     "TORCH_STATE_NAMES",
-    "CompileCounter",
     "accumulate",
-    "count_compiles",
     "optimizer_state_to_torch",
     "sgd_update",
 ]
@@ -193,54 +190,3 @@ def optimizer_state_to_torch(
         for key, value in counts:
             out[pname].setdefault(key, value.copy())
     return out
-
-
-# --------------------------------------------------------------------------------------------
-# Recompilation check.
-# --------------------------------------------------------------------------------------------
-
-_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
-_TRACE_EVENT = "/jax/core/compile/jaxpr_trace_duration"
-
-
-@dataclass
-class CompileCounter:
-    """What :func:`count_compiles` saw: XLA compilations and jaxpr traces, in order."""
-
-    compiles: int = 0
-    traces: int = 0
-    events: list[str] = field(default_factory=list)
-
-
-@contextlib.contextmanager
-def count_compiles() -> Iterator[CompileCounter]:
-    """Count the XLA compilations (and traces) that JAX performs inside the block.
-
-    A jitted training step must compile once and then run from its cache::
-
-        state, _ = trainer.step(state, x, y)          # compiles
-        with count_compiles() as c:
-            state, _ = trainer.step(state, x, y)      # same shapes and dtypes
-        assert c.compiles == 0, c
-
-    A recompile on the second call means an argument changed shape, dtype, weak type or
-    a static value between calls. Uses JAX's public ``jax.monitoring`` duration events
-    (``/jax/core/compile/backend_compile_duration`` and ``.../jaxpr_trace_duration``), so it
-    sees every compilation in the process while the block runs, from any function.
-    """
-    counter = CompileCounter()
-
-    def listener(event: str, duration: float, **kwargs: Any) -> None:
-        del duration, kwargs
-        if event == _COMPILE_EVENT:
-            counter.compiles += 1
-            counter.events.append(event)
-        elif event == _TRACE_EVENT:
-            counter.traces += 1
-            counter.events.append(event)
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
-        yield counter
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)

@@ -51,6 +51,7 @@ from jaxnets.fast.training import (
     linear_kernel_flags,
     state_is_param_copies,
 )
+from jaxnets.losses import LossFn
 from jaxnets.training import steps
 
 __all__ = [
@@ -59,29 +60,7 @@ __all__ = [
     "TrainState",
     "Trainer",
     "check_epoch_args",
-    "resolve_loss",
 ]
-
-LossFn = Callable[[jax.Array, jax.Array], jax.Array]
-
-_LOSSES: dict[str, LossFn] = {
-    "cross_entropy": losses.cross_entropy,
-    "mse": losses.mse_loss,
-    "l1": losses.l1_loss,
-}
-
-
-def resolve_loss(loss: str | LossFn) -> LossFn:
-    """A loss function ``(outputs, targets) -> scalar`` from a name or a callable."""
-    if callable(loss):
-        return loss
-    try:
-        return _LOSSES[loss]
-    except KeyError:
-        raise ValueError(
-            f"unknown loss {loss!r}; use one of {sorted(_LOSSES)} or pass a function "
-            f"(outputs, targets) -> scalar, e.g. from jaxnets.losses"
-        ) from None
 
 
 def _check_optimizer(optimizer: Any) -> None:
@@ -221,6 +200,14 @@ class Trainer:
         and whose update does not depend on the layout (elementwise: yours to know for an
         optimizer not from ``jaxnets.optim``). The resolved value is
         ``self.epoch_kernel_layout``.
+
+    Attributes:
+      jit_step, jit_epoch, jit_predict, jit_loss_and_grad, jit_apply_gradients: the jitted
+        functions behind :meth:`step`, :meth:`run_epoch`, :meth:`predict`,
+        :meth:`loss_and_grad` and :meth:`apply_gradients`, unchecked (for ``.lower(...)`` and
+        ``._cache_size()``). :attr:`model`, :attr:`step_function`, :attr:`predict_function`,
+        :meth:`params_state` and :meth:`rest_state` give checkpoints and benchmarks what they
+        read.
     """
 
     def __init__(
@@ -253,7 +240,7 @@ class Trainer:
                 f"compiler_options must be 'auto', None or a dict of XLA options, "
                 f"got {compiler_options!r}"
             )
-        self.loss_fn = resolve_loss(loss)
+        self.loss_fn = losses.get_loss(loss)
         self.graphdef, params, rest = nnx.split(model, nnx.Param, ...)
         self._params_def = jax.tree.structure(params)
         flat = _flat_shapes(params)  # in jax.tree.leaves order, as state.params holds them
@@ -267,13 +254,39 @@ class Trainer:
         eval_model = nnx.clone(model)
         eval_model.eval()
         self.eval_graphdef = nnx.graphdef(eval_model)
-        donate_argnums = (0,) if donate else ()
+        self.donate = donate
+        self._compile()
+
+    def _compile(self) -> None:
+        """Build the jitted functions behind the public entry points: ``jit_step``,
+        ``jit_epoch``, ``jit_predict`` (of ``(params, rest, x)``), ``jit_loss_and_grad`` and
+        ``jit_apply_gradients``. The data-parallel trainer builds them with shardings."""
+        donate_argnums = (0,) if self.donate else ()
         jit = functools.partial(jax.jit, compiler_options=self.compiler_options)
-        self.step = jit(self._step, donate_argnums=donate_argnums)
+        self.jit_step = jit(self._step, donate_argnums=donate_argnums)
         self.jit_epoch = jit(self._epoch, donate_argnums=donate_argnums)
-        self._predict_jit = jit(self._predict_arrays)
-        self.loss_and_grad = jit(self._loss_and_grad)
-        self.apply_gradients = jit(self._apply_gradients, donate_argnums=donate_argnums)
+        self.jit_predict = jit(self._predict_arrays)
+        self.jit_loss_and_grad = jit(self._loss_and_grad)
+        self.jit_apply_gradients = jit(self._apply_gradients, donate_argnums=donate_argnums)
+
+    # ---- what checkpoints, benchmarks and tools read -----------------------------------------
+
+    @property
+    def model(self) -> nnx.Module:
+        """The model given at construction (:meth:`write_back`'s default target)."""
+        return self._model
+
+    @property
+    def step_function(self) -> Callable[..., tuple[TrainState, jax.Array]]:
+        """The pure function behind :meth:`step`, ``(state, x, y) -> (state, loss)``, not
+        jitted: to trace it (``jax.make_jaxpr``, FLOP counts) or to jit it your own way."""
+        return self._step
+
+    @property
+    def predict_function(self) -> Callable[[TrainState, jax.Array], jax.Array]:
+        """The pure function behind :meth:`predict`, ``(state, x) -> outputs`` in eval mode,
+        not jitted."""
+        return self._predict
 
     # ---- state <-> model -----------------------------------------------------------------
 
@@ -289,9 +302,8 @@ class Trainer:
 
     def merge(self, state: TrainState, *, eval_mode: bool = False) -> nnx.Module:
         """A model holding ``state``'s arrays (the graph given at init, train or eval mode)."""
-        params = jax.tree.unflatten(self._params_def, state.params)
-        rest = jax.tree.unflatten(self._rest_def, state.rest)
-        return nnx.merge(self.eval_graphdef if eval_mode else self.graphdef, params, rest)
+        graphdef = self.eval_graphdef if eval_mode else self.graphdef
+        return nnx.merge(graphdef, self.params_state(state), self.rest_state(state))
 
     def write_back(self, state: TrainState, model: nnx.Module | None = None) -> nnx.Module:
         """Copy ``state``'s parameters and statistics into ``model`` in place and return it
@@ -308,6 +320,10 @@ class Trainer:
     def params_state(self, state: TrainState) -> nnx.State:
         """``state.params`` as an ``nnx.State`` (e.g. for ``jaxnets.convert.state_to_torch``)."""
         return jax.tree.unflatten(self._params_def, state.params)
+
+    def rest_state(self, state: TrainState) -> nnx.State:
+        """``state.rest`` (BatchNorm statistics and counters) as an ``nnx.State``."""
+        return jax.tree.unflatten(self._rest_def, state.rest)
 
     def optimizer_state_dict(self, state: TrainState) -> dict[str, dict[str, np.ndarray]]:
         """The optimizer's per-parameter state as torch's ``optimizer.state``, by torch name:
@@ -450,8 +466,9 @@ class Trainer:
 
     def _apply_gradients(self, state: TrainState, grads: list[jax.Array]) -> TrainState:
         """torch's ``optimizer.step()`` with the given gradients (a list like ``state.params``,
-        e.g. summed over micro-batches with :func:`jaxnets.training.steps.accumulate`): the update of
-        :meth:`step` without its forward and backward pass, so ``state.rest`` is unchanged."""
+        e.g. summed over micro-batches with :func:`jaxnets.training.steps.accumulate`): the
+        update of :meth:`step` without its forward and backward pass (``state.rest`` is
+        unchanged)."""
         updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         return TrainState(params, opt_state, state.rest, state.step + 1)
@@ -487,6 +504,26 @@ class Trainer:
 
         return self._scan_epoch(body, state, batch_idx)
 
+    # ---- the public entry points (the data-parallel trainer lays out their arguments) ----
+
+    def step(self, state: TrainState, x: jax.Array, y: jax.Array) -> tuple[TrainState, jax.Array]:
+        """One training step on the batch ``x`` ``(B, ...)``, ``y`` ``(B, ...)``, as torch's
+        loop body; returns the new state and the batch loss. ``state`` is donated (with
+        ``donate=True``): use the returned one. ``self.jit_step`` is the jitted function."""
+        return self.jit_step(state, x, y)
+
+    def loss_and_grad(
+        self, state: TrainState, x: jax.Array, y: jax.Array
+    ) -> tuple[jax.Array, list[jax.Array]]:
+        """Loss and gradients w.r.t. ``state.params`` for one batch, torch's
+        ``loss.backward()`` with fresh gradients; no update."""
+        return self.jit_loss_and_grad(state, x, y)
+
+    def apply_gradients(self, state: TrainState, grads: list[jax.Array]) -> TrainState:
+        """torch's ``optimizer.step()`` with the given gradients (a list like
+        ``state.params``); ``state`` is donated as in :meth:`step`."""
+        return self.jit_apply_gradients(state, grads)
+
     def run_epoch(
         self, state: TrainState, inputs: jax.Array, targets: jax.Array, batch_idx: jax.Array
     ) -> tuple[TrainState, jax.Array]:
@@ -511,7 +548,7 @@ class Trainer:
         Only ``state.params`` and ``state.rest`` go into the compiled call: each array
         argument costs a few microseconds of dispatch, which is most of a small model's
         batch-1 latency (the optimizer state would double the argument count)."""
-        return self._predict_jit(state.params, state.rest, x)
+        return self.jit_predict(state.params, state.rest, x)
 
     def frozen_predictor(self, state: TrainState) -> Callable[[jax.Array], jax.Array]:
         """A jitted ``x -> outputs`` (eval mode) with ``state``'s weights compiled in.
