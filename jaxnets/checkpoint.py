@@ -9,7 +9,7 @@ kind              keys and layout                     write / read
                   (``fc1.weight`` ``[out, in]``)      :func:`load_torch_layout`
 ``flax``          nnx paths, Flax layout              :func:`save_flax` / :func:`load_flax`
                   (``fc1.kernel`` ``[in, out]``)
-``run``           a :class:`~jaxnets.training.trainer.TrainState` :func:`save_run` / :func:`load_run`
+``run``           a :class:`~jaxnets.TrainState`      :func:`save_run` / :func:`load_run`
                   and a JSON ``meta`` dict
 ================  ==================================  =========================================
 
@@ -21,9 +21,9 @@ one cannot run code (unlike a pickled ``.pt`` file; for those see ``torchref.che
 
 Safety rules every function here keeps:
 
-* Writes are atomic: a temporary file in the same folder, flushed and ``fsync``-ed, then
-  ``os.replace``-d over the target (and the folder ``fsync``-ed). An interrupted save leaves
-  the previous file as it was; a crash can at worst leave a ``.<name>.*.tmp`` file behind.
+* Writes are atomic (:func:`atomic_writer`): a temporary file in the same folder, flushed and
+  ``fsync``-ed, then renamed over the target. An interrupted save leaves the previous file as
+  it was; a crash can at worst leave a ``.<name>.*.tmp`` file behind.
 * Reads check everything before touching the model: a missing, truncated or corrupt file, the
   wrong kind of file, or weights that do not fit raise one error naming the file, the cause
   and the fix, and the model keeps its values. Files written here carry a SHA-256 of their
@@ -34,16 +34,14 @@ No torch here: the numpy API of safetensors only.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
 import os
 import struct
-import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -53,9 +51,12 @@ import safetensors.numpy
 from flax import nnx
 
 from jaxnets import convert
+from jaxnets._files import atomic_write_bytes, atomic_writer
 
 __all__ = [
     "FORMAT_KEY",
+    "MODEL_KEY",
+    "TORCH_SAVE_SUFFIXES",
     "CheckpointError",
     "NonFiniteLossError",
     "NonFiniteStateError",
@@ -64,6 +65,7 @@ __all__ = [
     "check_finite_losses",
     "load_flax",
     "load_run",
+    "load_run_weights",
     "load_torch_layout",
     "read_metadata",
     "read_run_meta",
@@ -80,10 +82,24 @@ StrPath = str | os.PathLike[str]
 FORMAT_KEY = "jaxnets_format"
 _VERSION_KEY = "jaxnets_version"
 _CLASS_KEY = "jaxnets_model_class"
+#: Suffixes of files written by ``torch.save`` (pickles; ``.bin``: e.g. ``pytorch_model.bin``),
+#: which ``torchref.checkpoint`` reads with ``torch.load(weights_only=True)``.
+TORCH_SAVE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
+#: Metadata key holding the registry name of the model a file was saved from (``'lenet'``).
+MODEL_KEY = "jaxnets_model"
 _SHA_KEY = "jaxnets_sha256"
 _META_KEY = "jaxnets_meta"
 _STRUCT_KEY = "jaxnets_structure"
-_RESERVED = (FORMAT_KEY, _VERSION_KEY, _CLASS_KEY, _SHA_KEY, _META_KEY, _STRUCT_KEY, "format")
+_RESERVED = (
+    FORMAT_KEY,
+    _VERSION_KEY,
+    _CLASS_KEY,
+    MODEL_KEY,
+    _SHA_KEY,
+    _META_KEY,
+    _STRUCT_KEY,
+    "format",
+)
 
 _LOADERS = {
     "torch": "jaxnets.checkpoint.load_torch_layout",
@@ -122,76 +138,6 @@ def _version() -> str:
     from jaxnets import __version__
 
     return __version__
-
-
-# --------------------------------------------------------------------------------------------
-# Atomic writes
-# --------------------------------------------------------------------------------------------
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename durable: fsync the folder that holds the new entry (POSIX only)."""
-    if os.name != "posix":
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _new_file_mode(target: Path) -> int:
-    """The mode the file would get from a plain ``open(..., 'w')``: the old file's mode when
-    replacing one, else ``0o666`` minus the umask (``mkstemp`` would make it ``0o600``)."""
-    with contextlib.suppress(OSError):
-        return target.stat().st_mode & 0o7777
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-@contextlib.contextmanager
-def atomic_writer(path: StrPath) -> Iterator[IO[bytes]]:
-    """Open a binary file whose content replaces ``path`` only if the ``with`` block succeeds.
-
-    Writes go to ``.<name>.<random>.tmp`` in the same folder (same file system, so the rename
-    is atomic); on success it is flushed, ``fsync``-ed and ``os.replace``-d over ``path`` and
-    the folder is ``fsync``-ed. On any exception the temporary file is removed and ``path`` is
-    untouched. Usage::
-
-        with atomic_writer("model.pt") as f:
-            torch.save(state_dict, f)
-    """
-    target = Path(path)
-    folder = target.parent if str(target.parent) else Path(".")
-    if not folder.is_dir():
-        raise FileNotFoundError(
-            f"cannot save {target}: the folder {folder} does not exist; create it first "
-            f"(e.g. mkdir -p {folder})"
-        )
-    if target.is_dir():
-        raise IsADirectoryError(f"cannot save to {target}: it is a folder; give a file name")
-    mode = _new_file_mode(target)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(folder)
-
-
-def atomic_write_bytes(path: StrPath, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (see :func:`atomic_writer`); returns the path."""
-    with atomic_writer(path) as f:
-        f.write(data)
-    return Path(path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -451,6 +397,15 @@ def _model_class(model: nnx.Module) -> str:
     return type(model).__name__
 
 
+def _model_metadata(model: nnx.Module) -> dict[str, str]:
+    """What every file written here records about the model it was saved from: its class,
+    and its registry name when it has one (``jaxnets_model``; the command reads it)."""
+    from jaxnets.registry import model_name
+
+    name = model_name(model)
+    return {_CLASS_KEY: _model_class(model), **({MODEL_KEY: name} if name else {})}
+
+
 def _saved_from(metadata: Mapping[str, str]) -> str:
     cls = metadata.get(_CLASS_KEY)
     return f" (the file was saved from a {cls})" if cls else ""
@@ -510,7 +465,7 @@ def save_torch_layout(
             "format": "pt",  # the key Hugging Face transformers reads in from_pretrained
             FORMAT_KEY: "torch",
             _VERSION_KEY: _version(),
-            _CLASS_KEY: _model_class(model),
+            **_model_metadata(model),
         }
     )
     return write_safetensors(path, arrays, meta)
@@ -576,7 +531,7 @@ def save_flax(
             "format": "flax",
             FORMAT_KEY: "flax",
             _VERSION_KEY: _version(),
-            _CLASS_KEY: _model_class(model),
+            **_model_metadata(model),
         }
     )
     return write_safetensors(path, arrays, meta)
@@ -594,14 +549,32 @@ def load_flax(path: StrPath, model: nnx.Module) -> None:
     p = Path(path)
     arrays, meta = read_safetensors(p)
     _check_kind(p, meta, "flax")
-    variables = _flax_variables(model)
     keys = set(arrays)
     torch_keys = set(convert.torch_to_flax_key_map(model))
-    if meta.get(FORMAT_KEY) is None and keys and keys <= torch_keys and not keys <= set(variables):
+    if (
+        meta.get(FORMAT_KEY) is None
+        and keys
+        and keys <= torch_keys
+        and not keys <= set(_flax_variables(model))
+    ):
         raise CheckpointError(
             f"{p}: these are weights in torch names and layout (e.g. {sorted(arrays)[0]!r}), "
             f"not Flax layout. Fix: read it with jaxnets.checkpoint.load_torch_layout"
         )
+    _load_by_path(p, arrays, meta, model, "load_flax")
+
+
+def _load_by_path(
+    p: Path,
+    arrays: Mapping[str, np.ndarray],
+    meta: Mapping[str, str],
+    model: nnx.Module,
+    loader: str,
+) -> None:
+    """Write ``{nnx path: array}`` into ``model``'s Variables after checking every key, shape
+    and dtype (all problems in one :class:`~jaxnets.convert.StateDictError`, nothing
+    written)."""
+    variables = _flax_variables(model)
     problems = [f"missing key {k!r}" for k in variables if k not in arrays]
     problems += [f"unexpected key {k!r}" for k in arrays if k not in variables]
     staged: list[tuple[nnx.Variable, np.ndarray]] = []
@@ -624,7 +597,7 @@ def load_flax(path: StrPath, model: nnx.Module) -> None:
             staged.append((var, arr))
     if problems:
         exc = convert.StateDictError(problems, _model_class(model))
-        raise _reraise_with_fix(exc, p, model, meta, "load_flax") from None
+        raise _reraise_with_fix(exc, p, model, meta, loader) from None
     for var, arr in staged:
         # the whole value, as convert.load_state_dict sets it: an abstract twin from
         # nnx.eval_shape holds ShapeDtypeStructs, which cannot be written into
@@ -660,8 +633,8 @@ def _run_structure(trainer: Any, state: Any) -> dict[str, Any]:
         ]
 
     return {
-        "params": describe(jax.tree.unflatten(trainer._params_def, state.params)),
-        "rest": describe(jax.tree.unflatten(trainer._rest_def, state.rest)),
+        "params": describe(trainer.params_state(state)),
+        "rest": describe(trainer.rest_state(state)),
         "opt_state_tree": str(jax.tree.structure(state.opt_state)),
         "opt_state": describe(state.opt_state),
         "step": _leaf_signature(state.step),
@@ -669,7 +642,7 @@ def _run_structure(trainer: Any, state: Any) -> dict[str, Any]:
 
 
 def save_run(path: StrPath, trainer: Any, state: Any, *, meta: Mapping[str, Any]) -> Path:
-    """Save a whole training run atomically: ``state`` (a :class:`~jaxnets.training.trainer.TrainState`:
+    """Save a whole training run atomically: ``state`` (a :class:`~jaxnets.TrainState`:
     parameters, optimizer state, BatchNorm statistics, step) and ``meta``.
 
     ``meta`` is a JSON-serialisable dict of what the loop needs to continue exactly: epoch,
@@ -720,11 +693,10 @@ def save_run(path: StrPath, trainer: Any, state: Any, *, meta: Mapping[str, Any]
             step=step,
             arrays=bad,
         )
-    model = getattr(trainer, "_model", None)
     metadata = {
         FORMAT_KEY: "run",
         _VERSION_KEY: _version(),
-        _CLASS_KEY: type(model).__name__ if model is not None else "",
+        **_model_metadata(trainer.model),
         _STRUCT_KEY: json.dumps(structure, sort_keys=True),
         _META_KEY: meta_json,
     }
@@ -755,6 +727,33 @@ def read_run_meta(path: StrPath) -> dict[str, Any]:
     a run about to be resumed was started with the same settings."""
     p = Path(path)
     return _run_header(p, read_metadata(p))[1]
+
+
+def load_run_weights(path: StrPath, model: nnx.Module) -> dict[str, Any]:
+    """Load the trained weights of a run file (:func:`save_run`) into ``model``, in place:
+    its parameters and BatchNorm statistics, by nnx path; the optimizer state and the step
+    stay in the file. Returns the run's ``meta`` (its config names the model and settings).
+
+    No trainer is needed, so a run saved by ``jaxnets train --checkpoint`` can be exported
+    with :func:`save_flax`, :func:`save_torch_layout` or ``jaxnets convert``. Every key,
+    shape and dtype is checked first, as :func:`load_flax` checks them; nothing is written
+    when anything does not fit.
+    """
+    _check_model(model, "load_run_weights")
+    p = Path(path)
+    arrays, metadata = read_safetensors(p)
+    structure, meta = _run_header(p, metadata)
+    named: dict[str, np.ndarray] = {}
+    for group in ("params", "rest"):
+        for i, entry in enumerate(structure.get(group, [])):
+            if f"{group}.{i}" not in arrays:
+                raise CheckpointError(
+                    f"{p}: corrupt run file: tensor '{group}.{i}' is missing; restore it from "
+                    f"a backup"
+                )
+            named[entry.partition(":")[0]] = arrays[f"{group}.{i}"]
+    _load_by_path(p, named, metadata, model, "load_run_weights")
+    return meta
 
 
 def load_run(path: StrPath, trainer: Any) -> tuple[Any, dict[str, Any]]:

@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
@@ -46,6 +47,7 @@ __all__ = [
     "counter_problem",
     "dtype_problem",
     "load_state_dict",
+    "materialize_rng_state",
     "register_rule",
     "state_dict",
     "state_to_torch",
@@ -387,4 +389,30 @@ def load_state_dict(
         # holds ShapeDtypeStructs, and loading real weights into it is the cheap way to build
         # a twin whose random initialisation would be thrown away anyway.
         slot.variable.set_value(jnp.asarray(value, dtype=slot.variable.dtype))
+    materialize_rng_state(model)
     return IncompatibleKeys(missing, unexpected)
+
+
+def materialize_rng_state(model: nnx.Module, seed: int = 0) -> nnx.Module:
+    """Give concrete values to the random-number streams an ``nnx.eval_shape`` twin holds
+    abstractly (a Dropout's key and counter), so that it runs in training mode; returns
+    ``model``.
+
+    Loading weights fills Params and BatchNorm statistics, but a stream is no weight: without
+    this an abstract twin fails in training mode with a JAX type error. Stream ``i`` (in
+    graph order) gets ``fold_in(key(seed), i)`` and a zero counter: a fixed, deterministic
+    start (torch's dropout masks come from its own generator, so no JAX key reproduces
+    them). Streams that already hold values are left as they are. :func:`load_state_dict`
+    calls it."""
+    abstract = [
+        (path, var)
+        for path, var in nnx.to_flat_state(nnx.state(model, nnx.RngState))
+        if isinstance(var.get_value(), jax.ShapeDtypeStruct)
+    ]
+    for i, (path, _) in enumerate(abstract):
+        var = _variable_at(model, path)
+        if isinstance(var, nnx.RngKey):
+            var.set_value(jax.random.fold_in(jax.random.key(seed), i))
+        else:
+            var.set_value(jnp.zeros(var.shape, var.dtype))
+    return model

@@ -9,7 +9,6 @@ torch factory under the same name, and a test asserts that both sides list the s
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxnets._suggest import closest
+
 __all__ = [
     "ModelSpec",
     "UnknownModelError",
@@ -27,6 +28,7 @@ __all__ = [
     "get_model_spec",
     "list_models",
     "match_models",
+    "model_name",
     "register_model",
 ]
 
@@ -166,6 +168,14 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def model_name(model: object) -> str | None:
+    """The registry name of ``model``'s class (``'lenet'`` for a ``LeNet``), or None for a
+    model of a class not registered (a subclass included): what checkpoints record so that a
+    file names the model it fits."""
+    names = [s.name for s in _REGISTRY.values() if s.factory is type(model)]
+    return names[0] if len(names) == 1 else None
+
+
 def match_models(pattern: str | None) -> list[str]:
     """Registered names matching a shell glob (``'*net*'``); all when ``pattern`` is None.
 
@@ -207,11 +217,8 @@ def get_model_spec(name: str) -> ModelSpec:
 
 def _did_you_mean(name: str) -> str:
     """`` Did you mean 'x'?`` for the registered name closest to ``name``, or ``''``."""
-    key = name.strip().lower()
-    close = difflib.get_close_matches(key, list_models(), n=1, cutoff=0.6)
-    if not close and len(key) >= 3:  # a fragment of a long name: 'batchnorm' -> batchnorm_mlp
-        close = [n for n in list_models() if key in n][:1]
-    return f" Did you mean {close[0]!r}?" if close else ""
+    close = closest(name, list_models())
+    return f" Did you mean {close!r}?" if close else ""
 
 
 def _check_dtype(dtype: Any, what: str) -> Any:
