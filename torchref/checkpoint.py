@@ -31,6 +31,7 @@ import torch
 
 from jaxnets.checkpoint import (
     FORMAT_KEY,
+    TORCH_SAVE_SUFFIXES,
     CheckpointError,
     atomic_writer,
     read_safetensors,
@@ -41,8 +42,6 @@ __all__ = ["load_torch_file", "save_torch_file"]
 
 StrPath = str | os.PathLike[str]
 
-#: suffixes read with torch.load(weights_only=True) (``.bin``: e.g. ``pytorch_model.bin``).
-PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 _STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model")
 
 
@@ -96,26 +95,31 @@ def _load_pickle(path: Path) -> Any:
 
 
 class NeedsKeyError(CheckpointError):
-    """The file holds more than a state dict (a training checkpoint): the caller must say
-    which entry is the model's. ``suggested`` is the entry that looks like one, if any;
-    :meth:`advice` words the fix for the API (``key=``) or the command line (``--key``)."""
+    """The file holds more than a state dict and no one entry is plainly the model's (none
+    under a usual name, or several): the caller must say which. ``candidates`` are the
+    entries that look like state dicts under usual names; :meth:`advice` words the fix for
+    the API (``key=``) or the command line (``--key``)."""
 
-    def __init__(self, path: Path, non_tensor: list[str], suggested: str | None) -> None:
-        self.path, self.non_tensor, self.suggested = path, non_tensor, suggested
+    def __init__(self, path: Path, non_tensor: list[str], candidates: list[str]) -> None:
+        self.path, self.non_tensor, self.candidates = path, non_tensor, candidates
         super().__init__(self.advice())
 
     def advice(self, *, cli: bool = False) -> str:
         """The message, its fix worded for the API (``key='...'``) or, with ``cli``, for the
         command line (``--key ...``)."""
-        if cli:
-            arg = f"--key {self.suggested or 'NAME'}"
+
+        def arg(name: str | None) -> str:
+            if cli:
+                return f"--key {name or 'NAME'}"
+            return f"key={name!r}" if name else "key="
+
+        if not self.candidates:
+            hint = f"pass {arg(None)} naming the entry that holds the model's state dict"
         else:
-            arg = f"key={self.suggested!r}" if self.suggested else "key="
-        hint = (
-            f"the state dict looks to be under {self.suggested!r}: pass {arg}"
-            if self.suggested
-            else f"pass {arg} naming the entry that holds the model's state dict"
-        )
+            where = " and ".join(repr(c) for c in self.candidates)
+            hint = f"it holds state dicts under {where}: pass " + " or ".join(
+                arg(c) for c in self.candidates
+            )
         return (
             f"{self.path}: not a plain state dict: entries {self.non_tensor[:8]} are not "
             f"tensors (a training checkpoint with optimizer state and counters?). Fix: {hint}"
@@ -137,9 +141,13 @@ def _pick_state_dict(path: Path, obj: Any, key: str | None) -> Mapping[str, torc
     if _is_tensor_dict(obj):
         return obj
     if isinstance(obj, Mapping):
+        # a training checkpoint ({'model_state_dict': ..., 'optimizer_state_dict': ...,
+        # 'epoch': ...}): its one state dict under a usual name is the model's
         inner = [k for k in _STATE_DICT_KEYS if k in obj and _is_tensor_dict(obj[k])]
+        if len(inner) == 1:
+            return obj[inner[0]]
         non_tensor = sorted(str(k) for k, v in obj.items() if not isinstance(v, torch.Tensor))
-        raise NeedsKeyError(path, non_tensor, inner[0] if inner else None)
+        raise NeedsKeyError(path, non_tensor, inner)
     raise CheckpointError(
         f"{path}: holds a {type(obj).__name__}, not a state dict of tensors. Fix: save "
         f"model.state_dict() rather than the model"
@@ -153,7 +161,9 @@ def load_torch_file(path: StrPath, *, key: str | None = None) -> dict[str, np.nd
     weights_only=True)``: a file that carries code (any global other than tensors and plain
     containers) is refused with :class:`~jaxnets.checkpoint.CheckpointError`, and nothing in
     it runs. ``key`` picks the state dict inside a checkpoint dict (e.g.
-    ``'model_state_dict'``).
+    ``'model_state_dict'``); without it, a dict that holds exactly one state dict under
+    ``state_dict``, ``model_state_dict`` or ``model`` (a usual training checkpoint) gives
+    that one, and any other dict is refused with :class:`NeedsKeyError`.
 
     Returns ``{torch key: numpy array}`` copies in torch layout, for
     :func:`jaxnets.convert.load_state_dict`.
@@ -169,10 +179,10 @@ def load_torch_file(path: StrPath, *, key: str | None = None) -> dict[str, np.nd
                 f"with jaxnets.checkpoint.load_{'flax' if kind == 'flax' else 'run'}"
             )
         return arrays
-    if suffix not in PICKLE_SUFFIXES:
+    if suffix not in TORCH_SAVE_SUFFIXES:
         raise CheckpointError(
             f"{p}: unknown checkpoint suffix {p.suffix!r}. Fix: use .safetensors, or one of "
-            f"{', '.join(PICKLE_SUFFIXES)} for torch.save files"
+            f"{', '.join(TORCH_SAVE_SUFFIXES)} for torch.save files"
         )
     return _to_numpy(p, _pick_state_dict(p, _load_pickle(p), key))
 
@@ -214,7 +224,7 @@ def save_torch_file(
         arrays = {k: t.numpy() for k, t in tensors.items()}
         meta = {**(metadata or {}), "format": "pt", FORMAT_KEY: "torch"}
         return write_safetensors(p, arrays, meta)
-    if suffix in PICKLE_SUFFIXES:
+    if suffix in TORCH_SAVE_SUFFIXES:
         if metadata:
             raise ValueError("metadata is stored in .safetensors files only")
         with atomic_writer(p) as f:
@@ -222,5 +232,5 @@ def save_torch_file(
         return p
     raise ValueError(
         f"{p}: unknown checkpoint suffix {p.suffix!r}; use .safetensors (recommended) or one "
-        f"of {', '.join(PICKLE_SUFFIXES)}"
+        f"of {', '.join(TORCH_SAVE_SUFFIXES)}"
     )

@@ -69,7 +69,7 @@ from jaxnets.debug import intercept
 from jaxnets.testing import LeafDiff, leaf_diff
 from jaxnets.tolerances import TF32_RELATIVE_ERROR, Tolerance, backend_name, tolerance
 from torchref.bridge import torch_to_flax
-from torchref.parity import FLAX_LOSSES, TORCH_LOSSES, model_dtype
+from torchref.parity import loss_pair, model_dtype
 
 __all__ = [
     "Cause",
@@ -80,7 +80,7 @@ __all__ = [
     "tf32_round",
 ]
 
-LossName = Literal["cross_entropy", "mse"]
+LossName = Literal["cross_entropy", "mse", "l1"]
 Status = Literal["confirmed", "likely", "config", "possible"]
 _STATUS_RANK = {"confirmed": 0, "likely": 1, "config": 2, "possible": 3}
 
@@ -1366,12 +1366,7 @@ def explain(
         flax_model.train() if mode == "train" else flax_model.eval()
     if loss is not None and targets is None:
         raise ValueError("explain(loss=...) needs targets; pass loss=None to skip the loss")
-    if isinstance(loss, str):
-        t_loss, f_loss = TORCH_LOSSES[loss], FLAX_LOSSES[loss]
-    elif loss is not None:
-        t_loss, f_loss = loss
-    else:
-        t_loss = f_loss = None
+    t_loss, f_loss = loss_pair(loss) or (None, None)
 
     report = ExplainReport(
         model=name or type(torch_model).__name__,

@@ -34,26 +34,23 @@ from jaxnets.tolerances import Tolerance, backend_name, tolerance
 from torchref.bridge import torch_to_flax
 
 __all__ = [
-    "FLAX_LOSSES",
     "TORCH_LOSSES",
     "Comparison",
     "ParityError",
     "ParityReport",
     "compare",
     "count_params",
+    "loss_pair",
     "model_dtype",
 ]
 
-LossName = Literal["cross_entropy", "mse"]
+LossName = Literal["cross_entropy", "mse", "l1"]
 
-#: Loss names the harness understands, with each side's function (torch semantics on both).
+#: torch's function for each loss name of :data:`jaxnets.losses.LOSSES` (the Flax side's).
 TORCH_LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "cross_entropy": F.cross_entropy,
     "mse": F.mse_loss,
-}
-FLAX_LOSSES: dict[str, Callable[..., jax.Array]] = {
-    "cross_entropy": losses.cross_entropy,
-    "mse": losses.mse_loss,
+    "l1": F.l1_loss,
 }
 
 
@@ -146,8 +143,10 @@ class ParityReport:
         raise ParityError(f"{self.model} out of tolerance:\n  " + "\n  ".join(bad) + f"\n{self}")
 
 
-def _losses(loss: Any) -> tuple[Callable[..., Any], Callable[..., Any]] | None:
-    """``(torch_fn, flax_fn)`` for :func:`compare`'s ``loss``: a name, or the pair itself."""
+def loss_pair(loss: Any) -> tuple[Callable[..., Any], Callable[..., Any]] | None:
+    """``(torch_fn, flax_fn)`` for a ``loss`` argument (:func:`compare`, ``explain``): a name of
+    :data:`TORCH_LOSSES`, the pair itself, or None (no loss). A bad one raises before anything
+    runs."""
     if loss is None:
         return None
     if isinstance(loss, str):
@@ -156,7 +155,7 @@ def _losses(loss: Any) -> tuple[Callable[..., Any], Callable[..., Any]] | None:
                 f"unknown loss {loss!r}: pass one of {sorted(TORCH_LOSSES)}, a (torch_fn, "
                 f"flax_fn) pair such as (F.nll_loss, jaxnets.losses.nll_loss), or None"
             )
-        return TORCH_LOSSES[loss], FLAX_LOSSES[loss]
+        return TORCH_LOSSES[loss], losses.LOSSES[loss]
     if isinstance(loss, tuple) and len(loss) == 2 and all(callable(f) for f in loss):
         return loss
     raise TypeError(
@@ -297,7 +296,7 @@ def compare(
     x_f = jnp.asarray(np.transpose(inputs, (0, 2, 3, 1)) if layout == "image" else inputs)
     y_f = None if targets is None else jnp.asarray(targets)
     v_f = None if cotangent is None else jnp.asarray(cotangent)
-    losses = _losses(loss)  # validates it before anything runs
+    losses = loss_pair(loss)  # validates it before anything runs
 
     try:
         flax = (_flax_side_jit if jit else _flax_side)(
