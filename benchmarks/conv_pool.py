@@ -18,7 +18,6 @@ whose first loss differs beyond the float32 tolerance is reported and left out (
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 
 import jax
@@ -29,6 +28,7 @@ from jaxnets import optim
 from jaxnets.app import host
 from jaxnets.app.bench import (
     Variant,
+    ab_lines,
     default_steps,
     jax_train_variants,
     same_computation,
@@ -92,19 +92,14 @@ def main(argv: list[str] | None = None) -> int:
 
     every = [v for _, forms in pairs for vs in forms.values() for v in vs]
     times = time_interleaved(every, args.repeats)
-    print(f"{'composed us':>12} {'fused us':>10} {'speed':>7}  batch, variant")
-    for batch, forms in pairs:
-        for a, b in zip(forms["composed"], forms["fused"], strict=True):
-            label = f"{batch}, {a.name.rsplit('/', 1)[1]}"
-            if a.error or b.error:
-                print(f"{label}: left out, {a.error or b.error}")
-                left_out += 1
-                continue
-            ratio = statistics.median(
-                r / t for r, t in zip(times[a.name], times[b.name], strict=True)
-            )
-            a_us, b_us = (statistics.median(times[v.name]) * 1e6 for v in (a, b))
-            print(f"{a_us:12.1f} {b_us:10.1f} {ratio:7.3f}  {label}")
+    ab = [
+        (f"{batch}, {a.name.rsplit('/', 1)[1]}", a, b)
+        for batch, forms in pairs
+        for a, b in zip(forms["composed"], forms["fused"], strict=True)
+    ]
+    lines, failed = ab_lines(ab, times, ("composed", "fused"))
+    print("\n".join(lines))
+    left_out += failed
     return 1 if left_out else 0
 
 

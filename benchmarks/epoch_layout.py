@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
-import statistics
 import sys
 
 import jax
@@ -27,6 +26,7 @@ from jaxnets import optim
 from jaxnets.app import host
 from jaxnets.app.bench import (
     Variant,
+    ab_lines,
     default_batch_sizes,
     default_steps,
     jax_train_variants,
@@ -81,15 +81,9 @@ def main(argv: list[str] | None = None) -> int:
             pairs.append((f"{name} batch {batch}", scans))
 
     times = time_interleaved([v for _, vs in pairs for v in vs], args.repeats)
-    print(f"{'in_out us':>10} {'out_in us':>10} {'speed':>7}  model")
-    for label, (a, b) in pairs:
-        if a.error or b.error:
-            print(f"{label}: left out, {a.error or b.error}")
-            left_out += 1
-            continue
-        ratio = statistics.median(r / t for r, t in zip(times[a.name], times[b.name], strict=True))
-        a_us, b_us = (statistics.median(times[v.name]) * 1e6 for v in (a, b))
-        print(f"{a_us:10.1f} {b_us:10.1f} {ratio:7.3f}  {label}")
+    lines, failed = ab_lines([(label, a, b) for label, (a, b) in pairs], times, LAYOUTS)
+    print("\n".join(lines))
+    left_out += failed
     return 1 if left_out else 0
 
 

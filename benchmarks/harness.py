@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/harness.py [--out benchmarks/results] [jaxnets bench options]
 
-Runs ``jaxnets bench`` (see ``torchref/bench.py`` for what is timed and how) with the JSON
+Runs ``jaxnets bench`` (see ``jaxnets/app/bench.py`` for what is timed and how) with the JSON
 written to ``OUT/cpu.json`` and the markdown table to ``OUT/cpu.md``. Extra arguments go to
 ``jaxnets bench`` unchanged (e.g. ``--model 'lenet' --repeats 3``). It takes a while: every
 model is compiled by XLA and by ``torch.compile``; ``--no-torch-compile`` is much quicker.
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
 
     code = cli(["bench", "--json", str(out / "cpu.json"), *rest])
     if code == 0:
-        from jaxnets.app.torch_bench import markdown
+        from jaxnets.app.bench import markdown
 
         table = markdown(json.loads((out / "cpu.json").read_text()))
         (out / "cpu.md").write_text(table + "\n")

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxnets.app.bench import Variant, time_interleaved
+from jaxnets.app.bench import Variant, median_ratio, time_interleaved
 
 CALLS = 50
 
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             theirs = times[f"torch {name}"]
             t_us = statistics.median(theirs) * 1e6
             torch_total += t_us
-            ratio = statistics.median(j / t for j, t in zip(times[name], theirs, strict=True))
+            ratio = median_ratio(times[name], theirs)
             line += f"  torch {t_us:9.1f} us  {flops / t_us / 1e3:6.1f} GFLOP/s"
             line += f"  JAX/torch {ratio:.2f}"
         print(line.rstrip())

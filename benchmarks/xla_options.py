@@ -38,6 +38,7 @@ from jaxnets.app.bench import (
     Variant,
     default_steps,
     jax_train_variants,
+    median_ratio,
     same_computation,
     time_interleaved,
 )
@@ -147,8 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     for label, (jit, scan) in sets:
         cells = []
         for v, ref in ((jit, base_jit), (scan, base_scan)):
-            ratio = statistics.median(r / t for r, t in zip(ref, times[v.name], strict=True))
-            cells.append((statistics.median(times[v.name]) * 1e6, ratio))
+            cells.append((statistics.median(times[v.name]) * 1e6, median_ratio(ref, times[v.name])))
         (jit_us, jit_x), (scan_us, scan_x) = cells
         print(f"{jit_us:10.1f} {scan_us:10.1f} {jit_x:7.3f} {scan_x:7.3f}  {label}")
     return 1 if left_out else 0

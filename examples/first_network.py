@@ -17,8 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from jaxnets.app import loop as jl
-from jaxnets.app.cliargs import nonnegative_float, nonnegative_int
+from jaxnets.app import config, runs
 
 
 def run_jax(model_name: str, init: dict, x: np.ndarray, y: np.ndarray, lr: float) -> dict:
@@ -53,7 +52,7 @@ def run_torch(
     import torch.optim as optim
 
     import torchref
-    from jaxnets.app.torch_runs import torch_device
+    from jaxnets.app.runs import torch_device
     from torchref.bridge import from_numpy_state_dict, to_numpy_state_dict
 
     dev = torch_device(device)
@@ -78,21 +77,20 @@ def run_torch(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the example; returns the exit status."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = config.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument(
         "--model",
         choices=["simple_neural_network", "custom_neural_network"],
         default="simple_neural_network",
     )
-    p.add_argument("--framework", choices=["torch", "jax", "both"], default="both")
-    p.add_argument("--device", choices=["cpu", "gpu", "tpu"], default="cpu")
-    p.add_argument("--lr", type=nonnegative_float, default=0.01)
-    p.add_argument("--seed", type=nonnegative_int, default=0)
-    args = p.parse_args(argv)
-    jl.select_jax_platform(args.device)
-    frameworks = jl.parse_frameworks(args.framework)
+    config.add_framework_args(p)
+    config.add_training_args(p, epochs=None, progress=False)  # --lr, --seed
+    return config.run_main(p, _run, argv)
 
-    init = jl.initial_state_dict(jl.TrainConfig(args.model, seed=args.seed))
+
+def _run(args: argparse.Namespace) -> int:
+    frameworks = config.setup_frameworks(args)  # torch installed if it runs; JAX's device
+    init = runs.initial_state_dict(runs.TrainConfig(args.model, seed=args.seed))
     rng = np.random.default_rng(args.seed)
     x = rng.standard_normal((1, 784)).astype(np.float32)  # input_data = torch.randn(1, 784)
     y = np.array([3])  # target = torch.tensor([3])

@@ -22,8 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from jaxnets.app import loop as jl
-from jaxnets.app.cliargs import nonnegative_float, nonnegative_int
+from jaxnets.app import config, runs
 
 
 def jax_side(init: dict, x: np.ndarray, v: np.ndarray, target: np.ndarray, lr: float) -> dict:
@@ -73,7 +72,7 @@ def torch_side(
     import torch.nn as nn
 
     import torchref
-    from jaxnets.app.torch_runs import torch_device
+    from jaxnets.app.runs import torch_device
     from torchref.bridge import from_numpy_state_dict, to_numpy_state_dict
 
     dev = torch_device(device)
@@ -112,24 +111,25 @@ def torch_side(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the example; returns the exit status."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--framework", choices=["torch", "jax", "both"], default="both")
-    p.add_argument("--device", choices=["cpu", "gpu", "tpu"], default="cpu")
-    p.add_argument("--learning-rate", type=nonnegative_float, default=0.01)
-    p.add_argument("--seed", type=nonnegative_int, default=0)
-    args = p.parse_args(argv)
-    jl.select_jax_platform(args.device)
-    init = jl.initial_state_dict(jl.TrainConfig("lenet", seed=args.seed))
+    p = config.ArgumentParser(description=__doc__.split("\n\n")[0])
+    config.add_framework_args(p)
+    config.add_training_args(p, epochs=None, progress=False)  # --lr, --seed
+    return config.run_main(p, _run, argv)
+
+
+def _run(args: argparse.Namespace) -> int:
+    frameworks = config.setup_frameworks(args)  # torch installed if it runs; JAX's device
+    init = runs.initial_state_dict(runs.TrainConfig("lenet", seed=args.seed))
     rng = np.random.default_rng(args.seed)
     x = rng.standard_normal((1, 1, 32, 32)).astype(np.float32)  # torch.randn(1, 1, 32, 32)
     target = rng.standard_normal((1, 10)).astype(np.float32)  # torch.randn(10).view(1, -1)
     v = rng.standard_normal((1, 10)).astype(np.float32)  # out.backward(torch.randn(1, 10))
     res = {}
-    for fw in jl.parse_frameworks(args.framework):
+    for fw in frameworks:
         if fw == "jax":
-            res[fw] = jax_side(init, x, v, target, args.learning_rate)
+            res[fw] = jax_side(init, x, v, target, args.lr)
         else:
-            res[fw] = torch_side(init, x, v, target, args.learning_rate, args.device)
+            res[fw] = torch_side(init, x, v, target, args.lr, args.device)
 
     from jaxnets.debug.summary import side_by_side
 
@@ -156,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     show("conv1.bias.grad before backward:", "grad before")
     show("conv1.bias.grad after backward:", "grad after")
     show(
-        f"loss after the hand-written SGD update (lr={args.learning_rate}):",
+        f"loss after the hand-written SGD update (lr={args.lr}):",
         "loss after update",
         "{:.7f}",
     )

@@ -18,24 +18,26 @@ Ampere and newer GPUs, about 1e-3 relative error per product. On CPU both are fl
 
 Data: the four standard IDX files (torchvision names, .gz or raw) from ``--data-dir``, else
 ``$JAXNETS_DATA_DIR``, else the cache folder; ``--download`` fetches them (MD5-checked).
-The loss curves go to ``mnist_loss_curves.png`` in the current directory (``--plot PATH`` to
-choose, ``--plot ''`` for none).
+The loss curves go to ``mnist_loss_curves.png`` in the current directory when matplotlib is
+installed (``pip install -e '.[plot]'``; ``--plot PATH`` to choose, which then requires it,
+``--plot ''`` for none).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 
-from jaxnets.app import loop as jl
-from jaxnets.app.cliargs import model_name, nonnegative_int, show_progress
+from jaxnets.app import config, runs
+from jaxnets.app.config import ArgumentParser, CommandError, model_name
+
+DEFAULT_PLOT = "mnist_loss_curves.png"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> ArgumentParser:
     """Arguments of this example."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument(
         "--model",
         type=model_name,
@@ -43,105 +45,64 @@ def build_parser() -> argparse.ArgumentParser:
         default=["custom_neural_network", "lenet"],
         help="registered models that take MNIST (default: %(default)s)",
     )
-    jl.add_run_args(p)  # framework, device, precision, dtype, devices; recipe; data
-    p.add_argument(
-        "--seed",
-        type=nonnegative_int,
-        nargs="+",
-        default=[0],
-        help="initial weights and batch order; several seeds add a table of the accuracy "
-        "gap over them (float32 runs drift apart by rounding, so one seed's gap is a draw)",
-    )
+    config.add_run_args(p, seeds=True)  # framework, device, precision, dtype, devices; recipe
     p.add_argument(
         "--plot",
-        default="mnist_loss_curves.png",
-        help="PNG of the loss curves; a bare name is written in the current directory "
-        "(default: %(default)s; '' for none)",
-    )
-    p.add_argument("--results", help="also write the runs (losses, accuracy, times) as JSON")
-    p.add_argument(
-        "--no-progress",
-        action="store_true",
-        help="no progress bars (never drawn when stderr is not a terminal)",
+        help=f"PNG of the loss curves; a bare name is written in the current directory "
+        f"(default: {DEFAULT_PLOT} when matplotlib is installed; '' for none)",
     )
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the example; returns the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        jl.configure_runtime(args)  # platform, devices/mesh, precision, float64
-    except (ValueError, RuntimeError) as exc:  # --device, --devices, --mesh, --distributed
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return 2
-    frameworks = jl.parse_frameworks(args.framework)
-    if "torch" in frameworks:
-        from jaxnets.app.torch_runs import run_frameworks
-        from torchref.precision import set_precision
+    return config.run_main(build_parser(), _run, argv)
 
-        set_precision(args.precision)
-    results = []
-    described: dict[int, str] = {}  # seed -> optimizer, batch, epochs, seed in words
-    for model in args.model:
+
+def _run(args: argparse.Namespace) -> int:
+    """Everything that can be refused is refused first (a missing package, data or a bad
+    batch size), then JAX starts and the runs train."""
+    frameworks = config.setup_frameworks(args)
+    plot = args.plot
+    if plot is None:  # the default picture: drawn when it can be, said so when not
         try:
-            dataset = jl.mnist_dataset(
-                model,
-                data_dir=args.data_dir,
-                download=args.download,
-                verify=not args.no_verify,
-                limit=args.limit,
-                test_limit=args.test_limit,
-                dtype=args.dtype,
-            )
-        except ValueError as exc:  # jaxnets.data.DataError, or a model that does not take MNIST
-            print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-            return 2
-        if len(dataset.x_train) < args.batch_size:
-            print(
-                f"{parser.prog}: error: --batch-size {args.batch_size} is larger than the "
-                f"{len(dataset.x_train)} training images; use a smaller --batch-size",
-                file=sys.stderr,
-            )
-            return 2
-        for seed in args.seed:
-            cfg = jl.TrainConfig(
-                model,
-                epochs=args.epochs,
-                batch_size=args.batch_size,
-                optimizer=args.optimizer,
-                lr=args.lr,
-                momentum=args.momentum,
-                seed=seed,
-                dtype=args.dtype,
-            )
-            described[seed] = cfg.describe()
-            progress = show_progress(args.no_progress)
-            if frameworks == ["jax"]:
-                results.append(jl.run_jax(cfg, dataset, progress=progress))
-            else:
-                kw = {"device": args.device, "progress": progress}
-                results += run_frameworks(cfg, dataset, frameworks, **kw)
+            config.require_plotting("the loss-curve picture")
+            plot = DEFAULT_PLOT
+        except CommandError as exc:
+            print(f"no plot: {exc} (--plot '' for none says nothing)", file=sys.stderr)
+            plot = ""
+    elif plot:
+        config.require_plotting(f"--plot {plot}")
+    cfgs = [config.train_config(args, m, seed=seed) for m in args.model for seed in args.seed]
+    datasets = {
+        m: config.run_dataset(args, config.train_config(args, m, seed=0)) for m in args.model
+    }
+    mesh = config.configure_runtime(args)  # platform, devices/mesh, precision, float64
+    progress = config.show_progress(args.no_progress)
+    results = []
+    for cfg in cfgs:
+        results += runs.run_frameworks(
+            cfg, datasets[cfg.model], frameworks, device=args.device, progress=progress, mesh=mesh
+        )
+    described = {cfg.seed: cfg.describe() for cfg in cfgs}  # optimizer, batch, epochs, seed
     for seed in args.seed:
         first = [r for r in results if r.seed == seed]
         print(f"\nMNIST, {described[seed]}, {args.dtype}, same initial weights and batch order")
         for model in args.model:
-            print("\n" + jl.result_table([r for r in first if r.model == model]))
+            print("\n" + runs.result_table([r for r in first if r.model == model]))
     if len(args.seed) > 1:
         for model in args.model:
             print(f"\n{model}: test accuracy over seeds {args.seed} ({args.dtype})")
-            print(jl.seed_spread_table([r for r in results if r.model == model]))
-    if args.plot:
+            print(runs.seed_spread_table([r for r in results if r.model == model]))
+    if plot:
         from jaxnets.app.plot import plot_loss_curves
 
         seed = args.seed[0]
-        runs = [r for r in results if r.seed == seed]
         sub = f"MNIST, {described[seed]}, {args.dtype}"
-        print(f"\nloss curves: {plot_loss_curves(runs, args.plot, subtitle=sub)}")
+        curves = plot_loss_curves([r for r in results if r.seed == seed], plot, subtitle=sub)
+        print(f"\nloss curves: {curves}")
     if args.results:
-        with open(args.results, "w") as f:
-            json.dump(jl.results_to_json(results), f)
+        runs.save_results(results, args.results)
     return 0
 
 

@@ -13,7 +13,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from jaxnets.app import loop as jl
+from jaxnets.app import config
 
 
 def jax_side() -> dict[str, str]:
@@ -33,7 +33,7 @@ def torch_side(device: str = "cpu") -> dict[str, str]:
     """The tutorial's code, as written there (on ``device``)."""
     import torch
 
-    from jaxnets.app.torch_runs import torch_device
+    from jaxnets.app.runs import torch_device
 
     with torch.device(torch_device(device)):  # scoped: the process default stays the CPU
         x = torch.tensor([1, 2, 3, 4, 5])
@@ -50,13 +50,15 @@ def torch_side(device: str = "cpu") -> dict[str, str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Print each computation in the chosen frameworks; returns the exit status."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--framework", choices=["torch", "jax", "both"], default="both")
-    p.add_argument("--device", choices=["cpu", "gpu", "tpu"], default="cpu")
-    args = p.parse_args(argv)
-    jl.select_jax_platform(args.device)
+    p = config.ArgumentParser(description=__doc__.split("\n\n")[0])
+    config.add_framework_args(p)
+    return config.run_main(p, _run, argv)
+
+
+def _run(args: argparse.Namespace) -> int:
+    frameworks = config.setup_frameworks(args)  # torch installed if it runs; JAX's device
     sides = {"torch": lambda: torch_side(args.device), "jax": jax_side}
-    results = {fw: sides[fw]() for fw in jl.parse_frameworks(args.framework)}
+    results = {fw: sides[fw]() for fw in frameworks}
     for op in ("x + y", "A @ B", "d(x^2)/dx at 2"):
         print(f"\n{op}")
         for fw, res in results.items():

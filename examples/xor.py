@@ -17,11 +17,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from jaxnets import data
-from jaxnets.app import loop as jl
-from jaxnets.app.cliargs import nonnegative_float, nonnegative_int, positive_int, show_progress
+from jaxnets.app import config, runs
 
 
-def predictions(result: jl.RunResult, x: np.ndarray) -> np.ndarray:
+def predictions(result: runs.RunResult, x: np.ndarray) -> np.ndarray:
     """The trained model's outputs on ``x`` (``with torch.no_grad(): model(X)``), ``(4, 1)``."""
     if result.framework == "jax":
         import jax.numpy as jnp
@@ -45,41 +44,30 @@ def predictions(result: jl.RunResult, x: np.ndarray) -> np.ndarray:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the example; returns the exit status."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--framework", choices=["torch", "jax", "both"], default="both")
-    p.add_argument("--device", choices=["cpu", "gpu", "tpu"], default="cpu")
-    p.add_argument("--epochs", type=positive_int, default=1000)
-    p.add_argument("--print-every", type=positive_int, default=100, help="print every N epochs")
-    p.add_argument("--lr", type=nonnegative_float, default=0.01)
-    p.add_argument("--seed", type=nonnegative_int, default=0)
-    p.add_argument("--no-progress", action="store_true", help="no progress bars (not on a pipe)")
-    args = p.parse_args(argv)
-    jl.select_jax_platform(args.device)
-    frameworks = jl.parse_frameworks(args.framework)
+    p = config.ArgumentParser(description=__doc__.split("\n\n")[0])
+    config.add_framework_args(p)
+    config.add_training_args(p, epochs=1000, print_every=100)
+    return config.run_main(p, _run, argv)
 
+
+def _run(args: argparse.Namespace) -> int:
+    frameworks = config.setup_frameworks(args)  # torch installed if it runs; JAX's device
     x, y = data.xor_dataset()
-    cfg = jl.TrainConfig(
+    cfg = runs.TrainConfig(
         "xor_net", epochs=args.epochs, batch_size=4, lr=args.lr, momentum=0.0, seed=args.seed
     )
-    progress = show_progress(args.no_progress)
-    if frameworks == ["jax"]:
-        results = [jl.run_jax(cfg, jl.Dataset(x, y), progress=progress)]
-    else:
-        from jaxnets.app.torch_runs import run_frameworks
-
-        kw = {"device": args.device, "progress": progress}
-        results = run_frameworks(cfg, jl.Dataset(x, y), frameworks, **kw)
-    print(f"{'epoch':>12}" + "".join(f"{r.framework + ' loss':>14}" for r in results))
-    for epoch in range(args.print_every, args.epochs + 1, args.print_every):
-        row = "".join(f"{r.losses[epoch - 1]:>14.4f}" for r in results)
-        print(f"{f'[{epoch}/{args.epochs}]':>12}{row}")
+    progress = config.show_progress(args.no_progress)
+    results = runs.run_frameworks(
+        cfg, runs.Dataset(x, y), frameworks, device=args.device, progress=progress
+    )
+    print(runs.loss_log(results, args.print_every, digits=4))
     preds = {r.framework: predictions(r, x) for r in results}
     print("\nFinal predictions:")
     print(f"{'input':>12}{'target':>8}" + "".join(f"{fw:>12}" for fw in preds))
     for i in range(len(x)):
         cells = "".join(f"{float(p[i, 0]):>12.4f}" for p in preds.values())
         print(f"{x[i].astype(int).tolist()!s:>12}{float(y[i, 0]):>8.0f}{cells}")
-    print("\n" + jl.result_table(results))
+    print("\n" + runs.result_table(results))
     return 0
 
 

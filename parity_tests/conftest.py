@@ -82,6 +82,25 @@ def write_tiny_mnist() -> object:
     return write
 
 
+@pytest.fixture
+def python_process() -> object:
+    """A function ``(*args) -> CompletedProcess`` running ``python ARGS`` in a fresh process
+    with this tree's code (``PYTHONPATH``), text output captured: a command as a user runs
+    it, or a check that needs an interpreter of its own (a package hidden, a clean start)."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "PYTHONPATH": str(repo)}
+        return subprocess.run(
+            [sys.executable, *args], env=env, capture_output=True, text=True, timeout=300
+        )
+
+    return run
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Skip ``gpu``-marked tests, with the reason, when JAX has no GPU backend."""
     if jax.default_backend() == "gpu":

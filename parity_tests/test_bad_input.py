@@ -684,6 +684,40 @@ def test_unknown_model_name():
     )
 
 
+@pytest.mark.parametrize("name", ["resnet18", "resnet", "vgg16", "transformer"])
+def test_a_model_not_here_suggests_nothing(name):
+    """A name that only shares a few letters with a registered one ('resnet18' and 'lenet')
+    gets the list of models, not a misleading guess."""
+    msg = _raises(
+        jaxnets.UnknownModelError,
+        f"unknown model '{name}'",
+        "Known models: ",
+        jaxnets.create_model,
+        name,
+    )
+    assert "Did you mean" not in msg
+
+
+_WITHOUT_TORCH = """
+import sys
+sys.modules["torch"] = None  # as if torch were not installed: import torch fails
+import torchref  # cheap, and fine without torch
+from torchref.precision import set_precision
+set_precision("highest", torch_too=False)  # the JAX half needs no torch
+try:
+    torchref.create_model("lenet")
+except ModuleNotFoundError as exc:
+    print("refused:", exc)
+"""
+
+
+def test_torchref_without_torch_says_how_to_install(python_process):
+    proc = python_process("-c", _WITHOUT_TORCH)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "refused: torchref needs PyTorch" in proc.stdout
+    assert "pip install 'torch==2.13.0'" in proc.stdout
+
+
 @pytest.mark.parametrize(
     ("config", "exc", "cause", "fix"),
     [

@@ -98,6 +98,7 @@ def test_flax_layout_round_trip_is_bit_exact(name, jdtype, tdtype, seed, tmp_pat
     meta = checkpoint.read_metadata(path)
     assert meta["jaxnets_format"] == "flax"
     assert meta["jaxnets_model_class"] == type(src).__name__
+    assert meta["jaxnets_model"] == name  # as the command's files record it
     assert meta["note"] == "x"
     dst = jaxnets.create_model(name, param_dtype=jdtype, rngs=nnx.Rngs(seed + 9))
     checkpoint.load_flax(path, dst)
@@ -119,11 +120,15 @@ def test_torch_file_round_trip_into_twin(suffix, seed, np_rng, tmp_path):
     _forward_parity(t, f, "batchnorm_mlp", np_rng)
 
 
-def test_pt_training_checkpoint_needs_its_key(seed, tmp_path):
+def test_pt_training_checkpoint_needs_a_key_only_when_ambiguous(seed, tmp_path):
     t = _torch_model("xor_net", torch.float32, seed)
     path = tmp_path / "ckpt.pt"
-    torch.save({"model_state_dict": t.state_dict(), "epoch": 3}, path)
-    with pytest.raises(checkpoint.CheckpointError, match="pass key='model_state_dict'"):
+    for entry in ("model_state_dict", "state_dict", "model"):  # a usual training checkpoint
+        torch.save({entry: t.state_dict(), "optimizer_state_dict": {}, "epoch": 3}, path)
+        _assert_state_dicts_identical(load_torch_file(path), bridge.to_numpy_state_dict(t))
+    # two state dicts under usual names: which one is the model's is the user's to say
+    torch.save({"model_state_dict": t.state_dict(), "state_dict": t.state_dict()}, path)
+    with pytest.raises(checkpoint.CheckpointError, match="pass key='state_dict' or key='model"):
         load_torch_file(path)
     torch.save({"net": t.state_dict(), "epoch": 3}, path)
     with pytest.raises(checkpoint.CheckpointError, match="pass key= naming the entry"):
@@ -439,3 +444,42 @@ def test_save_run_round_trip_in_process(tmp_path, np_rng):
     assert float(l1) == float(l2)
     for a, b in zip(jax.tree.leaves(s1), jax.tree.leaves(s2), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_python_saves_record_the_registry_name(tmp_path):
+    """save_flax, save_torch_layout and save_run from Python write the same metadata as the
+    command's files: the model's registry name, with which ``jaxnets convert`` reads them."""
+    model = jaxnets.create_model("xor_net")
+    flax = checkpoint.save_flax(tmp_path / "m.flax.safetensors", model)
+    torch_layout = checkpoint.save_torch_layout(tmp_path / "m.safetensors", model)
+    trainer = Trainer(model, optim.sgd(0.1), "mse")
+    run = checkpoint.save_run(tmp_path / "run.safetensors", trainer, trainer.init(), meta={})
+    for path in (flax, torch_layout, run):
+        meta = checkpoint.read_metadata(path)
+        assert meta["jaxnets_model"] == "xor_net" and meta["jaxnets_model_class"] == "XORNet"
+    with pytest.raises(ValueError, match="reserved"):
+        checkpoint.save_flax(
+            tmp_path / "x.flax.safetensors", model, metadata={"jaxnets_model": "m"}
+        )
+
+
+def test_run_weights_export_without_a_trainer(tmp_path, np_rng):
+    """The trained weights of a run file load into a bare model (parameters and BatchNorm
+    statistics), equal to the trainer's own write-back; a model of other sizes is refused
+    with every mismatch and keeps its values."""
+    cfg = {"in_features": 5, "hidden_size1": 4, "hidden_size2": 4}
+    model = jaxnets.create_model("batchnorm_mlp", **cfg)
+    trainer = Trainer(model, optim.sgd(0.1, momentum=0.9), "cross_entropy", donate=False)
+    x, y = np_rng.standard_normal((8, 5)).astype(np.float32), np_rng.integers(0, 10, 8)
+    state, _ = trainer.step(trainer.init(), x, y)
+    path = checkpoint.save_run(tmp_path / "run.safetensors", trainer, state, meta={"epoch": 1})
+    fresh = jaxnets.create_model("batchnorm_mlp", rngs=nnx.Rngs(7), **cfg)
+    assert checkpoint.load_run_weights(path, fresh) == {"epoch": 1}
+    _assert_state_dicts_identical(
+        convert.state_dict(fresh), convert.state_dict(trainer.write_back(state))
+    )
+    other = jaxnets.create_model("batchnorm_mlp", in_features=5, hidden_size1=6, hidden_size2=4)
+    before = convert.state_dict(other)
+    with pytest.raises(convert.StateDictError, match=r"'fc1.kernel': shape \(5, 4\) in the file"):
+        checkpoint.load_run_weights(path, other)
+    _assert_state_dicts_identical(convert.state_dict(other), before)

@@ -1,8 +1,13 @@
-"""The ``jaxnets`` command: summary, convert, train and the timing columns of compare."""
+"""The ``jaxnets`` command: summary, convert, train, list and the timing columns of compare;
+every user mistake ends in ``jaxnets CMD: error: ...`` (status 2), never in a traceback, and no
+command replaces its input or an existing file it was not told to replace."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -10,7 +15,7 @@ import torch
 
 import jaxnets
 import torchref
-from jaxnets import checkpoint
+from jaxnets import checkpoint, convert
 from jaxnets.app.cli import main
 from jaxnets.tolerances import backend_name
 from torchref.checkpoint import load_torch_file, save_torch_file
@@ -75,6 +80,9 @@ def test_train_both_frameworks_with_plot(tmp_path, write_tiny_mnist, capsys):
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "torch (" in out and "jax (" in out and "test accuracy" in out
+    # both times, and no verdict drawn from one timed run of each
+    (wall,) = [line for line in out.splitlines() if line.startswith("wall time")]
+    assert wall.count(" s") == 2 and "faster" not in out
     assert png.read_bytes()[:4] == b"\x89PNG"
     runs = json.loads(js.read_text())
     assert [r["framework"] for r in runs] == ["torch", "jax"]
@@ -141,6 +149,7 @@ def run_cli(capsys: pytest.CaptureFixture[str], argv: list[str]) -> tuple[int, s
         (["compare", "--model", "xor_net", "--seed", "-1"], "--seed"),
         (["train", "lenet", "--batch-size", "0"], "--batch-size"),
         (["train", "lenet", "--epochs", "-1"], "--epochs"),
+        (["train", "lenet", "--epochs", "0"], "--epochs"),  # no epoch: nothing to compare
         (["train", "lenet", "--lr", "-1"], "--lr"),
         (["train", "lenet", "--lr", "nan"], "--lr"),
         (["train", "lenet", "--test-limit", "0"], "--test-limit"),
@@ -190,10 +199,6 @@ def test_train_mistakes_found_after_parsing(tmp_path, write_tiny_mnist, capsys):
 
 def test_train_batch_must_split_over_the_devices(tmp_path, write_tiny_mnist):
     """8 simulated CPU devices (a fresh process: the count is fixed when JAX starts)."""
-    import os
-    import subprocess
-    import sys
-
     folder = write_tiny_mnist(tmp_path / "mnist", np.random.default_rng(3), 64, 16)
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
     env["JAX_PLATFORMS"] = "cpu"
@@ -261,8 +266,9 @@ def test_convert_key_picks_the_state_dict_of_a_training_checkpoint(tmp_path, cap
     t = torchref.create_model("xor_net")
     ckpt, out = tmp_path / "ckpt.pt", tmp_path / "x.flax.safetensors"
     torch.save({"model_state_dict": t.state_dict(), "epoch": 3}, ckpt)
-    status, _, err = run_cli(capsys, ["convert", str(ckpt), str(out), "--model", "xor_net"])
-    assert status == 2 and "pass --key model_state_dict" in err and "key=" not in err
+    status, stdout, err = run_cli(capsys, ["convert", str(ckpt), str(out), "--model", "xor_net"])
+    assert status == 0 and "(Flax layout)" in stdout, err  # the default finds it, as --help says
+    out.unlink()
     odd = tmp_path / "odd.pt"  # an entry name no training loop uses: nothing to suggest
     torch.save({"net": t.state_dict(), "epoch": 3}, odd)
     status, _, err = run_cli(capsys, ["convert", str(odd), str(out), "--model", "xor_net"])
@@ -291,9 +297,6 @@ def test_only_user_errors_lose_their_traceback(capsys, monkeypatch):
 
 def test_broken_pipe_is_quiet(tmp_path):
     """``jaxnets summary lenet --params | head``: the reader is gone before the output."""
-    import subprocess
-    import sys
-
     with subprocess.Popen(
         [sys.executable, "-m", "jaxnets.app.cli", "summary", "lenet", "--params"],
         stdout=subprocess.PIPE,
@@ -320,7 +323,7 @@ def test_help_shows_defaults(capsys, monkeypatch):
 
 
 def test_progress_bars_only_on_a_terminal(tmp_path, write_tiny_mnist, capsys):
-    from jaxnets.app.cliargs import show_progress
+    from jaxnets.app.config import show_progress
 
     class Tty:
         def isatty(self) -> bool:
@@ -333,3 +336,113 @@ def test_progress_bars_only_on_a_terminal(tmp_path, write_tiny_mnist, capsys):
     argv += ["--no-verify", "--framework", "jax", "--epochs", "1", "--batch-size", "16"]
     status, _, err = run_cli(capsys, argv)  # no --no-progress
     assert status == 0 and "\r" not in err and "epoch 1/1" not in err
+
+
+# ---------------------------------------------------------------- files: refused, not lost
+
+
+def test_convert_refuses_unknown_suffixes_without_a_traceback(tmp_path, python_process):
+    pt, npz, h5 = tmp_path / "lenet.pt", tmp_path / "x.npz", tmp_path / "w.h5"
+    save_torch_file(pt, torchref.create_model("lenet"))
+    proc = python_process("-m", "jaxnets.app.cli", "convert", str(pt), str(npz), "--model", "lenet")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "jaxnets convert: error:" in proc.stderr and "'.npz' is none it knows" in proc.stderr
+    assert not npz.exists()
+    h5.write_bytes(b"x")
+    proc = python_process("-m", "jaxnets.app.cli", "convert", str(h5), str(pt), "--model", "lenet")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and ".h5" in proc.stderr
+
+
+def test_convert_never_replaces_its_input_or_an_unnamed_file(tmp_path, capsys):
+    pt = tmp_path / "lenet.pt"
+    save_torch_file(pt, torchref.create_model("lenet"))
+    before = pt.read_bytes()
+    for argv in (["--overwrite"], []):  # the input is refused even with --overwrite
+        status, _, err = run_cli(capsys, ["convert", str(pt), str(pt), "--model", "lenet", *argv])
+        assert status == 2 and "is the input file too" in err and "Traceback" not in err
+    assert pt.read_bytes() == before
+    out = tmp_path / "out.flax.safetensors"
+    out.write_bytes(b"precious")
+    status, _, err = run_cli(capsys, ["convert", str(pt), str(out), "--model", "lenet"])
+    assert status == 2 and f"{out} exists" in err and "--overwrite" in err
+    assert out.read_bytes() == b"precious"
+    assert (
+        run_cli(capsys, ["convert", str(pt), str(out), "--model", "lenet", "--overwrite"])[0] == 0
+    )
+    assert checkpoint.read_metadata(out)["jaxnets_model"] == "lenet"
+
+
+def test_train_plot_without_matplotlib_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # find_spec -> None: not installed
+    argv = ["train", "mlp", "--framework", "jax", "--data-dir", str(tmp_path / "nowhere")]
+    status, _, err = run_cli(capsys, [*argv, "--plot", "c.png"])
+    assert status == 2 and "--plot c.png: plotting needs matplotlib" in err
+    assert "pip install -e '.[plot]'" in err
+    assert "nowhere" not in err  # refused before the data was looked for
+
+
+def test_a_new_run_does_not_replace_a_checkpoint_unasked(tmp_path, write_tiny_mnist, capsys):
+    folder = write_tiny_mnist(tmp_path / "mnist", np.random.default_rng(8), 16, 8)
+    ckpt = tmp_path / "run.safetensors"
+    ckpt.write_bytes(b"an earlier run")
+    argv = ["train", "mlp", "--config", "hidden_sizes=(8,)", "--data-dir", str(folder)]
+    argv += ["--no-verify", "--framework", "jax", "--batch-size", "16", "--checkpoint", str(ckpt)]
+    status, _, err = run_cli(capsys, argv)
+    assert status == 2 and f"{ckpt} exists" in err and "--overwrite" in err
+    assert ckpt.read_bytes() == b"an earlier run"
+
+
+def test_a_trained_run_exports_from_the_command_line(tmp_path, write_tiny_mnist, capsys):
+    """``train --checkpoint`` then ``convert`` of the run file: its trained weights, with its
+    model config read from the run, out as a torch file that torch loads strictly."""
+    folder = write_tiny_mnist(tmp_path / "mnist", np.random.default_rng(9), 32, 8)
+    run = tmp_path / "run.safetensors"
+    argv = ["train", "mlp", "--config", "hidden_sizes=(8,)", "--data-dir", str(folder)]
+    argv += ["--no-verify", "--framework", "jax", "--batch-size", "16", "--epochs", "1"]
+    assert run_cli(capsys, [*argv, "--checkpoint", str(run)])[0] == 0
+    pt = tmp_path / "trained.pt"
+    status, out, err = run_cli(capsys, ["convert", str(run), str(pt), "--model", "mlp"])
+    assert status == 0, err
+    assert "(training run) ->" in out and "(torch layout)" in out
+    t = torchref.create_model("mlp", hidden_sizes=(8,))
+    t.load_state_dict({k: torch.from_numpy(v) for k, v in load_torch_file(pt).items()})
+    twin = jaxnets.create_model("mlp", hidden_sizes=(8,))
+    checkpoint.load_run_weights(run, twin)
+    for k, v in load_torch_file(pt).items():
+        np.testing.assert_array_equal(v, convert.state_dict(twin)[k], err_msg=k)
+    status, _, err = run_cli(
+        capsys, ["convert", str(run), str(tmp_path / "x.pt"), "--model", "lenet"]
+    )
+    assert status == 2 and "is a run of 'mlp', not 'lenet'. Fix: --model mlp" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "suggestion"),
+    [
+        (["compare", "--modle", "lenet"], "--modle (did you mean --model?)"),
+        (["train", "lenet", "--epoch", "2", "--lrr", "0.1"], "--lrr (did you mean --lr?)"),
+        (["bench", "--repaets=3"], "--repaets=3 (did you mean --repeats?)"),
+    ],
+)
+def test_a_misspelled_option_gets_the_closest(capsys, argv, suggestion):
+    status, _, err = run_cli(capsys, argv)
+    assert status == 2 and suggestion in err and "Traceback" not in err
+
+
+def test_list_answers_without_torch_or_weights(python_process):
+    """``jaxnets list`` counts parameters from shapes (no weights are initialised) and does
+    not load torch: it answers in about the time JAX takes to import."""
+    code = (
+        "import sys; from jaxnets.app.cli import main; main(['list']); "
+        "print('torch loaded:', 'torch' in sys.modules)"
+    )
+    proc = python_process("-c", code)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "torch loaded: False" in proc.stdout
+    assert "lenet" in proc.stdout and "81,194" in proc.stdout and "235,146" in proc.stdout
+
+
+def test_compare_takes_several_model_globs(capsys):
+    argv = ["compare", "--model", "xor_net", "--model", "simple_nn", "--no-timing"]
+    status, out, _ = run_cli(capsys, [*argv, "--format", "json"])
+    assert status == 0 and [r["model"] for r in json.loads(out)] == ["simple_nn", "xor_net"]

@@ -217,3 +217,58 @@ def test_nnx_sequential_for_torch_sequential_is_named_with_the_fix() -> None:
     ):
         bridge.torch_to_flax(t, _FlaxSeq(nnx.Sequential, nnx.Rngs(0)))
     bridge.torch_to_flax(t, _FlaxSeq(nnx.List, nnx.Rngs(0)))  # loads
+
+
+class _DropoutNet(torch.nn.Module):
+    """The porting recipe's kind of model: a Dropout between two Linear layers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.drop, self.fc2 = (
+            torch.nn.Linear(4, 8),
+            torch.nn.Dropout(0.5),
+            torch.nn.Linear(8, 3),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.drop(torch.relu(self.fc1(x))))
+
+
+class _DropoutTwin(nnx.Module):
+    def __init__(self, *, rngs: nnx.Rngs) -> None:
+        self.fc1 = jaxnets.nn.Linear(4, 8, rngs=rngs, param_dtype=jnp.float64)
+        self.drop = nnx.Dropout(0.5, rngs=rngs)
+        self.fc2 = jaxnets.nn.Linear(8, 3, rngs=rngs, param_dtype=jnp.float64)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.fc2(self.drop(jax.nn.relu(self.fc1(x))))
+
+
+def test_abstract_twin_with_dropout_runs_after_loading(seed) -> None:
+    """The porting recipe (an ``nnx.eval_shape`` twin, then ``torch_to_flax``): loading the
+    weights also gives the Dropout's random stream concrete values, so the twin runs in
+    training mode and ``parity.compare`` compares it (before, both failed with a JAX type
+    error on an abstract key). In eval mode it equals torch within the parity tolerance."""
+    from torchref import parity
+
+    torch.manual_seed(seed)
+    t = _DropoutNet().double()
+    twin = nnx.eval_shape(lambda: _DropoutTwin(rngs=nnx.Rngs(0)))
+    bridge.torch_to_flax(t, twin)
+    x = np.random.default_rng(seed).standard_normal((6, 4))
+    y = np.arange(6) % 3
+    twin.train()
+    out = np.asarray(twin(jnp.asarray(x)))
+    assert out.shape == (6, 3) and np.isfinite(out).all()
+    assert not np.array_equal(out, np.asarray(twin(jnp.asarray(x))))  # the stream moves on
+    report = parity.compare(t.train(), twin, x, y)  # compared, not a type error
+    assert report.comparisons
+    t.eval()
+    twin.eval()
+    parity.compare(t, twin, x, y).raise_if_failed()
+    # a stream that already holds values is left as it is
+    key = twin.drop.rngs.key.get_value()
+    convert.materialize_rng_state(twin, seed=5)
+    assert jnp.array_equal(
+        jax.random.key_data(twin.drop.rngs.key.get_value()), jax.random.key_data(key)
+    )

@@ -311,7 +311,9 @@ def test_initialize_distributed_needs_all_three_arguments() -> None:
 
 
 def _parse(*argv: str) -> argparse.Namespace:
-    return dist.add_device_args(argparse.ArgumentParser()).parse_args(list(argv))
+    from jaxnets.app import config
+
+    return config.add_device_args(argparse.ArgumentParser()).parse_args(list(argv))
 
 
 def test_device_flags() -> None:
@@ -332,34 +334,54 @@ def test_bad_device_flags_exit_with_usage(
     assert "error: argument" in capsys.readouterr().err
 
 
-def test_trainer_from_args_without_flags_is_the_single_device_trainer() -> None:
+def test_the_mesh_is_passed_not_kept() -> None:
+    """The device flags give a mesh, and the trainer is built on the mesh it is given: no
+    module-level default that one call sets and a later one reads."""
+    from flax import nnx
+
+    import jaxnets
+    from jaxnets import optim
+    from jaxnets.app.config import mesh_from_args
+    from jaxnets.training.trainer import Trainer
+
+    model = nnx.eval_shape(lambda: jaxnets.create_model("xor_net"))  # no arrays needed
+    assert mesh_from_args(_parse()) is None
+    assert type(dist.trainer_for(model, optim.sgd(lr=0.1), "mse")) is Trainer
+    mesh = mesh_from_args(_parse("--devices", "1"))
+    assert mesh is not None and mesh.shape == {"data": 1}
+    trainer = dist.trainer_for(model, optim.sgd(0.1), "mse", mesh=mesh)
+    assert isinstance(trainer, dist.DataParallelTrainer) and trainer.mesh is mesh
+    # making a mesh changed nothing for a later call without one
+    assert type(dist.trainer_for(model, optim.sgd(0.1), "mse")) is Trainer
+    assert not [k for k, v in vars(dist).items() if isinstance(v, type(mesh))]  # none kept
+
+
+def test_data_parallel_trainer_overrides_and_shares_the_trainer_options() -> None:
+    """DataParallelTrainer overrides the entry points as methods (nothing rebound on the
+    instance) and takes every Trainer option by the Trainer's own name and meaning."""
+    import inspect
+
     from flax import nnx
 
     import jaxnets
     from jaxnets import optim
     from jaxnets.training.trainer import Trainer
 
-    model = nnx.eval_shape(lambda: jaxnets.create_model("xor_net"))  # no arrays needed
-    trainer = dist.trainer_from_args(_parse(), model, optim.sgd(lr=0.1), "mse")
-    assert type(trainer) is Trainer
-    try:
-        trainer = dist.trainer_from_args(_parse("--devices", "1"), model, optim.sgd(0.1), "mse")
-        assert isinstance(trainer, dist.DataParallelTrainer)
-        assert trainer.mesh.shape == {"data": 1}
-        # setup_from_args made that mesh the default: a loop's trainer_for() picks it up
-        assert isinstance(dist.trainer_for(model, optim.sgd(0.1)), dist.DataParallelTrainer)
-        # every Trainer argument goes through, gather_ahead included (a TypeError before)
-        import inspect
-
-        single, parallel = (
-            inspect.signature(t).parameters for t in (Trainer, dist.DataParallelTrainer)
-        )
-        assert set(single) <= set(parallel), set(single) - set(parallel)
-        ahead = dist.trainer_for(model, optim.sgd(0.1), gather_ahead=True)
-        assert isinstance(ahead, dist.DataParallelTrainer) and ahead.gather_ahead is True
-    finally:
-        dist.setup_from_args(_parse())  # back to one device for the rest of the session
-    assert type(dist.trainer_for(model, optim.sgd(0.1))) is Trainer
+    model = nnx.eval_shape(lambda: jaxnets.create_model("xor_net"))
+    mesh = dist.make_mesh(1)
+    options = {
+        name: p.default
+        for name, p in inspect.signature(Trainer).parameters.items()
+        if p.kind is p.KEYWORD_ONLY
+    }
+    options |= {"gather_ahead": True, "donate": False}
+    trainer = dist.DataParallelTrainer(model, optim.sgd(0.1), "mse", mesh=mesh, **options)
+    assert (trainer.gather_ahead, trainer.donate) == (True, False)
+    for name in ("step", "run_epoch", "predict", "loss_and_grad", "apply_gradients"):
+        assert name not in vars(trainer), f"{name} rebound on the instance"
+        assert getattr(dist.DataParallelTrainer, name) is not getattr(Trainer, name), name
+    with pytest.raises(TypeError, match="no_such_option"):
+        dist.DataParallelTrainer(model, optim.sgd(0.1), "mse", mesh=mesh, no_such_option=1)
 
 
 @pytest.mark.gpu

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -18,8 +19,8 @@ import torch
 
 import jaxnets
 from jaxnets import data
-from jaxnets.app import loop as jl
-from jaxnets.app.torch_runs import run_frameworks
+from jaxnets.app import runs as jl
+from jaxnets.app.runs import run_frameworks
 from jaxnets.checkpoint import NonFiniteLossError, NonFiniteStateError
 from jaxnets.tolerances import backend_name, tolerance
 from jaxnets.training.trainer import Trainer
@@ -65,7 +66,7 @@ def test_first_network(capsys):
 
 
 def test_regression_loop(capsys):
-    args = [*device_args(), "--num-epochs", "4", "--print-interval", "2"]  # bars: tty only
+    args = [*device_args(), "--epochs", "4", "--print-every", "2"]  # bars: tty only
     assert load_example("regression_loop").main(args) == 0
     out, err = capsys.readouterr()
     assert "4/4" in out and "final batch loss" in out
@@ -75,10 +76,14 @@ def test_regression_loop(capsys):
 @pytest.mark.parametrize(
     ("example", "argv", "words"),
     [
-        ("regression_loop", ["--print-interval", "0"], "argument --print-interval: expected"),
+        ("regression_loop", ["--print-every", "0"], "argument --print-every: expected"),
         ("xor", ["--print-every", "0"], "argument --print-every: expected"),
         ("mnist", ["--model", "lenett"], "Did you mean 'lenet'?"),
         ("mnist", ["--epochs", "-1"], "argument --epochs: expected"),
+        ("mnist", ["--epochs", "0"], "argument --epochs: expected a positive integer"),
+        ("xor", ["--epochs", "0"], "argument --epochs: expected a positive integer"),
+        ("xor", ["--epohcs", "3"], "--epohcs (did you mean --epochs?)"),
+        ("regression_loop", ["--num-epochs", "5"], "--num-epochs (did you mean --epochs?)"),
     ],
 )
 def test_example_argument_mistakes_are_usage_errors(capsys, example, argv, words):
@@ -107,11 +112,41 @@ def test_mnist_plot_default_is_documented_and_ignored(capsys, monkeypatch):
     assert "/mnist_loss_curves.png" in ignored
 
 
+def test_mnist_plot_without_matplotlib_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    # the data folder does not exist: an error about it would mean the data came first
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # find_spec -> None: not installed
+    args = [*device_args(), "--data-dir", str(tmp_path / "nowhere"), "--plot", "x.png"]
+    assert load_example("mnist").main(args) == 2
+    err = capsys.readouterr().err
+    assert "--plot x.png: plotting needs matplotlib" in err and "pip install -e '.[plot]'" in err
+    assert "nowhere" not in err and "Traceback" not in err
+
+
+def test_mnist_default_plot_without_matplotlib_says_so_and_runs(
+    tmp_path, write_tiny_mnist, monkeypatch, capsys
+):
+    folder = write_tiny_mnist(tmp_path / "mnist", np.random.default_rng(6), 16, 8)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.chdir(tmp_path)
+    args = ["--device", backend_name(), "--framework", "jax", "--model", "custom_neural_network"]
+    args += ["--data-dir", str(folder), "--no-verify", "--epochs", "1", "--batch-size", "16"]
+    assert load_example("mnist").main(args) == 0
+    out, err = capsys.readouterr()
+    assert "no plot: the loss-curve picture: plotting needs matplotlib" in err
+    assert "test accuracy" in out and not (tmp_path / "mnist_loss_curves.png").exists()
+
+
+def test_a_run_needs_an_epoch():
+    """No epoch means nothing to train or compare: refused the same way for both sides."""
+    with pytest.raises(ValueError, match="epochs and batch_size must be >= 1, got 0"):
+        jl.TrainConfig("xor_net", epochs=0)
+
+
 def test_xor(capsys):
     args = [*device_args(), "--epochs", "4", "--print-every", "2", "--no-progress"]
     assert load_example("xor").main(args) == 0
     out = capsys.readouterr().out
-    assert "[4/4]" in out and "Final predictions:" in out and "[1, 1]" in out
+    assert "4/4" in out and "Final predictions:" in out and "[1, 1]" in out
 
 
 def test_lenet_walkthrough(capsys):
@@ -176,19 +211,6 @@ def test_mnist_several_seeds_add_the_spread_table(tmp_path, write_tiny_mnist, np
     assert "per-seed gap over" in out
     runs = jl.results_from_json(json.loads(js.read_text()))
     assert sorted(r.seed for r in runs if r.framework == "jax") == [3, 5]
-
-
-def test_compile_seconds_counts_a_new_compilation():
-    import jax
-    import jax.numpy as jnp
-
-    before = jl.compile_seconds()
-    f = jax.jit(lambda x: jnp.tanh(x) * 3.25 + x.sum())  # a function nothing has compiled
-    f(jnp.ones((7, 5), jnp.float32)).block_until_ready()
-    middle = jl.compile_seconds()
-    assert middle > before
-    f(jnp.ones((7, 5), jnp.float32)).block_until_ready()  # cached: no new compilation
-    assert jl.compile_seconds() == middle
 
 
 def test_seed_spread_table_arithmetic():

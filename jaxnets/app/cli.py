@@ -1,10 +1,12 @@
 """The ``jaxnets`` command. Thin: parse arguments, dispatch to library functions, print.
 
 User mistakes end as ``jaxnets CMD: error: MESSAGE`` on stderr with exit status 2, as argparse
-reports its own: numeric options are checked while parsing (:mod:`jaxnets.app.cliargs`), and the
-library's own error types (a damaged checkpoint, a model config it refuses, missing data...)
-are caught around the subcommand. Anything else is a bug and keeps its traceback;
-``JAXNETS_TRACEBACK=1`` shows the traceback of user errors too.
+reports its own: options are checked while parsing (:mod:`jaxnets.app.config`; an unknown one
+gets the closest known one), and the library's own error types (a damaged checkpoint, a model
+config it refuses, missing data...) are caught around the subcommand. Anything else is a bug
+and keeps its traceback; ``JAXNETS_TRACEBACK=1`` shows the traceback of user errors too.
+Each command imports what it needs when it runs: ``jaxnets list`` loads neither torch nor a
+model's weights.
 """
 
 from __future__ import annotations
@@ -15,60 +17,44 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from jaxnets.app.cliargs import (
+from jaxnets.app.config import (
+    ArgumentParser,
+    CommandError,
+    check_output,
     nonnegative_int,
     positive_float,
     positive_int,
+    require_torch,
+    select_models,
     show_progress,
     with_default,
 )
 
 __all__ = ["CommandError", "build_parser", "main"]
 
-TORCH_MISSING = (
-    "jaxnets {cmd} needs PyTorch to build the reference side, and it is not installed.\n"
-    "Install the CPU build:  pip install 'torch==2.13.0' -e '.[torch]'\n"
-    "(an unpinned `pip install torch` pulls several GB of CUDA libraries)"
-)
-
-
-class CommandError(Exception):
-    """A mistake on the command line that argparse cannot see (a model config the model
-    refuses, a batch larger than the data...); :func:`main` prints ``jaxnets CMD: error:
-    MESSAGE`` and returns 2. The message says what is wrong and how to fix it."""
-
 
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
 
-def _need_torch(cmd: str) -> None:
-    import importlib.util
-
-    if importlib.util.find_spec("torch") is None:  # look, don't import: that is torchref's job
-        print(TORCH_MISSING.format(cmd=cmd), file=sys.stderr)
-        raise SystemExit(2)
-
-
 def cmd_list(args: argparse.Namespace) -> int:
-    """Every registered model, its tutorial, and parameter counts on both sides."""
+    """Every registered model, its tutorial and parameter count (the twin's, which equals
+    torch's: ``jaxnets compare`` checks both), counted from shapes alone: no weights are
+    initialised and torch is not loaded, so the listing answers at once."""
+    from flax import nnx
+
     import jaxnets
     from jaxnets.app.report import Column, render
 
-    try:
-        import torchref
-        from torchref.parity import count_params
-    except ImportError:  # the Flax side lists fine without torch
-        torchref = count_params = None
     rows = []
     for name in jaxnets.list_models():
         spec = jaxnets.get_model_spec(name)
+        abstract = nnx.eval_shape(lambda name=name: jaxnets.create_model(name))
         rows.append(
             {
                 "model": name,
                 "tutorial": spec.tutorial,
-                "torch_params": count_params(torchref.create_model(name)) if torchref else None,
-                "flax_params": _flax_count(jaxnets.create_model(name)),
+                "params": _param_count(abstract),
                 "input": "x".join(map(str, spec.torch_input_shape(1)[1:]))
                 + (" (NHWC in Flax)" if spec.layout == "image" else ""),
                 "loss": spec.loss,
@@ -78,8 +64,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     cols = [
         Column("model", "model", align="<"),
         Column("tutorial", "tutorial"),
-        Column("torch_params", "torch params", "{:,}"),
-        Column("flax_params", "flax params", "{:,}"),
+        Column("params", "params", "{:,}"),
         Column("input", "input", align="<"),
         Column("loss", "loss", align="<"),
         Column("description", "architecture", align="<"),
@@ -88,21 +73,21 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _flax_count(model: object) -> int:
-    import numpy as np
+def _param_count(model: object) -> int:
+    import math
+
     from flax import nnx
 
-    return sum(int(np.prod(v.shape)) for _, v in nnx.to_flat_state(nnx.state(model, nnx.Param)))
+    return sum(math.prod(v.shape) for _, v in nnx.to_flat_state(nnx.state(model, nnx.Param)))
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """The parity table: both sides from one seed, weights copied, every error measured."""
-    _need_torch("compare")
-    import jaxnets
+    names = select_models(args.model)
+    require_torch("jaxnets compare")
     from jaxnets.app.report import Column, render
     from torchref.compare import batchnorm_models, compare_models, summary_rows
 
-    names = jaxnets.match_models(args.model)
     if args.batch_size < 2 and (bn := batchnorm_models(names)):
         raise CommandError(
             f"--batch-size {args.batch_size}: {', '.join(bn)} "
@@ -113,7 +98,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     reports = compare_models(names, dtype=args.dtype, seed=args.seed, batch_size=args.batch_size)
     rows = summary_rows(reports)
     if args.timing:
-        from jaxnets.app.timing import step_times
+        from jaxnets.app.bench import step_times
 
         for row in rows:
             st = step_times(row["model"], batch_size=args.batch_size, dtype=args.dtype)
@@ -221,20 +206,22 @@ def _model_config(pairs: Sequence[str] | None, model: str) -> dict[str, object]:
 
 def _checkpoint_note(args: argparse.Namespace, cfg: Any, n_train: int) -> str | None:
     """The one line to print about ``--checkpoint``/``--resume`` before training, after
-    checking that a run to resume was saved with these settings."""
+    checking that a run to resume was saved with these settings, and that a new run does not
+    replace an existing file without ``--overwrite``."""
     from pathlib import Path
 
-    from jaxnets.app import loop as jl
+    from jaxnets.app.runs import check_resume
 
     path = Path(args.checkpoint)
     if not args.resume:
         if path.exists():
-            return f"{path} exists and is overwritten by this new run (--resume continues it)"
+            check_output(args.checkpoint, overwrite=args.overwrite)  # refused without it
+            return f"{path} exists and is overwritten by this new run (--overwrite)"
         return None
     if not path.exists():
         return f"{path} does not exist yet: starting a new run, saved there after every epoch"
     try:
-        epoch, steps = jl.check_resume(path, cfg, n_train)  # CheckpointError: main reports
+        epoch, steps = check_resume(path, cfg, n_train)  # CheckpointError: main reports
     except ValueError as exc:
         raise CommandError(f"--resume: {exc}") from None
     done = f"resuming from {path} at epoch {epoch} (step {steps})"
@@ -244,20 +231,6 @@ def _checkpoint_note(args: argparse.Namespace, cfg: Any, n_train: int) -> str | 
             f"only evaluated (raise --epochs to train on)"
         )
     return f"{done}, training to epoch {cfg.epochs}"
-
-
-def _check_devices(args: argparse.Namespace, batch_size: int) -> None:
-    """With ``--devices``/``--mesh``/``--distributed``: the batch must split evenly over the
-    mesh (call after :func:`jaxnets.app.loop.configure_runtime`)."""
-    from jaxnets.training import distributed
-
-    if args.devices is False and args.mesh is None and not args.distributed:
-        return
-    mesh = distributed.make_mesh(args.devices or None, mesh_shape=args.mesh)
-    try:
-        distributed.check_global_batch(batch_size, mesh, what="--batch-size")
-    except ValueError as exc:
-        raise CommandError(str(exc)) from None
 
 
 def _check_train_args(args: argparse.Namespace) -> str | None:
@@ -271,92 +244,79 @@ def _check_train_args(args: argparse.Namespace) -> str | None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train MODEL on MNIST in torch and/or JAX from one start and batch order; summary, plot."""
-    import json
 
-    from jaxnets.app import loop as jl
+    from jaxnets.app import config, runs
 
-    frameworks = jl.parse_frameworks(args.framework)
-    cfg = jl.TrainConfig(
-        args.model,
-        model_config=_model_config(args.config, args.model),
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        optimizer=args.optimizer,
-        lr=args.lr,
-        momentum=args.momentum,
-        seed=args.seed,
-        dtype=args.dtype,
-    )
-    try:
-        dataset = jl.mnist_dataset(
-            args.model,
-            data_dir=args.data_dir,
-            download=args.download,
-            verify=not args.no_verify,
-            limit=args.limit,
-            test_limit=args.test_limit,
-            dtype=args.dtype,
-            **cfg.model_config,
-        )
-    except ValueError as exc:  # jaxnets.data.DataError, or a model that does not take MNIST
-        raise CommandError(str(exc)) from None
-    n = len(dataset.x_train)
-    if n < cfg.batch_size:
-        raise CommandError(
-            f"--batch-size {cfg.batch_size} is larger than the {n} training images, and the "
-            f"last incomplete batch is dropped, so no step would run. Fix: --batch-size {n} "
-            f"or less" + (", or a larger --limit" if args.limit is not None else "")
-        )
-    note = _checkpoint_note(args, cfg, n) if args.checkpoint else None
-    # after the checks above (numpy only), so bad arguments are refused before JAX starts
-    try:
-        jl.configure_runtime(args)  # platform, devices/mesh, precision, float64
-    except (ValueError, RuntimeError) as exc:  # --device, --devices, --mesh, --distributed
-        raise CommandError(str(exc)) from None
-    _check_devices(args, cfg.batch_size)
+    frameworks = config.parse_frameworks(args.framework)
+    # everything that can be refused is refused before JAX starts or a step runs
+    if "torch" in frameworks:
+        require_torch("jaxnets train --framework torch|both")
+    if args.plot:
+        config.require_plotting(f"--plot {args.plot}")
+    cfg = config.train_config(args, args.model, model_config=_model_config(args.config, args.model))
+    dataset = config.run_dataset(args, cfg)
+    note = _checkpoint_note(args, cfg, len(dataset.x_train)) if args.checkpoint else None
+    mesh = config.configure_runtime(args)  # platform, devices/mesh, precision, float64
+    if mesh is not None:
+        from jaxnets.training.distributed import check_global_batch
+
+        try:
+            check_global_batch(cfg.batch_size, mesh, what="--batch-size")
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
     if note:
         print(f"jaxnets train: {note}", file=sys.stderr)
-    progress = show_progress(args.no_progress)
-    if frameworks == ["jax"]:
-        results = [
-            jl.run_jax(
-                cfg, dataset, progress=progress, checkpoint=args.checkpoint, resume=args.resume
-            )
-        ]
-    else:
-        _need_torch("train --framework torch|both")
-        from jaxnets.app.torch_runs import run_frameworks
-        from torchref.precision import set_precision
-
-        set_precision(args.precision)
-        results = run_frameworks(cfg, dataset, frameworks, device=args.device, progress=progress)
+    results = runs.run_frameworks(
+        cfg,
+        dataset,
+        frameworks,
+        device=args.device,
+        progress=show_progress(args.no_progress),
+        mesh=mesh,
+        checkpoint=args.checkpoint,
+        resume=args.resume,
+    )
     described = cfg.describe()
     print(f"\n{args.model} on MNIST, {described}, {args.dtype}\n")
-    print(jl.result_table(results))
+    print(runs.result_table(results))
     if args.plot:
         from jaxnets.app.plot import plot_loss_curves
 
         sub = f"MNIST, {described}, {args.dtype}"
         print(f"\nloss curves: {plot_loss_curves(results, args.plot, subtitle=sub)}")
     if args.results:
-        with open(args.results, "w") as f:
-            json.dump(jl.results_to_json(results), f)
+        runs.save_results(results, args.results)
     return 0
 
 
-def _is_flax_file(path: str) -> bool:
-    """A Flax-layout checkpoint: named ``*.flax.safetensors``, or a .safetensors file whose
-    header says ``jaxnets_format=flax`` (a damaged file raises ``CheckpointError``)."""
+_KINDS = {"flax": "Flax layout", "run": "training run", "torch": "torch layout"}
+
+
+def _file_kind(path: str, *, reading: bool) -> str:
+    """What convert reads or writes at ``path``: ``'flax'`` (``*.flax.safetensors``, or a
+    .safetensors file whose header says so), ``'run'`` (a training run, read only),
+    ``'torch'`` (.safetensors state dict) or ``'torch.save'`` (.pt, .pth, .bin, .ckpt).
+    ``CommandError`` for any other suffix; a damaged file raises ``CheckpointError``."""
     from pathlib import Path
+
+    from jaxnets.checkpoint import FORMAT_KEY, TORCH_SAVE_SUFFIXES, read_metadata
 
     p = Path(path)
     if p.name.lower().endswith(".flax.safetensors"):
-        return True
-    if p.suffix.lower() == ".safetensors" and p.exists():
-        from jaxnets.checkpoint import FORMAT_KEY, read_metadata
-
-        return read_metadata(p).get(FORMAT_KEY) == "flax"
-    return False
+        return "flax"
+    if p.suffix.lower() == ".safetensors":
+        if reading and p.exists():
+            kind = read_metadata(p).get(FORMAT_KEY)
+            return kind if kind in ("flax", "run") else "torch"
+        return "torch"
+    if p.suffix.lower() in TORCH_SAVE_SUFFIXES:
+        return "torch.save"
+    raise CommandError(
+        f"{path}: convert {'reads' if reading else 'writes'} files by their suffix, and "
+        f"{p.suffix or 'no suffix'!r} is none it knows. Fix: name it *.flax.safetensors (Flax "
+        f"layout), *.safetensors (torch state dict) or {', '.join(TORCH_SAVE_SUFFIXES)} "
+        f"(torch.save)"
+    )
 
 
 def _is_zip(path: str) -> bool:
@@ -368,39 +328,64 @@ def _is_zip(path: str) -> bool:
         return False
 
 
+def _run_model_config(path: str, model: str, pairs: Sequence[str] | None) -> dict[str, object]:
+    """The model config a training run was saved with (``--config`` overrides it), after
+    checking that the run trained ``model``."""
+    from jaxnets.checkpoint import read_run_meta
+
+    saved = {"model_config": {}, **read_run_meta(path).get("config", {})}
+    if saved.get("model") not in (None, model):
+        raise CommandError(
+            f"{path} is a run of {saved['model']!r}, not {model!r}. Fix: --model {saved['model']}"
+        )
+    if pairs:
+        return _model_config(pairs, model)
+    # JSON made the config's tuples lists
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in saved["model_config"].items()}
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     """Convert a checkpoint between torch layout (.pt/.pth/.safetensors state dict) and Flax
-    layout (*.flax.safetensors), through the registered twin (every key and shape checked)."""
+    layout (*.flax.safetensors), through the registered twin (every key and shape checked);
+    a training run saved by ``jaxnets train --checkpoint`` exports its trained weights."""
     import jaxnets
     from jaxnets import checkpoint, convert
 
-    dst_flax = args.output.lower().endswith(".flax.safetensors")
-    reads_pickle = not args.input.lower().endswith(".safetensors")
-    if args.key is not None and not reads_pickle:
-        raise CommandError(
-            f"--key picks the state dict inside a torch.save file (.pt, .pth, .bin, .ckpt); "
-            f"{args.input} is a safetensors file, which holds one state dict. Fix: drop --key"
-        )
-    if not reads_pickle and _is_zip(args.input):
-        raise CommandError(
-            f"{args.input} is a torch.save file (a zip archive) with a .safetensors name, and "
-            f"convert reads files by their suffix. Fix: rename it to .pt and convert that"
-        )
-    model = jaxnets.create_model(args.model, **_model_config(args.config, args.model))
-    meta = {"jaxnets_model": args.model}
     try:
-        src_flax = _is_flax_file(args.input)
-        if src_flax and dst_flax:
+        if args.input.lower().endswith(".safetensors") and _is_zip(args.input):
+            raise CommandError(
+                f"{args.input} is a torch.save file (a zip archive) with a .safetensors name, "
+                f"and convert reads files by their suffix. Fix: rename it to .pt and convert that"
+            )
+        src, dst = _file_kind(args.input, reading=True), _file_kind(args.output, reading=False)
+        check_output(args.output, overwrite=args.overwrite, inputs=[args.input])
+        if args.key is not None and src != "torch.save":
+            raise CommandError(
+                f"--key picks the state dict inside a torch.save file (.pt, .pth, .bin, .ckpt); "
+                f"{args.input} is a safetensors file, which holds one state dict. Fix: drop --key"
+            )
+        if src == "flax" and dst == "flax":
             raise CommandError(
                 "both files are Flax layout; OUT must be a torch file "
                 "(.pt, .pth or .safetensors not ending in .flax.safetensors)"
             )
-        if src_flax:
-            checkpoint.load_flax(args.input, model)
-        elif not reads_pickle:
-            checkpoint.load_torch_layout(args.input, model)
+        if src == "run":
+            config = _run_model_config(args.input, args.model, args.config)
+            dtype = checkpoint.read_run_meta(args.input).get("config", {}).get("dtype")
+            if dtype == "float64":  # the run trained in float64: its twin must hold it
+                import jax
+
+                jax.config.update("jax_enable_x64", True)
+            model = jaxnets.create_model(args.model, param_dtype=dtype, **config)
+            checkpoint.load_run_weights(args.input, model)
         else:
-            _need_torch("convert (reading a torch.save file)")
+            model = jaxnets.create_model(args.model, **_model_config(args.config, args.model))
+        if src == "flax":
+            checkpoint.load_flax(args.input, model)
+        elif src == "torch":
+            checkpoint.load_torch_layout(args.input, model)
+        elif src == "torch.save":
+            require_torch("reading a torch.save file")
             from torchref.checkpoint import NeedsKeyError, load_torch_file
 
             try:
@@ -408,50 +393,51 @@ def cmd_convert(args: argparse.Namespace) -> int:
             except NeedsKeyError as exc:  # the fix in this command's words
                 raise CommandError(exc.advice(cli=True)) from None
             convert.load_state_dict(model, state)
-        if dst_flax:
-            out = checkpoint.save_flax(args.output, model, metadata=meta)
-        elif args.output.lower().endswith(".safetensors"):
-            out = checkpoint.save_torch_layout(args.output, model, metadata=meta)
+        if dst == "flax":
+            out = checkpoint.save_flax(args.output, model)
+        elif dst == "torch":
+            out = checkpoint.save_torch_layout(args.output, model)
         else:
-            _need_torch("convert (writing a torch.save file)")
+            require_torch("writing a torch.save file")
             from torchref.checkpoint import save_torch_file
 
             out = save_torch_file(args.output, convert.state_dict(model))
     except (checkpoint.CheckpointError, convert.StateDictError, OSError) as exc:
         raise CommandError(str(exc)) from None
-    kind = {True: "Flax layout", False: "torch layout"}
-    print(f"{args.input} ({kind[src_flax]}) -> {out} ({kind[dst_flax]}), model {args.model}")
+    src_kind, dst_kind = (_KINDS.get(k, "torch layout") for k in (src, dst))
+    print(f"{args.input} ({src_kind}) -> {out} ({dst_kind}), model {args.model}")
     return 0
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    """The twin printed as torch prints a model, beside torch's own ``print(model)``."""
+    """The twin printed as torch prints a model, beside torch's own ``print(model)`` (the twin
+    alone where torch is not installed)."""
+    import importlib.util
     import math
 
     import jaxnets
+    from jaxnets.app.report import text_table
     from jaxnets.debug.summary import parameter_table, side_by_side, torch_repr
 
     config = _model_config(args.config, args.model)
     flax_text = torch_repr(jaxnets.create_model(args.model, **config))
-    try:
-        import torchref
-    except ImportError:
-        torchref = None
-    if torchref is None:
+    if importlib.util.find_spec("torch") is None:
         print(flax_text)
     else:
+        import torchref
+
         torch_text = repr(torchref.create_model(args.model, **config))
         print(side_by_side(torch_text, flax_text, titles=("PyTorch print(model)", "Flax NNX twin")))
         same = "identical" if torch_text == flax_text else "DIFFERENT"
         print(f"\n(architecture text {same})")
     if args.params:
         rows = parameter_table(jaxnets.create_model(args.model, **config))
-        w = max(len(r["torch"]) for r in rows)
-        wf = max(len(r["flax"]) for r in rows)
-        print(f"\n{'torch key':<{w}}  {'torch shape':<16}  {'Flax path':<{wf}}  Flax shape")
-        for r in rows:
-            ts, fs = str(list(r["torch_shape"])), str(list(r["flax_shape"]))
-            print(f"{r['torch']:<{w}}  {ts:<16}  {r['flax']:<{wf}}  {fs}")
+        cells = [
+            [r["torch"], str(list(r["torch_shape"])), r["flax"], str(list(r["flax_shape"]))]
+            for r in rows
+        ]
+        heads = ["torch key", "torch shape", "Flax path", "Flax shape"]
+        print("\n" + text_table(heads, cells, "<<<<", rule=False))
         n = sum(math.prod(r["torch_shape"]) for r in rows if r["trainable"])
         print(f"{len([r for r in rows if r['trainable']])} parameter tensors, {n:,} parameters")
     return 0
@@ -460,18 +446,11 @@ def cmd_summary(args: argparse.Namespace) -> int:
 def _add_train_convert_summary(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model on MNIST in torch and/or JAX, side by side")
     p.add_argument("model", metavar="MODEL")
-    from jaxnets.app.loop import add_run_args
+    from jaxnets.app.config import add_run_args
 
     add_run_args(p)
     p.add_argument("--config", action="append", metavar="KEY=VALUE", help="model config")
-    p.add_argument(
-        "--seed",
-        type=nonnegative_int,
-        default=0,
-        help=with_default("initial weights and batch order"),
-    )
     p.add_argument("--plot", metavar="PNG", help="draw the loss curves into this PNG")
-    p.add_argument("--results", metavar="JSON", help="write the runs (losses, accuracy) here")
     p.add_argument("--checkpoint", metavar="PATH", help="save the JAX run here every epoch")
     p.add_argument(
         "--resume",
@@ -479,17 +458,22 @@ def _add_train_convert_summary(sub: argparse._SubParsersAction) -> None:
         help="continue the run saved in --checkpoint (a new run if the file does not exist)",
     )
     p.add_argument(
-        "--no-progress",
+        "--overwrite",
         action="store_true",
-        help="no progress bars (never drawn when stderr is not a terminal)",
+        help="let a new run replace an existing --checkpoint file",
     )
     p.set_defaults(func=cmd_train, check=_check_train_args)
 
     p = sub.add_parser(
         "convert",
-        help="checkpoint: torch state dict <-> Flax layout (OUT *.flax.safetensors = Flax)",
+        help="checkpoint: torch state dict <-> Flax layout (OUT *.flax.safetensors = Flax); "
+        "a run saved by train --checkpoint exports its weights",
     )
-    p.add_argument("input", metavar="IN", help=".pt/.pth/.safetensors or *.flax.safetensors")
+    p.add_argument(
+        "input",
+        metavar="IN",
+        help=".pt/.pth/.bin/.ckpt/.safetensors, *.flax.safetensors, or a train --checkpoint run",
+    )
     p.add_argument("output", metavar="OUT", help="*.flax.safetensors for Flax layout, else torch")
     p.add_argument("--model", required=True, help="registry name of the model the weights fit")
     p.add_argument("--config", action="append", metavar="KEY=VALUE", help="model config")
@@ -497,9 +481,10 @@ def _add_train_convert_summary(sub: argparse._SubParsersAction) -> None:
         "--key",
         metavar="NAME",
         help="the entry of a torch.save checkpoint dict that holds the state dict (e.g. "
-        "model_state_dict; default: the file itself, or a state_dict/model_state_dict/model "
-        "entry)",
+        "model_state_dict; default: the file itself, or its one state_dict/model_state_dict/"
+        "model entry)",
     )
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("summary", help="print(model) of the Flax twin beside torch's")
@@ -511,18 +496,16 @@ def _add_train_convert_summary(sub: argparse._SubParsersAction) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Training-step time and batch-1 latency, PyTorch and JAX side by side (needs torch)."""
-    _need_torch("bench")
-    import jaxnets
-
-    jaxnets.match_models(args.model)  # an unknown name is refused before anything is timed
-    from jaxnets.app.torch_bench import cli_main
+    select_models(args.model)  # an unknown name is refused before anything is timed
+    require_torch("jaxnets bench")
+    from jaxnets.app.bench import cli_main
 
     return cli_main(args)
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="training-step time and latency, PyTorch vs JAX (needs torch)")
-    p.add_argument("--model", metavar="GLOB", help="only models matching this glob ('*net*')")
+    _add_model_globs(p)
     p.add_argument(
         "--batch-size",
         type=positive_int,
@@ -548,6 +531,11 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-inference", dest="inference", action="store_false")
     p.add_argument("--no-torch-compile", dest="torch_compile", action="store_false")
     p.add_argument("--json", metavar="PATH", help="also write every result as JSON")
+    p.add_argument(
+        "--targets",
+        action="store_true",
+        help="also print the project's own speed targets and whether this run met them",
+    )
     p.add_argument("--seed", type=nonnegative_int, default=0, help=with_default(None))
     p.add_argument(
         "--device",
@@ -587,9 +575,19 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_bench)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _add_model_globs(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model",
+        action="extend",
+        nargs="+",
+        metavar="GLOB",
+        help="only models matching one of these globs ('*net*'); repeat or list several",
+    )
+
+
+def build_parser() -> ArgumentParser:
     """The argument parser of the ``jaxnets`` command."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="jaxnets",
         description="Flax NNX twins of the PyTorch tutorial models, and proof that they agree.",
         epilog="A mistake in the arguments ends with 'jaxnets COMMAND: error: ...' and exit "
@@ -604,7 +602,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("compare", help="parity table: outputs, loss and gradients vs PyTorch")
-    p.add_argument("--model", metavar="GLOB", help="only models matching this glob ('*net*')")
+    _add_model_globs(p)
     p.add_argument(
         "--dtype",
         choices=["float32", "float64"],
@@ -687,7 +685,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     check = getattr(args, "check", None)
     problem = check(args) if check is not None else None
     if problem:
-        _subparser(parser, args.command).error(problem)
+        parser.subparser(args).error(problem)
     try:
         try:
             status = args.func(args)
@@ -703,14 +701,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         _stdout_to_devnull()
         return 141  # 128 + SIGPIPE, what a shell reports for a program killed by it
     return status
-
-
-def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
-    """The parser of subcommand ``command`` (for its usage line in an error)."""
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return action.choices[command]
-    return parser
 
 
 if __name__ == "__main__":

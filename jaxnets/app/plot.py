@@ -14,9 +14,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from jaxnets.app.loop import RunResult
+    from jaxnets.app.runs import RunResult
 
-__all__ = ["plot_loss_curves", "running_mean"]
+__all__ = ["MATPLOTLIB_MISSING", "plot_loss_curves", "running_mean"]
+
+MATPLOTLIB_MISSING = (
+    "plotting needs matplotlib, which is not installed. Fix: pip install -e '.[plot]' (or "
+    "pip install matplotlib)"
+)
 
 _STYLE = {"torch": ("#ee4c2c", "-"), "jax": ("#1f4fa8", "--")}  # PyTorch orange, JAX blue
 
@@ -52,9 +57,7 @@ def plot_loss_curves(
         from matplotlib.figure import Figure
         from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
     except ImportError:
-        raise ImportError(
-            "plotting needs matplotlib: pip install -e '.[plot]' (or pip install matplotlib)"
-        ) from None
+        raise ImportError(MATPLOTLIB_MISSING) from None
     if not results:
         raise ValueError("plot_loss_curves needs at least one RunResult")
     models = list(dict.fromkeys(r.model for r in results))

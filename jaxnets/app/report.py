@@ -1,4 +1,5 @@
-"""Plain-text, JSON and CSV rendering of result rows (lists of flat dicts). No torch."""
+"""The one table renderer of the application: aligned plain text (:func:`text_table`), and
+result rows (lists of flat dicts) as text, JSON or CSV (:func:`render`). No torch, no jax."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
-__all__ = ["Column", "render"]
+__all__ = ["Column", "render", "text_table"]
 
 Format = Literal["table", "json", "csv"]
 
@@ -42,20 +43,21 @@ def render(rows: Sequence[dict[str, Any]], columns: Sequence[Column], fmt: Forma
     if fmt != "table":
         raise ValueError(f"unknown format {fmt!r}; choose table, json or csv")
     cells = [[c.cell(r) for c in columns] for r in rows]
+    return text_table([c.header for c in columns], cells, "".join(c.align for c in columns))
+
+
+def text_table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], align: str, *, rule: bool = True
+) -> str:
+    """Rows of cells as aligned text: ``align`` holds one ``'<'`` or ``'>'`` per column,
+    columns are two spaces apart, and with ``rule`` a line of dashes under the headers."""
     widths = [
-        max(len(c.header), *(len(row[i]) for row in cells)) if cells else len(c.header)
-        for i, c in enumerate(columns)
+        max(len(h), *(len(row[i]) for row in rows)) if rows else len(h)
+        for i, h in enumerate(headers)
     ]
-    head = "  ".join(
-        f"{c.header:{'<' if c.align == '<' else '>'}{w}}"
-        for c, w in zip(columns, widths, strict=True)
-    )
-    lines = [head, "-" * len(head)]
-    for row in cells:
-        lines.append(
-            "  ".join(
-                f"{v:{'<' if c.align == '<' else '>'}{w}}"
-                for v, c, w in zip(row, columns, widths, strict=True)
-            )
-        )
-    return "\n".join(lines)
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(f"{v:{a}{w}}" for v, a, w in zip(cells, align, widths, strict=True))
+
+    head = line(headers)
+    return "\n".join([head, *(["-" * len(head)] if rule else []), *map(line, rows)])

@@ -1,5 +1,4 @@
-"""The epoch loop of the examples and ``jaxnets train``, JAX side (the torch side is
-``jaxnets.app.torch_runs``; both read the same batch order from :mod:`jaxnets.data`).
+"""Training runs of both frameworks, side by side: the same model, start and batch order.
 
 One run is described by a :class:`TrainConfig` (model, optimizer, epochs, batch size, seed)
 and fed a :class:`Dataset` of numpy arrays in TORCH layout; both frameworks start from the
@@ -10,19 +9,20 @@ other::
 
     cfg = TrainConfig("custom_neural_network", epochs=3)
     data = mnist_dataset("custom_neural_network", data_dir="~/data/mnist")
-    result = run_jax(cfg, data)                 # a RunResult: losses, accuracy, wall time
-    print(result_table([result]))
+    results = run_frameworks(cfg, data, ["torch", "jax"])   # RunResults: losses, accuracy
+    print(result_table(results))
 
-Inside :func:`fit` an epoch runs as a few ``lax.scan`` chunks of :meth:`Trainer.run_epoch`
-(Python runs once per chunk, not per batch), with a tqdm bar per epoch, a NaN/inf check after
-every chunk (:func:`jaxnets.checkpoint.check_finite_losses`), evaluation after each epoch,
-and an ``on_epoch_end`` hook that :func:`run_jax` uses to save resumable checkpoints.
-No torch here.
+The JAX side (:func:`run_jax`): inside :func:`fit` an epoch runs as a few ``lax.scan`` chunks
+of :meth:`Trainer.run_epoch` (Python runs once per chunk, not per batch), with a tqdm bar per
+epoch, a NaN/inf check after every chunk (:func:`jaxnets.checkpoint.check_finite_losses`),
+evaluation after each epoch, and an ``on_epoch_end`` hook that :func:`run_jax` uses to save
+resumable checkpoints. The torch side (:func:`run_torch`) is the tutorials' loop body,
+``optimizer.zero_grad(); loss = criterion(model(x), y); loss.backward(); optimizer.step()``;
+torch is imported only when a torch run starts.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -39,10 +39,15 @@ import optax
 from flax import nnx
 
 from jaxnets import convert, data, optim
-from jaxnets.app import cliargs, host
+from jaxnets.app.report import text_table
 from jaxnets.registry import ModelSpec, create_model, get_model_spec
 from jaxnets.training import distributed
+from jaxnets.training.compile import count_compiles
 from jaxnets.training.trainer import Trainer, TrainState
+
+if TYPE_CHECKING:
+    import torch
+    from jax.sharding import Mesh
 
 __all__ = [
     "Dataset",
@@ -51,76 +56,28 @@ __all__ = [
     "History",
     "RunResult",
     "TrainConfig",
-    "add_run_args",
     "check_resume",
-    "compile_seconds",
-    "configure_runtime",
     "evaluate",
+    "evaluate_torch",
     "fit",
     "initial_state_dict",
+    "loss_log",
     "make_optimizer",
+    "make_torch_optimizer",
     "make_trainer",
     "mnist_dataset",
-    "parse_frameworks",
     "result_table",
     "results_from_json",
     "results_to_json",
+    "run_frameworks",
     "run_jax",
+    "run_torch",
+    "save_results",
     "seed_spread_table",
-    "select_jax_platform",
+    "torch_device",
 ]
 
 Device = Literal["cpu", "gpu", "tpu"]
-_PLATFORMS = {"cpu": "cpu", "gpu": "cuda", "tpu": "tpu"}
-
-
-# --------------------------------------------------------------------------------------------
-# Devices and precision
-# --------------------------------------------------------------------------------------------
-
-
-def select_jax_platform(device: Device) -> str:
-    """Make JAX run on ``device`` (``'cpu'``, ``'gpu'`` = CUDA, ``'tpu'``); returns the platform.
-
-    Must run before JAX initialises its backends (before the first array is made). If they
-    are already initialised on the requested platform this is a no-op; on another one it is
-    an error that says so.
-    """
-    if device not in _PLATFORMS:
-        raise ValueError(f"device must be one of {sorted(_PLATFORMS)}, got {device!r}")
-    from jax._src import xla_bridge
-
-    want = "gpu" if device == "gpu" else device
-    if xla_bridge.backends_are_initialized():
-        have = jax.default_backend()
-        if (have in ("cuda", "rocm", "gpu") and want == "gpu") or have == want:
-            return have
-        raise RuntimeError(
-            f"JAX is already running on {have!r}; --device {device} must be chosen before the "
-            f"first JAX computation (or set JAX_PLATFORMS={_PLATFORMS[device]} in the environment)"
-        )
-    jax.config.update("jax_platforms", _PLATFORMS[device])
-    try:
-        jax.devices()
-    except (RuntimeError, AssertionError) as exc:
-        jax.config.update("jax_platforms", None)
-        hint = {
-            "gpu": "install JAX with CUDA (pip install -e '.[gpu]') on an NVIDIA GPU machine",
-            "tpu": "run on a Cloud TPU VM with jax[tpu] installed",
-        }.get(device, "check the JAX installation")
-        raise RuntimeError(
-            f"--device {device}: JAX cannot use {device.upper()} here ({exc}). Fix: {hint}, "
-            f"or use --device cpu"
-        ) from None
-    return jax.default_backend()
-
-
-def parse_frameworks(framework: str) -> list[str]:
-    """``--framework`` value -> frameworks in run order: ``'both'`` is ``['torch', 'jax']``."""
-    choices = {"both": ["torch", "jax"], "torch": ["torch"], "jax": ["jax"]}
-    if framework not in choices:
-        raise ValueError(f"framework must be torch, jax or both, got {framework!r}")
-    return choices[framework]
 
 
 # --------------------------------------------------------------------------------------------
@@ -153,9 +110,9 @@ class TrainConfig:
     dtype: Literal["float32", "float64"] = "float32"
 
     def __post_init__(self) -> None:
-        if self.epochs < 0 or self.batch_size < 1:
+        if self.epochs < 1 or self.batch_size < 1:  # no epoch: nothing to train or compare
             raise ValueError(
-                f"epochs must be >= 0 and batch_size >= 1, got {self.epochs}, {self.batch_size}"
+                f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}"
             )
         if self.optimizer not in ("sgd", "adam"):
             raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
@@ -249,85 +206,11 @@ def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
     return optim.adam(lr=cfg.lr)
 
 
-def add_run_args(parser: argparse.ArgumentParser) -> None:
-    """Add the MNIST run flags shared by ``jaxnets train`` and ``examples/mnist.py``: what to
-    run (``--framework``, ``--device``, ``--precision``, ``--dtype``, the devices/mesh flags
-    of :func:`jaxnets.training.distributed.add_device_args`), the training recipe (``--epochs``,
-    ``--batch-size``, ``--optimizer``, ``--lr``, ``--momentum``) and the data (``--data-dir``,
-    ``--download``, ``--no-verify``, ``--limit``, ``--test-limit``). :func:`configure_runtime`
-    acts on the first group; each caller adds its own ``--seed``, ``--plot``, ``--results``."""
-    p, d = parser, cliargs.with_default
-    p.add_argument(
-        "--framework",
-        choices=["torch", "jax", "both"],
-        default="both",
-        help=d("which framework(s) train, from the same start and batch order"),
-    )
-    p.add_argument(
-        "--device", choices=["cpu", "gpu", "tpu"], default="cpu", help=d("where both run")
-    )
-    p.add_argument(
-        "--precision",
-        choices=["highest", "default"],
-        default="highest",
-        help=d(
-            "float32 matmul precision on GPU/TPU: highest is true float32, default allows "
-            "TF32/bfloat16 passes"
-        ),
-    )
-    p.add_argument(
-        "--dtype", choices=["float32", "float64"], default="float32", help=d("parameters, data")
-    )
-    distributed.add_device_args(p)  # --devices N|all, --mesh data=8, --distributed
-    # numbers are checked while parsing: a bad one ends with the usage line, not a traceback
-    p.add_argument(
-        "--epochs", type=cliargs.nonnegative_int, default=3, help=d("passes over the data")
-    )
-    p.add_argument(
-        "--batch-size",
-        type=cliargs.positive_int,
-        default=64,
-        help=d("examples per step; the last incomplete batch is dropped"),
-    )
-    p.add_argument(
-        "--optimizer",
-        choices=["sgd", "adam"],
-        default="sgd",
-        help=d("torch.optim.SGD or Adam, twinned in optax"),
-    )
-    p.add_argument("--lr", type=cliargs.nonnegative_float, default=0.01, help=d("learning rate"))
-    p.add_argument(
-        "--momentum", type=cliargs.nonnegative_float, default=0.9, help=d("SGD momentum")
-    )
-    p.add_argument("--data-dir", help="folder with the MNIST IDX files (else $JAXNETS_DATA_DIR)")
-    p.add_argument("--download", action="store_true", help="fetch missing MNIST files first")
-    p.add_argument("--no-verify", action="store_true", help="accept subsets (no MD5/size check)")
-    p.add_argument("--limit", type=cliargs.positive_int, help="use the first N training images")
-    p.add_argument("--test-limit", type=cliargs.positive_int, help="use the first N test images")
-
-
-def configure_runtime(args: Any) -> None:
-    """Act on the run flags shared by ``jaxnets train`` and ``examples/mnist.py``, in the order
-    JAX needs: the platform (``args.device``) and ``--devices``/``--mesh``/``--distributed``
-    before anything starts JAX (on the CPU also :func:`jaxnets.app.host.retain_freed_memory`),
-    then matmul precision (``args.precision``) and, for
-    ``args.dtype == 'float64'``, 64-bit JAX."""
-    select_jax_platform(args.device)
-    if args.device == "cpu":
-        host.retain_freed_memory()  # XLA:CPU's per-call temporaries stay paged in
-    distributed.setup_from_args(args)
-    from torchref.precision import set_precision
-
-    set_precision(args.precision, torch_too=False)  # torch is pinned where a torch run starts
-    if args.dtype == "float64":
-        jax.config.update("jax_enable_x64", True)
-
-
-def make_trainer(model: nnx.Module, cfg: TrainConfig) -> Trainer:
-    """The :class:`~jaxnets.training.trainer.Trainer` for ``model`` under ``cfg``: the one place a run's
-    trainer is built: data-parallel over the mesh that ``--devices``/``--mesh`` set up
-    (:func:`jaxnets.training.distributed.setup_from_args`), else one device."""
-    return distributed.trainer_for(model, make_optimizer(cfg), cfg.spec.loss)
+def make_trainer(model: nnx.Module, cfg: TrainConfig, mesh: Mesh | None = None) -> Trainer:
+    """The :class:`~jaxnets.Trainer` for ``model`` under ``cfg``, the one place a run's
+    trainer is built: data-parallel over ``mesh`` (from ``--devices``/``--mesh``,
+    :func:`jaxnets.app.config.mesh_from_args`), else on one device."""
+    return distributed.trainer_for(model, make_optimizer(cfg), cfg.spec.loss, mesh=mesh)
 
 
 # --------------------------------------------------------------------------------------------
@@ -511,31 +394,6 @@ def fit(
 # --------------------------------------------------------------------------------------------
 
 
-_COMPILE_EVENTS = frozenset(
-    {
-        "/jax/core/compile/jaxpr_trace_duration",
-        "/jax/core/compile/jaxpr_to_mlir_module_duration",
-        "/jax/core/compile/backend_compile_duration",
-    }
-)
-_compile_total = [0.0]
-_listening = [False]
-
-
-def _on_duration(event: str, duration_secs: float, **_: Any) -> None:
-    if event in _COMPILE_EVENTS:
-        _compile_total[0] += duration_secs
-
-
-def compile_seconds() -> float:
-    """Seconds this process has spent in JAX tracing, lowering and XLA compilation so far
-    (from ``jax.monitoring``'s duration events; counting starts at the first call)."""
-    if not _listening[0]:
-        jax.monitoring.register_event_duration_secs_listener(_on_duration)
-        _listening[0] = True
-    return _compile_total[0]
-
-
 @dataclass
 class RunResult:
     """One framework's run of a :class:`TrainConfig`.
@@ -633,23 +491,40 @@ def run_jax(
     progress: bool = True,
     checkpoint: str | Path | None = None,
     resume: bool = False,
+    mesh: Mesh | None = None,
 ) -> RunResult:
-    """Train ``cfg`` on ``dataset`` in JAX from ``init`` (default :func:`initial_state_dict`).
+    """Train ``cfg`` on ``dataset`` in JAX from ``init`` (default :func:`initial_state_dict`),
+    data-parallel over ``mesh`` when one is given.
 
     ``checkpoint``: save the whole run there after every epoch
     (:func:`jaxnets.checkpoint.save_run`); with ``resume`` and an existing file, continue from
     it and get the same result as an uninterrupted run. The config must be the saved one,
     except ``epochs``, which may grow (train a finished run for more epochs).
     """
+    with count_compiles() as compiles:
+        result = _run_jax(cfg, dataset, init, progress, checkpoint, resume, mesh)
+    result.compile_time = compiles.seconds
+    return result
+
+
+def _run_jax(
+    cfg: TrainConfig,
+    dataset: Dataset,
+    init: Mapping[str, np.ndarray] | None,
+    progress: bool,
+    checkpoint: str | Path | None,
+    resume: bool,
+    mesh: Mesh | None,
+) -> RunResult:
+    """:func:`run_jax` without its compile-time count."""
     from jaxnets import checkpoint as ckpt
 
     t0 = time.perf_counter()
-    c0 = compile_seconds()
     spec = cfg.spec
     model = create_model(cfg.model, param_dtype=cfg.dtype, **cfg.model_config)
     convert.load_state_dict(model, init if init is not None else initial_state_dict(cfg))
     model.train()
-    trainer = make_trainer(model, cfg)
+    trainer = make_trainer(model, cfg, mesh)
     state = trainer.init()
     start_epoch, prior_losses = 0, []
     prior_epoch_losses: list[float] = []
@@ -720,8 +595,225 @@ def run_jax(
         state_dict=convert.state_dict(trained),
         epoch_accuracies=prior_accuracies + trained_accuracies,
         seed=cfg.seed,
-        compile_time=compile_seconds() - c0,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# The torch side: the same run, the same start, the same batch order
+# --------------------------------------------------------------------------------------------
+
+
+def torch_device(device: Device) -> torch.device:
+    """torch's device for ``--device``: ``cuda`` for gpu; torch has no TPU backend here, so
+    ``tpu`` runs torch on the CPU (the JAX side uses the TPU)."""
+    import torch
+
+    if device == "gpu":
+        if not torch.cuda.is_available():
+            raise RuntimeError(
+                "--device gpu: torch sees no CUDA GPU (this torch is "
+                f"{torch.__version__}; the pinned 2.13.0 CPU wheel has no CUDA). Fix: install a "
+                "CUDA build of torch on a GPU machine, or use --device cpu"
+            )
+        return torch.device("cuda")
+    if device in ("cpu", "tpu"):
+        return torch.device("cpu")
+    raise ValueError(f"device must be cpu, gpu or tpu, got {device!r}")
+
+
+def make_torch_optimizer(cfg: TrainConfig, params: Any) -> torch.optim.Optimizer:
+    """``torch.optim.SGD(params, lr, momentum)`` or ``torch.optim.Adam(params, lr)``."""
+    import torch
+
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum)
+    return torch.optim.Adam(params, lr=cfg.lr)
+
+
+def evaluate_torch(
+    model: torch.nn.Module,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    loss: str,
+    *,
+    batch_size: int = 1000,
+) -> tuple[float, float | None]:
+    """``(mean loss, accuracy or None)`` of ``model`` in eval mode over ``(inputs, targets)``."""
+    import torch
+
+    from torchref.parity import TORCH_LOSSES
+
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        outputs = torch.cat(
+            [model(inputs[i : i + batch_size]) for i in range(0, len(inputs), batch_size)]
+        )
+        value = float(TORCH_LOSSES[loss](outputs, targets))
+    model.train(was_training)
+    acc = None
+    if not targets.is_floating_point() and targets.ndim == 1:
+        acc = int((outputs.argmax(dim=1) == targets).sum()) / len(targets)
+    return value, acc
+
+
+def run_torch(
+    cfg: TrainConfig,
+    dataset: Dataset,
+    init: Mapping[str, np.ndarray] | None = None,
+    *,
+    device: Device = "cpu",
+    progress: bool = True,
+) -> RunResult:
+    """Train the torch reference of ``cfg`` on ``dataset`` from ``init`` (default
+    :func:`initial_state_dict`), in the batch order :func:`fit` visits."""
+    import torch
+    from tqdm.auto import tqdm
+
+    import torchref
+    from torchref.bridge import from_numpy_state_dict, to_numpy_state_dict
+    from torchref.parity import TORCH_LOSSES
+
+    t0 = time.perf_counter()
+    dev = torch_device(device)
+    dtype = {"float32": torch.float32, "float64": torch.float64}[cfg.dtype]
+    model = torchref.create_model(cfg.model, dtype=dtype, **cfg.model_config)
+    model.load_state_dict(from_numpy_state_dict(init or initial_state_dict(cfg)), strict=True)
+    model.to(dev).train()
+    optimizer = make_torch_optimizer(cfg, model.parameters())
+    criterion = TORCH_LOSSES[cfg.spec.loss]
+    x = torch.from_numpy(np.ascontiguousarray(dataset.x_train)).to(dev)
+    y = torch.from_numpy(np.ascontiguousarray(dataset.y_train)).to(dev)
+    n, bs = len(x), cfg.batch_size
+    steps = n // bs
+    if steps == 0:
+        raise ValueError(f"batch_size={bs} is larger than the {n} training examples")
+    losses: list[Any] = []
+    epoch_losses, epoch_accs = [], []
+    test = None
+    if dataset.x_test is not None and dataset.y_test is not None:
+        test = (
+            torch.from_numpy(np.ascontiguousarray(dataset.x_test)).to(dev),
+            torch.from_numpy(np.ascontiguousarray(dataset.y_test)).to(dev),
+        )
+    test_loss = test_acc = None
+    outer = tqdm(  # tiny epochs (full-batch loops): one bar over epochs instead
+        total=cfg.epochs,
+        desc=f"torch {cfg.model}",
+        unit="epoch",
+        disable=True if not progress or steps > 1 else None,  # None: only on a terminal
+    )
+    for epoch in range(cfg.epochs):
+        order = torch.from_numpy(
+            data.epoch_batches(n, bs, seed=cfg.seed, epoch=epoch, shuffle=True)
+        ).to(dev)
+        bar = tqdm(
+            total=steps,
+            desc=f"torch {cfg.model} epoch {epoch + 1}/{cfg.epochs}",
+            unit="step",
+            disable=True if not progress or steps == 1 else None,
+            leave=True,
+        )
+        epoch_loss = torch.zeros((), dtype=torch.float64, device=dev)
+        start = len(losses)
+        for i, idx in enumerate(order):
+            optimizer.zero_grad()
+            loss = criterion(model(x[idx]), y[idx])
+            loss.backward()
+            optimizer.step()
+            loss = loss.detach()
+            losses.append(loss)
+            epoch_loss += loss
+            if (i + 1) % 50 == 0 or i + 1 == steps:
+                bar.update((i + 1) - bar.n)
+                bar.set_postfix(loss=f"{loss.item():.4f}")
+        losses[start:] = [float(v) for v in losses[start:]]
+        if not np.all(np.isfinite(losses[start:])):
+            bad = start + int(np.flatnonzero(~np.isfinite(losses[start:]))[0])
+            raise FloatingPointError(
+                f"torch: the training loss is not finite at step {bad}; lower the learning rate"
+            )
+        epoch_losses.append(float(epoch_loss) / steps)
+        if test is not None:
+            test_loss, test_acc = evaluate_torch(model, *test, cfg.spec.loss)
+            epoch_accs.append(test_acc)
+            if test_acc is not None:
+                bar.set_postfix(loss=f"{epoch_losses[-1]:.4f}", test_acc=f"{100 * test_acc:.2f}%")
+        bar.close()
+        outer.update(1)
+    outer.close()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    wall = time.perf_counter() - t0
+    return RunResult(
+        framework="torch",
+        model=cfg.model,
+        device=str(dev),
+        losses=np.asarray(losses, dtype=np.float64),
+        steps_per_epoch=steps,
+        epoch_losses=epoch_losses,
+        test_loss=test_loss,
+        test_accuracy=test_acc,
+        wall_time=wall,
+        state_dict=to_numpy_state_dict(model),
+        epoch_accuracies=epoch_accs,
+        seed=cfg.seed,
+    )
+
+
+def run_frameworks(
+    cfg: TrainConfig,
+    dataset: Dataset,
+    frameworks: Sequence[str] = ("torch", "jax"),
+    *,
+    device: Device = "cpu",
+    progress: bool = True,
+    mesh: Mesh | None = None,
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
+) -> list[RunResult]:
+    """Run ``cfg`` in each of ``frameworks`` (``'torch'``, ``'jax'``), one after the other,
+    from the same initial weights and batch order; results in the order given. ``mesh``,
+    ``checkpoint`` and ``resume`` go to the JAX run (:func:`run_jax`); torch is imported only
+    for a torch run."""
+    unknown = sorted(set(frameworks) - {"torch", "jax"})
+    if unknown:
+        raise ValueError(f"unknown framework(s) {unknown}; use 'torch' and/or 'jax'")
+    init = initial_state_dict(cfg)
+    results = []
+    for fw in frameworks:
+        if fw == "torch":
+            results.append(run_torch(cfg, dataset, init, device=device, progress=progress))
+        else:
+            results.append(
+                run_jax(
+                    cfg,
+                    dataset,
+                    init,
+                    progress=progress,
+                    checkpoint=checkpoint,
+                    resume=resume,
+                    mesh=mesh,
+                )
+            )
+    return results
+
+
+# --------------------------------------------------------------------------------------------
+# What a run reports
+# --------------------------------------------------------------------------------------------
+
+
+def loss_log(results: Sequence[RunResult], every: int, *, digits: int = 6) -> str:
+    """Every ``every``-th epoch's loss of each run, one row per epoch and a column per
+    framework, as the tutorials print it (one step per epoch: the full-batch loops)."""
+    epochs = min(len(r.losses) for r in results) if results else 0
+    cells = [
+        [f"{e}/{epochs}", *(f"{r.losses[e - 1]:.{digits}f}" for r in results)]
+        for e in range(every, epochs + 1, every)
+    ]
+    heads = ["epoch", *(f"{r.framework} loss" for r in results)]
+    return text_table(heads, cells, ">" * len(heads), rule=False)
 
 
 def results_to_json(results: Sequence[RunResult]) -> list[dict[str, Any]]:
@@ -732,6 +824,14 @@ def results_to_json(results: Sequence[RunResult]) -> list[dict[str, Any]]:
         d["losses"] = r.losses.tolist()
         out.append(d)
     return out
+
+
+def save_results(results: Sequence[RunResult], path: str | Path) -> Path:
+    """Write :func:`results_to_json` of ``results`` to ``path`` (atomically), to plot or
+    compare them later; returns the path."""
+    from jaxnets._files import atomic_write_bytes
+
+    return atomic_write_bytes(path, json.dumps(results_to_json(results)).encode())
 
 
 def results_from_json(items: Sequence[Mapping[str, Any]]) -> list[RunResult]:
@@ -755,23 +855,17 @@ def result_table(results: Sequence[RunResult]) -> str:
             return ""
         return fmt(abs(values[0] - values[1]))  # type: ignore[operator]
 
-    final = [float(r.losses[-1]) if len(r.losses) else None for r in results]
+    def loss_row(label: str, values: list[float | None]) -> tuple[str, list[str], str]:
+        cells = [f"{v:.6f}" if v is not None else "-" for v in values]
+        return label, cells, diff(values, lambda d: f"{d:.1e}")
+
     rows.append(
-        (
-            "final batch loss",
-            [f"{v:.6f}" if v is not None else "-" for v in final],
-            diff(final, lambda d: f"{d:.1e}"),
+        loss_row(
+            "final batch loss", [float(r.losses[-1]) if len(r.losses) else None for r in results]
         )
     )
     if any(r.test_loss is not None for r in results):
-        tl = [r.test_loss for r in results]
-        rows.append(
-            (
-                "test loss",
-                [f"{v:.6f}" if v is not None else "-" for v in tl],
-                diff(tl, lambda d: f"{d:.1e}"),
-            )
-        )
+        rows.append(loss_row("test loss", [r.test_loss for r in results]))
     if any(r.test_accuracy is not None for r in results):
         acc = [r.test_accuracy for r in results]
         rows.append(
@@ -781,30 +875,23 @@ def result_table(results: Sequence[RunResult]) -> str:
         a, b = results[0].state_dict, results[1].state_dict
         worst = max(float(np.max(np.abs(a[k] - b[k]), initial=0.0)) for k in a)  # type: ignore[index]
         rows.append(("max |weight diff|", ["", ""], f"{worst:.1e}"))
-    times = [r.wall_time for r in results]
-    ratio = ""
-    if len(times) == 2 and min(times) > 0:
-        fast = 0 if times[0] < times[1] else 1
-        ratio = f"{results[fast].framework} {max(times) / min(times):.1f}x faster"
-    rows.append(("wall time", [f"{t:.1f} s" for t in times], ratio))
+    # both times and no verdict: one timed run of each is no measurement of which is faster
+    # (``jaxnets bench`` times them interleaved, over repeats)
+    rows.append(("wall time", [f"{r.wall_time:.1f} s" for r in results], ""))
     if any(r.compile_time is not None for r in results):
         # JAX's tracing and XLA compilation, measured; torch's one-time start-up costs (lazy
-        # initialisation, first calls) are not separable, so no ratio is drawn from this row
+        # initialisation, first calls) are not separable
         comp = [r.compile_time for r in results]
         rows.append(("of it compiling", [f"{c:.1f} s" if c is not None else "-" for c in comp], ""))
-    heads = [f"{r.framework} ({r.device})" for r in results]
-    w0 = max(len(r[0]) for r in rows)
-    ws = [max(len(h), *(len(r[1][i]) for r in rows)) for i, h in enumerate(heads)]
-    has_diff = len(results) == 2
-    head = f"{results[0].model:<{w0}}  " + "  ".join(
-        f"{h:>{w}}" for h, w in zip(heads, ws, strict=True)
-    )
-    head += "  difference" if has_diff else ""
-    lines = [head, "-" * len(head)]
-    for label, vals, d in rows:
-        line = f"{label:<{w0}}  " + "  ".join(f"{v:>{w}}" for v, w in zip(vals, ws, strict=True))
-        lines.append((line + (f"  {d}" if has_diff and d else "")).rstrip())
-    return "\n".join(lines)
+    heads = [results[0].model, *(f"{r.framework} ({r.device})" for r in results)]
+    if len(results) == 2:
+        cells = [[label, *vals, d] for label, vals, d in rows]
+        table = text_table([*heads, "difference"], cells, "<>><")
+    else:
+        table = text_table(
+            heads, [[label, *vals] for label, vals, _ in rows], "<" + ">" * len(results)
+        )
+    return "\n".join(line.rstrip() for line in table.splitlines())
 
 
 def seed_spread_table(results: Sequence[RunResult]) -> str:
@@ -821,17 +908,18 @@ def seed_spread_table(results: Sequence[RunResult]) -> str:
         by_seed.setdefault(r.seed, {})[r.framework] = r.test_accuracy
     rows = [(s, v.get("torch"), v.get("jax")) for s, v in sorted(by_seed.items(), key=str)]
     pairs = [(t, j) for _, t, j in rows if t is not None and j is not None]
-    lines = [f"{'seed':>6} {'torch':>9} {'JAX':>9} {'gap':>8}"]
+    cells = []
     for s, t, j in rows:
         gap = f"{100 * abs(t - j):.2f} pp" if t is not None and j is not None else "-"
-        lines.append(f"{s!s:>6} {_fmt_pct(t):>9} {_fmt_pct(j):>9} {gap:>8}")
+        cells.append([str(s), _fmt_pct(t), _fmt_pct(j), gap])
+    summary = ""
     if pairs:
         mt = float(np.mean([t for t, _ in pairs]))
         mj = float(np.mean([j for _, j in pairs]))
         gaps = [abs(t - j) for t, j in pairs]
-        lines.append(f"{'mean':>6} {_fmt_pct(mt):>9} {_fmt_pct(mj):>9} {100 * abs(mt - mj):.2f} pp")
-        lines.append(
-            f"per-seed gap over {len(pairs)} seeds: median {100 * float(np.median(gaps)):.2f} pp, "
-            f"largest {100 * max(gaps):.2f} pp"
+        cells.append(["mean", _fmt_pct(mt), _fmt_pct(mj), f"{100 * abs(mt - mj):.2f} pp"])
+        summary = (
+            f"\nper-seed gap over {len(pairs)} seeds: median {100 * float(np.median(gaps)):.2f} "
+            f"pp, largest {100 * max(gaps):.2f} pp"
         )
-    return "\n".join(lines)
+    return text_table(["seed", "torch", "JAX", "gap"], cells, ">>>>", rule=False) + summary
