@@ -1,0 +1,433 @@
+"""A training run handed from PyTorch to JAX mid-way and back (``torchref.handoff``).
+
+Every case runs ``K`` torch steps, hands the run to JAX (``to_jax``), runs ``K`` JAX steps,
+hands it back (``to_torch``) and runs ``K`` more torch steps; a second torch run takes the
+``3K`` steps uninterrupted. Parameters, BatchNorm buffers, the optimizer's state and the
+schedule's position must agree within the float64 trajectory bound of
+``jaxnets/tolerances.py``. The model is the registered ``batchnorm_mlp`` at small sizes.
+
+The adaptive optimizers (Adam, RMSprop, Adagrad) are not given the biases that feed a
+BatchNorm (``fc1.bias``, ``fc2.bias``): the BatchNorm subtracts the batch mean, so their
+gradient is exactly zero in exact arithmetic and each framework holds ~1e-17 of rounding noise
+there, which those optimizers divide by the root of its own square: noise becomes a step of
+up to ``lr * noise / eps``. Leaving them out is common practice (they are redundant before a
+BatchNorm) and tests the frozen parameters too; SGD gets every parameter.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import torch
+from flax import nnx
+from torch import nn, optim
+from torch.optim import lr_scheduler
+
+import jaxnets
+import torchref
+from jaxnets import losses
+from jaxnets.testing import leaf_diff
+from jaxnets.tolerances import tolerance
+from jaxnets.train import Trainer
+from torchref.handoff import HandoffError, to_jax, to_torch, trainer_state
+
+CFG = {"in_features": 6, "hidden_size1": 5, "hidden_size2": 4, "output_size": 3}
+K = 2  # steps per segment
+TOL = tolerance(np.float64, kind="trajectory")
+PRE_BN_BIASES = ("fc1.bias", "fc2.bias")
+
+Factory = Callable[[nn.Module], optim.Optimizer]
+
+
+def _adaptive(m: nn.Module) -> list[nn.Parameter]:
+    """The parameters but the biases feeding a BatchNorm (see the module docstring)."""
+    return [p for n, p in m.named_parameters() if n not in PRE_BN_BIASES]
+
+
+def _case(
+    id: str,
+    opt: Factory,
+    sched: Callable[[optim.Optimizer], Any] | None = None,
+    spe: int = 1,
+) -> Any:
+    return pytest.param(opt, sched, spe, id=id)
+
+
+CASES = [
+    _case("sgd", lambda m: optim.SGD(m.parameters(), lr=0.1)),
+    _case("sgd-momentum", lambda m: optim.SGD(m.parameters(), lr=0.1, momentum=0.9)),
+    _case(
+        "sgd-momentum-dampening-weight_decay",
+        lambda m: optim.SGD(m.parameters(), lr=0.1, momentum=0.9, dampening=0.3, weight_decay=0.01),
+    ),
+    _case("sgd-nesterov", lambda m: optim.SGD(m.parameters(), lr=0.1, momentum=0.8, nesterov=True)),
+    _case(
+        "sgd-maximize", lambda m: optim.SGD(m.parameters(), lr=0.05, momentum=0.5, maximize=True)
+    ),
+    _case("adam", lambda m: optim.Adam(_adaptive(m), lr=0.01)),
+    _case("adam-weight_decay", lambda m: optim.Adam(_adaptive(m), lr=0.01, weight_decay=0.1)),
+    _case("adam-amsgrad", lambda m: optim.Adam(_adaptive(m), lr=0.01, amsgrad=True)),
+    _case("adam-maximize", lambda m: optim.Adam(_adaptive(m), lr=0.01, maximize=True)),
+    _case(
+        "adam-decoupled_weight_decay",
+        lambda m: optim.Adam(_adaptive(m), lr=0.01, weight_decay=0.1, decoupled_weight_decay=True),
+    ),
+    _case("adamw", lambda m: optim.AdamW(_adaptive(m), lr=0.01)),
+    _case(
+        "adamw-amsgrad",
+        lambda m: optim.AdamW(_adaptive(m), lr=0.01, amsgrad=True, betas=(0.8, 0.9)),
+    ),
+    _case("rmsprop", lambda m: optim.RMSprop(_adaptive(m), lr=0.01)),
+    _case("rmsprop-centered", lambda m: optim.RMSprop(_adaptive(m), lr=0.01, centered=True)),
+    _case("rmsprop-momentum", lambda m: optim.RMSprop(_adaptive(m), lr=0.01, momentum=0.5)),
+    _case(
+        "rmsprop-centered-momentum-weight_decay-maximize",
+        lambda m: optim.RMSprop(
+            _adaptive(m),
+            lr=0.01,
+            alpha=0.9,
+            centered=True,
+            momentum=0.5,
+            weight_decay=0.1,
+            maximize=True,
+        ),
+    ),
+    _case("adagrad", lambda m: optim.Adagrad(_adaptive(m), lr=0.1)),
+    _case("adagrad-lr_decay", lambda m: optim.Adagrad(_adaptive(m), lr=0.1, lr_decay=0.5)),
+    _case(
+        "adagrad-initial_accumulator_value-weight_decay-maximize",
+        lambda m: optim.Adagrad(
+            _adaptive(m), lr=0.1, initial_accumulator_value=0.3, weight_decay=0.1, maximize=True
+        ),
+    ),
+    _case(
+        "param-groups",
+        lambda m: optim.SGD(
+            [
+                {"params": [m.fc1.weight, m.fc1.bias, m.bn1.weight], "lr": 0.2},
+                {"params": [m.fc2.weight, m.fc3.weight], "momentum": 0.0, "weight_decay": 0.1},
+                {"params": [m.fc3.bias], "nesterov": True},
+            ],
+            lr=0.1,
+            momentum=0.9,
+        ),
+    ),
+    # schedules: the scheduler steps every `spe` optimizer steps
+    _case(
+        "sgd-momentum-StepLR",
+        lambda m: optim.SGD(m.parameters(), lr=0.1, momentum=0.9, dampening=0.1),
+        lambda o: lr_scheduler.StepLR(o, step_size=1, gamma=0.5),
+        spe=2,
+    ),
+    _case(
+        "adam-MultiStepLR-mid-epoch",
+        lambda m: optim.Adam(_adaptive(m), lr=0.01),
+        lambda o: lr_scheduler.MultiStepLR(o, milestones=[1, 2, 2], gamma=0.5),
+        spe=3,
+    ),
+    _case(
+        "rmsprop-ExponentialLR",
+        lambda m: optim.RMSprop(_adaptive(m), lr=0.01, momentum=0.5),
+        lambda o: lr_scheduler.ExponentialLR(o, gamma=0.8),
+        spe=1,
+    ),
+    _case(
+        "adagrad-lr_decay-CosineAnnealingLR",
+        lambda m: optim.Adagrad(_adaptive(m), lr=0.1, lr_decay=0.2),
+        lambda o: lr_scheduler.CosineAnnealingLR(o, T_max=3, eta_min=0.01),
+        spe=1,
+    ),
+    _case(
+        "param-groups-adam-CosineAnnealingLR",
+        lambda m: optim.Adam(
+            [
+                {"params": [m.fc1.weight, m.bn1.weight], "lr": 0.02, "amsgrad": True},
+                {"params": [m.fc2.weight, m.fc3.weight, m.fc3.bias], "weight_decay": 0.1},
+            ],
+            lr=0.01,
+        ),
+        lambda o: lr_scheduler.CosineAnnealingLR(o, T_max=4),
+        spe=2,
+    ),
+]
+
+
+def _batches(n: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    return [(rng.standard_normal((8, 6)), rng.integers(0, 3, 8)) for _ in range(n)]
+
+
+def _torch_steps(
+    model: nn.Module, opt: optim.Optimizer, sched: Any, batches: list[Any], first: int, spe: int
+) -> None:
+    """The tutorials' loop body per batch; the scheduler steps after every ``spe``-th
+    optimizer step, counted from the run's first (``first``: this segment's first index)."""
+    criterion = nn.CrossEntropyLoss()
+    for i, (x, y) in enumerate(batches, start=first):
+        opt.zero_grad()
+        criterion(model(torch.from_numpy(x)), torch.from_numpy(y)).backward()
+        opt.step()
+        if sched is not None and (i + 1) % spe == 0:
+            sched.step()
+
+
+def _jax_steps(twin: nnx.Module, tx: optax.GradientTransformation, opt_state: Any, batches):
+    """The nnx loop over ``opt_state`` as ``to_jax`` gives it (over nnx.state(twin, Param))."""
+    for x, y in batches:
+
+        def loss(m: nnx.Module, x: np.ndarray = x, y: np.ndarray = y) -> jax.Array:
+            return losses.cross_entropy(m(x), y)
+
+        grads = nnx.grad(loss)(twin)
+        params = nnx.state(twin, nnx.Param)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        nnx.update(twin, optax.apply_updates(params, updates))
+    return opt_state
+
+
+def _pair(make_opt: Factory, make_sched: Any, seed: int) -> tuple[Any, Any]:
+    torch.manual_seed(seed)
+    model = torchref.create_model("batchnorm_mlp", dtype=torch.float64, **CFG)
+    other = copy.deepcopy(model)
+    runs = []
+    for m in (model, other):
+        opt = make_opt(m)
+        runs.append((m, opt, make_sched(opt) if make_sched else None))
+    return runs[0], runs[1]
+
+
+def _assert_same_run(label: str, expected: tuple[Any, ...], actual: tuple[Any, ...]) -> float:
+    """Model state, optimizer state, lrs and scheduler position of two torch runs agree within
+    the float64 trajectory bound; returns the largest fraction of the bound spent."""
+    (m1, o1, s1), (m2, o2, s2) = expected, actual
+    worst = [0.0, ""]
+
+    def close(name: str, a: torch.Tensor, b: torch.Tensor) -> None:
+        assert a.shape == b.shape and a.dtype == b.dtype, (name, a.shape, b.shape, a.dtype)
+        d = leaf_diff(b.detach().numpy(), a.detach().numpy(), rtol=TOL.rtol, atol=TOL.atol)
+        assert d.ok, f"{label}: {name} differs by {d.max_abs:.3e} ({d.max_rel:.3e} relative)"
+        if d.tolerance_used >= worst[0]:
+            worst[:] = [d.tolerance_used, f"{name} max_abs={d.max_abs:.2e}"]
+
+    sd1, sd2 = m1.state_dict(), m2.state_dict()
+    assert sd1.keys() == sd2.keys()
+    for k in sd1:
+        if sd1[k].dtype == torch.int64:  # num_batches_tracked: a count, exact
+            assert torch.equal(sd1[k], sd2[k]), (label, k)
+        else:
+            close(k, sd1[k], sd2[k])
+    names = [n for n, _ in m1.named_parameters()]
+    for n, p1, p2 in zip(names, m1.parameters(), m2.parameters(), strict=True):
+        st1, st2 = o1.state.get(p1, {}), o2.state.get(p2, {})
+        assert st1.keys() == st2.keys(), (label, n, st1.keys(), st2.keys())
+        for key in st1:
+            close(f"{n}.{key}", st1[key], st2[key])
+    for g1, g2 in zip(o1.param_groups, o2.param_groups, strict=True):
+        assert {k: v for k, v in g1.items() if k not in ("params", "lr")} == {
+            k: v for k, v in g2.items() if k not in ("params", "lr")
+        }
+        close("lr", torch.tensor(g1["lr"]), torch.tensor(g2["lr"]))
+    if s1 is not None:
+        assert s1.last_epoch == s2.last_epoch and s1._step_count == s2._step_count, label
+        close("scheduler _last_lr", torch.tensor(s1._last_lr), torch.tensor(s2._last_lr))
+    print(f"[handoff] {label}: worst {worst[1]} ({worst[0]:.2e} of the float64 bound)")
+    return worst[0]
+
+
+@pytest.mark.parametrize(("make_opt", "make_sched", "spe"), CASES)
+def test_torch_jax_torch_continues_exactly(
+    make_opt: Factory, make_sched: Any, spe: int, seed: int, request: pytest.FixtureRequest
+) -> None:
+    """torch K steps -> to_jax -> JAX K steps -> to_torch -> torch K steps equals torch 3K
+    steps: parameters, BatchNorm buffers, optimizer state, lrs and scheduler position."""
+    batches = _batches(3 * K, seed)
+    whole, handed = _pair(make_opt, make_sched, seed)
+    _torch_steps(*whole, batches, 0, spe)
+
+    model, opt, sched = handed
+    _torch_steps(model, opt, sched, batches[:K], 0, spe)
+    twin, tx, opt_state = to_jax(model, opt, sched, steps_per_epoch=spe)
+    assert jnp.result_type(*jax.tree.leaves(nnx.state(twin, nnx.Param))) == jnp.float64
+    opt_state = _jax_steps(twin, tx, opt_state, batches[K : 2 * K])
+    to_torch(twin, opt_state, model, opt, sched, steps_per_epoch=spe)
+    _torch_steps(model, opt, sched, batches[2 * K :], 2 * K, spe)
+
+    _assert_same_run(request.node.callspec.id, whole, handed)
+
+
+def test_trainer_carries_the_handed_state(seed: int) -> None:
+    """The same through a :class:`jaxnets.train.Trainer`: ``trainer_state`` lays the state
+    out as the Trainer holds it, and ``to_torch`` takes the Trainer's ``state.opt_state``."""
+    spe = 2
+    batches = _batches(3 * K, seed)
+
+    def make_opt(m: nn.Module) -> optim.Optimizer:
+        return optim.RMSprop(_adaptive(m), lr=0.01, centered=True, momentum=0.3)
+
+    def make_sched(o: optim.Optimizer) -> Any:
+        return lr_scheduler.StepLR(o, step_size=1, gamma=0.5)
+
+    whole, handed = _pair(make_opt, make_sched, seed)
+    _torch_steps(*whole, batches, 0, spe)
+    model, opt, sched = handed
+    _torch_steps(model, opt, sched, batches[:K], 0, spe)
+    twin, tx, opt_state = to_jax(model, opt, sched, steps_per_epoch=spe)
+    trainer = Trainer(twin, tx, "cross_entropy")
+    state = trainer_state(trainer, opt_state)
+    assert int(state.step) == K
+    for x, y in batches[K : 2 * K]:
+        state, _ = trainer.step(state, x, y)
+    to_torch(trainer.write_back(state), state.opt_state, model, opt, sched, steps_per_epoch=spe)
+    _torch_steps(model, opt, sched, batches[2 * K :], 2 * K, spe)
+    _assert_same_run("trainer rmsprop StepLR", whole, handed)
+
+
+class _Tiny(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(3, 4)
+        self.fc2 = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+class _TinyTwin(nnx.Module):
+    def __init__(self, rngs: nnx.Rngs) -> None:
+        self.fc1 = nnx.Linear(3, 4, rngs=rngs, param_dtype=jnp.float64)
+        self.fc2 = nnx.Linear(4, 2, rngs=rngs, param_dtype=jnp.float64)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.fc2(jax.nn.relu(self.fc1(x)))
+
+
+def test_unregistered_model_crosses_with_the_twin_given(seed: int) -> None:
+    """A model that is not registered needs ``twin=``; the one given is loaded in place."""
+    torch.manual_seed(seed)
+    model = _Tiny().double()
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    with pytest.raises(HandoffError, match=r"_Tiny is not a registered model.*twin="):
+        to_jax(model, opt)
+    twin = _TinyTwin(nnx.Rngs(seed))
+    got, _, opt_state = to_jax(model, opt, twin=twin)
+    assert got is twin
+    np.testing.assert_array_equal(np.asarray(twin.fc1.kernel[...]), model.fc1.weight.detach().T)
+    to_torch(twin, opt_state, model, opt)
+
+
+# --------------------------------------------------------------------------------------------
+# Refusals: by name, before anything is written
+# --------------------------------------------------------------------------------------------
+
+
+def _small(seed: int, **config: Any) -> nn.Module:
+    torch.manual_seed(seed)
+    return torchref.create_model("batchnorm_mlp", dtype=torch.float64, **(config or CFG))
+
+
+def _snapshot(model: nn.Module, opt: optim.Optimizer) -> Any:
+    return copy.deepcopy((model.state_dict(), opt.state_dict()))
+
+
+def _assert_unchanged(before: Any, model: nn.Module, opt: optim.Optimizer) -> None:
+    sd, osd = before
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, sd[k]), k
+    now = opt.state_dict()
+    assert now["param_groups"] == osd["param_groups"]
+    assert now["state"].keys() == osd["state"].keys()
+    for i, entries in osd["state"].items():
+        for k, v in entries.items():
+            assert torch.equal(now["state"][i][k], v), (i, k)
+
+
+def test_refuses_an_optimizer_jaxnets_lacks(seed: int) -> None:
+    model = _small(seed)
+    with pytest.raises(HandoffError, match=r"optimizer NAdam: jaxnets.optim has no such"):
+        to_jax(model, optim.NAdam(model.parameters()))
+
+
+def test_refuses_an_option_jaxnets_lacks(seed: int) -> None:
+    model = _small(seed)
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    opt.param_groups[0]["lookahead"] = 5
+    with pytest.raises(HandoffError, match=r"option lookahead=5 has no counterpart"):
+        to_jax(model, opt)
+
+
+def test_refuses_an_unknown_schedule(seed: int) -> None:
+    model = _small(seed)
+    opt = optim.SGD(model.parameters(), lr=0.1)
+
+    class Halving(lr_scheduler.LRScheduler):
+        def get_lr(self) -> list[float]:
+            return [g["lr"] / 2 for g in self.optimizer.param_groups]
+
+    with pytest.raises(HandoffError, match=r"scheduler Halving: jaxnets.schedules has no twin"):
+        to_jax(model, opt, Halving(opt), steps_per_epoch=1)
+
+
+def test_refuses_a_schedule_it_cannot_place(seed: int) -> None:
+    """No steps_per_epoch, a scheduler of another optimizer, a position that the step count
+    contradicts, an lr set by hand: each named, all in one error."""
+    model = _small(seed)
+    opt = optim.Adam(_adaptive(model), lr=0.01)
+    sched = lr_scheduler.StepLR(opt, step_size=1)
+    with pytest.raises(HandoffError, match="pass steps_per_epoch"):
+        to_jax(model, opt, sched)
+    other = lr_scheduler.StepLR(optim.SGD(model.parameters(), lr=0.1), step_size=1)
+    with pytest.raises(HandoffError, match="belongs to another optimizer"):
+        to_jax(model, opt, other, steps_per_epoch=1)
+    _torch_steps(model, opt, sched, _batches(2, seed), 0, 1)  # 2 steps, scheduler at epoch 2
+    opt.param_groups[0]["lr"] = 0.5
+    with pytest.raises(HandoffError) as err:
+        to_jax(model, opt, sched, steps_per_epoch=2)
+    assert "with steps_per_epoch=2 the scheduler would be at 1" in str(err.value)
+    assert "lr 0.5, but StepLR at epoch 2 gives" in str(err.value)
+    assert len(err.value.problems) == 2
+
+
+def test_refuses_state_of_another_model(seed: int) -> None:
+    """An optimizer over another model's parameters, a twin of other sizes, an opt_state of
+    another optimizer: refused, and the torch model and optimizer are left as they were."""
+    model, stranger = _small(seed), _small(seed)
+    with pytest.raises(HandoffError, match="not a parameter of BatchNormMLP"):
+        to_jax(model, optim.SGD(stranger.parameters(), lr=0.1))
+
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    _torch_steps(model, opt, None, _batches(1, seed), 0, 1)
+    wide = jaxnets.create_model(
+        "batchnorm_mlp", param_dtype=jnp.float64, **{**CFG, "hidden_size1": 7}
+    )
+    with pytest.raises(HandoffError, match=r"weights: 'fc1.weight': shape"):
+        to_jax(model, opt, twin=wide)
+
+    twin, _, opt_state = to_jax(model, opt)
+    before = _snapshot(model, opt)
+    with pytest.raises(HandoffError, match=r"weights: 'fc1.weight': shape"):
+        to_torch(wide, opt_state, model, opt)
+    adam_state = to_jax(model, optim.Adam(model.parameters()))[2]
+    with pytest.raises(HandoffError, match="opt_state is not the state of this optimizer"):
+        to_torch(twin, adam_state, model, opt)
+    _assert_unchanged(before, model, opt)
+
+
+def test_refuses_parameters_that_stepped_apart(seed: int) -> None:
+    """torch skips a parameter without a gradient; jaxnets steps all together: refused."""
+    model = _small(seed)
+    opt = optim.Adam(_adaptive(model), lr=0.01)
+    _torch_steps(model, opt, None, _batches(1, seed), 0, 1)
+    opt.zero_grad()
+    x, y = _batches(1, seed + 1)[0]
+    nn.CrossEntropyLoss()(model(torch.from_numpy(x)), torch.from_numpy(y)).backward()
+    model.fc3.weight.grad = None  # fc3.weight sits this step out: 1 step against 2
+    opt.step()
+    with pytest.raises(HandoffError, match="different numbers of steps"):
+        to_jax(model, opt)
