@@ -9,7 +9,7 @@
   either form of a convolution or a Linear product;
 * the interleaved timer runs what it should, in rotating order and back to back with the
   garbage collector off, and reports a variant that cannot run instead of failing;
-* ``torchref.bench.run`` on a tiny configuration emits well-formed JSON with the required
+* ``jaxnets.app.torch_bench.run`` on a tiny configuration emits well-formed JSON with the required
   fields, and the jitted step compiled once;
 * ``jaxnets bench`` says plainly that it needs torch when torch is missing;
 * the scripts of ``benchmarks/`` run, and report what they could not time instead of failing;
@@ -35,10 +35,13 @@ from flax import nnx
 from jax import lax
 
 import jaxnets
-from jaxnets import bench as jbench
-from jaxnets import intercept, layers, optim, train
+from jaxnets import fast, nn, optim
+from jaxnets.app import bench as jbench
+from jaxnets.debug import intercept
+from jaxnets.fast import training as fast_training
+from jaxnets.fast.training import default_compiler_options
 from jaxnets.tolerances import tolerance
-from jaxnets.train import Trainer, default_compiler_options
+from jaxnets.training.trainer import Trainer
 
 # --------------------------------------------------------------------------------------------
 # the fast convolution
@@ -67,20 +70,20 @@ def test_im2col_conv_equals_lax_conv_value_and_gradients(
     dn = ("NHWC", "HWIO", "NHWC")
 
     @jax.jit
-    def fast(x, k):
-        return layers.conv2d_im2col(x, k, stride, pad, dimension_numbers=dn)
+    def fast_fn(x, k):
+        return fast.conv2d_im2col(x, k, stride, pad, dimension_numbers=dn)
 
     @jax.jit
     def ref(x, k):
         return lax.conv_general_dilated(x, k, stride, pad, dimension_numbers=dn)
 
     tol = tolerance(jnp.float64, kind="eval")
-    y, y_ref = fast(x, k), ref(x, k)
+    y, y_ref = fast_fn(x, k), ref(x, k)
     assert y.shape == y_ref.shape and y.dtype == jnp.float64
     for a, b in [
         (y, y_ref),
         *zip(
-            jax.grad(lambda x, k: jnp.sum(jnp.sin(fast(x, k))), argnums=(0, 1))(x, k),
+            jax.grad(lambda x, k: jnp.sum(jnp.sin(fast_fn(x, k))), argnums=(0, 1))(x, k),
             jax.grad(lambda x, k: jnp.sum(jnp.sin(ref(x, k))), argnums=(0, 1))(x, k),
             strict=True,
         ),
@@ -97,10 +100,10 @@ def test_im2col_falls_back_to_lax_conv_for_what_it_does_not_handle(
     k = jnp.asarray(np_rng.standard_normal((3, 3, 2, 2)))
     dn = ("NHWC", "HWIO", "NHWC")
     for kw in ({"rhs_dilation": (2, 2)}, {"lhs_dilation": (2, 1)}):
-        a = layers.conv2d_im2col(x, k, (1, 1), ((0, 0), (0, 0)), dimension_numbers=dn, **kw)
+        a = fast.conv2d_im2col(x, k, (1, 1), ((0, 0), (0, 0)), dimension_numbers=dn, **kw)
         b = lax.conv_general_dilated(x, k, (1, 1), ((0, 0), (0, 0)), dimension_numbers=dn, **kw)
         np.testing.assert_array_equal(a, b)
-    a = layers.conv2d_im2col(x, k, (1, 1), "SAME", dimension_numbers=dn)
+    a = fast.conv2d_im2col(x, k, (1, 1), "SAME", dimension_numbers=dn)
     np.testing.assert_array_equal(a, lax.conv_general_dilated(x, k, (1, 1), "SAME", None, None, dn))
 
 
@@ -109,7 +112,7 @@ def test_conv2d_impls_share_parameters_and_agree(np_rng: np.random.Generator) ->
     [kH, kW, I, O], same draws from the same seed, same outputs within tolerance."""
     x = jnp.asarray(np_rng.standard_normal((2, 10, 10, 3)), jnp.float32)
     convs = {
-        impl: layers.Conv2d(3, 4, (3, 2), stride=2, padding=1, rngs=nnx.Rngs(0), impl=impl)
+        impl: nn.Conv2d(3, 4, (3, 2), stride=2, padding=1, rngs=nnx.Rngs(0), impl=impl)
         for impl in ("auto", "im2col", "xla")
     }
     np.testing.assert_array_equal(convs["im2col"].kernel[...], convs["xla"].kernel[...])
@@ -120,7 +123,7 @@ def test_conv2d_impls_share_parameters_and_agree(np_rng: np.random.Generator) ->
         err = float(jnp.max(jnp.abs(convs[impl](x) - ref)))
         assert err <= tol.atol + tol.rtol * float(jnp.max(jnp.abs(ref))), (impl, err)
     with pytest.raises(ValueError, match="impl must be"):
-        layers.Conv2d(3, 4, 3, rngs=nnx.Rngs(0), impl="fast")  # type: ignore[arg-type]
+        nn.Conv2d(3, 4, 3, rngs=nnx.Rngs(0), impl="fast")  # type: ignore[arg-type]
 
 
 POOL_CASES = [
@@ -140,19 +143,19 @@ def test_conv2d_max_pool2d_equals_conv_then_pool(
     """The fused convolution and pooling: the composition's value and gradients w.r.t.
     input, kernel and bias, in float64 at the eval tolerance (a window or offset out of
     place would be O(1) off), with floor-mode cropping, padding, pools of 1-3."""
-    conv = layers.Conv2d(
+    conv = nn.Conv2d(
         xs[-1], out, ks, padding=pad, bias=bias, rngs=nnx.Rngs(0), param_dtype=jnp.float64,
         impl="im2col",
     )  # fmt: skip
     x = jnp.asarray(np_rng.standard_normal(xs))
 
     def fused(c: nnx.Conv, x: jax.Array) -> jax.Array:
-        return jnp.sum(jnp.sin(layers.conv2d_max_pool2d(c, x, pool)))
+        return jnp.sum(jnp.sin(fast.conv2d_max_pool2d(c, x, pool)))
 
     def ref(c: nnx.Conv, x: jax.Array) -> jax.Array:
-        return jnp.sum(jnp.sin(layers.max_pool2d(c(x), pool)))
+        return jnp.sum(jnp.sin(nn.max_pool2d(c(x), pool)))
 
-    y, y_ref = layers.conv2d_max_pool2d(conv, x, pool), layers.max_pool2d(conv(x), pool)
+    y, y_ref = fast.conv2d_max_pool2d(conv, x, pool), nn.max_pool2d(conv(x), pool)
     assert y.shape == y_ref.shape and y.dtype == jnp.float64
     grads = nnx.grad(fused, argnums=(0, 1))(conv, x)
     grads_ref = nnx.grad(ref, argnums=(0, 1))(conv, x)
@@ -173,27 +176,27 @@ def test_conv2d_max_pool2d_takes_the_fused_product_only_where_it_applies(
     x = jnp.asarray(np_rng.standard_normal((2, 10, 10, 2)), jnp.float32)
 
     def fused_names(c: nnx.Conv) -> bool:
-        jaxpr = jax.make_jaxpr(lambda x: layers.conv2d_max_pool2d(c, x, 2))(x)
+        jaxpr = jax.make_jaxpr(lambda x: fast.conv2d_max_pool2d(c, x, 2))(x)
         return "_pooled_conv_dot" in str(jaxpr)
 
-    assert fused_names(layers.Conv2d(2, 3, 3, rngs=nnx.Rngs(0), impl="im2col"))
+    assert fused_names(nn.Conv2d(2, 3, 3, rngs=nnx.Rngs(0), impl="im2col"))
     others = [
-        layers.Conv2d(2, 3, 3, rngs=nnx.Rngs(0), impl="xla"),
-        layers.Conv2d(2, 3, 3, stride=2, rngs=nnx.Rngs(0), impl="im2col"),
+        nn.Conv2d(2, 3, 3, rngs=nnx.Rngs(0), impl="xla"),
+        nn.Conv2d(2, 3, 3, stride=2, rngs=nnx.Rngs(0), impl="im2col"),
         nnx.Conv(2, 3, (3, 3), padding="SAME", rngs=nnx.Rngs(0)),
     ]
     for conv in others:
         assert not fused_names(conv)
         np.testing.assert_array_equal(
-            layers.conv2d_max_pool2d(conv, x, 2), layers.max_pool2d(conv(x), 2)
+            fast.conv2d_max_pool2d(conv, x, 2), nn.max_pool2d(conv(x), 2)
         )
-    conv = layers.Conv2d(2, 3, 3, rngs=nnx.Rngs(0), impl="im2col")
+    conv = nn.Conv2d(2, 3, 3, rngs=nnx.Rngs(0), impl="im2col")
     with intercept.intercept(conv) as rec:
-        layers.conv2d_max_pool2d(conv, x, 2)
+        fast.conv2d_max_pool2d(conv, x, 2)
     assert [r.name for r in rec.records] == [""]  # the convolution itself, called
     for bad in (0, 2.0, (2, 2)):
         with pytest.raises(ValueError, match="kernel_size must be a positive int"):
-            layers.conv2d_max_pool2d(conv, x, bad)  # type: ignore[arg-type]
+            fast.conv2d_max_pool2d(conv, x, bad)  # type: ignore[arg-type]
     np.testing.assert_array_equal(rec.records[0].output, conv(x))
 
 
@@ -208,7 +211,7 @@ def test_lenet_flops_count_the_plain_convolutions() -> None:
         for name in ("conv1", "conv2"):
             old = getattr(model, name)
             cin, cout = old.in_features, old.out_features
-            setattr(model, name, layers.Conv2d(cin, cout, 3, rngs=nnx.Rngs(0), impl=impl))
+            setattr(model, name, nn.Conv2d(cin, cout, 3, rngs=nnx.Rngs(0), impl=impl))
         graph, params = nnx.split(model)
 
         def loss(p: Any, graph: Any = graph) -> jax.Array:
@@ -248,10 +251,10 @@ def test_dot_elementwise_equals_dot_general_value_and_gradients(
     def check(a: jax.Array, b: jax.Array) -> None:
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=tol.rtol, atol=tol.atol)
 
-    check(layers.dot_elementwise(x, w, dims), lax.dot_general(x, w, dims))
+    check(fast.dot_elementwise(x, w, dims), lax.dot_general(x, w, dims))
     g = jnp.asarray(np_rng.standard_normal((*xs[:-1], ws[1])), jnp.float64)
     for argnum in (0, 1):
-        ge = jax.grad(lambda *a: jnp.vdot(layers.dot_elementwise(*a, dims), g), argnum)(x, w)
+        ge = jax.grad(lambda *a: jnp.vdot(fast.dot_elementwise(*a, dims), g), argnum)(x, w)
         gd = jax.grad(lambda *a: jnp.vdot(lax.dot_general(*a, dims), g), argnum)(x, w)
         check(ge, gd)
 
@@ -265,7 +268,7 @@ def test_dot_elementwise_hands_other_products_to_dot_general(
     b = jnp.asarray(np_rng.standard_normal((3, 5, 2)), jnp.float32)
     batched = (((2,), (1,)), ((0,), (0,)))
     np.testing.assert_array_equal(
-        layers.dot_elementwise(a, b, batched), lax.dot_general(a, b, batched)
+        fast.dot_elementwise(a, b, batched), lax.dot_general(a, b, batched)
     )
     x, w = a[0], b[0]
     dims = (((1,), (0,)), ((), ()))
@@ -274,7 +277,7 @@ def test_dot_elementwise_hands_other_products_to_dot_general(
         (x.astype(jnp.float16), w.astype(jnp.float16), {}),
         (x, w, {"preferred_element_type": jnp.float64}),
     ]:
-        got = layers.dot_elementwise(xx, ww, dims, **kw)
+        got = fast.dot_elementwise(xx, ww, dims, **kw)
         want = lax.dot_general(xx, ww, dims, **kw)
         assert got.dtype == want.dtype
         np.testing.assert_array_equal(got, want)
@@ -291,7 +294,7 @@ def test_linear_impls_share_parameters_and_choose_as_documented(
     outputs within tolerance; 'auto' is elementwise on CPU up to ELEMENTWISE_DOT_MAX
     multiply-adds (batch * in * out) and a dot_general above it."""
     lin = {
-        impl: layers.Linear(8, 16, rngs=nnx.Rngs(0), impl=impl)
+        impl: nn.Linear(8, 16, rngs=nnx.Rngs(0), impl=impl)
         for impl in ("auto", "dot", "elementwise")
     }
     np.testing.assert_array_equal(lin["dot"].kernel[...], lin["elementwise"].kernel[...])
@@ -303,13 +306,13 @@ def test_linear_impls_share_parameters_and_choose_as_documented(
         err = float(jnp.max(jnp.abs(lin[impl](x) - ref)))
         assert err <= tol.atol + tol.rtol * float(jnp.max(jnp.abs(ref))), (impl, err)
     on_cpu = jax.default_backend() == "cpu"
-    assert layers.ELEMENTWISE_DOT_MAX == 8 * 8 * 16
+    assert fast.ELEMENTWISE_DOT_MAX == 8 * 8 * 16
     assert _uses_elementwise(lin["auto"], x) == on_cpu
     assert not _uses_elementwise(lin["auto"], jnp.zeros((9, 8), jnp.float32))
     assert not _uses_elementwise(lin["dot"], x)
     assert _uses_elementwise(lin["elementwise"], jnp.zeros((9, 8), jnp.float32))
     with pytest.raises(ValueError, match="impl must be"):
-        layers.Linear(3, 4, rngs=nnx.Rngs(0), impl="fast")  # type: ignore[arg-type]
+        nn.Linear(3, 4, rngs=nnx.Rngs(0), impl="fast")  # type: ignore[arg-type]
 
 
 def test_linear_flops_do_not_depend_on_the_formulation() -> None:
@@ -319,8 +322,8 @@ def test_linear_flops_do_not_depend_on_the_formulation() -> None:
     x = jnp.ones((4, 3), jnp.float32)
     counts = []
     for impl in ("dot", "elementwise"):
-        l1 = layers.Linear(3, 5, rngs=nnx.Rngs(0), impl=impl)
-        l2 = layers.Linear(5, 2, rngs=nnx.Rngs(1), impl=impl)
+        l1 = nn.Linear(3, 5, rngs=nnx.Rngs(0), impl=impl)
+        l2 = nn.Linear(5, 2, rngs=nnx.Rngs(1), impl=impl)
         params = nnx.state((l1, l2), nnx.Param)
 
         def loss(p: object, l1: nnx.Linear = l1, l2: nnx.Linear = l2) -> jax.Array:
@@ -346,12 +349,12 @@ def test_matmul_flops_counts_dots_convs_and_scans() -> None:
     def ref(x, k):
         return lax.conv_general_dilated(x, k, (1, 1), "VALID", dimension_numbers=dn)
 
-    def fast(x, k):
-        return layers.conv2d_im2col(x, k, (1, 1), ((0, 0), (0, 0)), dimension_numbers=dn)
+    def fast_fn(x, k):
+        return fast.conv2d_im2col(x, k, (1, 1), ((0, 0), (0, 0)), dimension_numbers=dn)
 
     expected = 2 * (2 * 5 * 5 * 4) * (3 * 3 * 3)  # outputs x window, 2 per multiply-add
     assert jbench.matmul_flops(ref, x, k) == expected
-    assert jbench.matmul_flops(fast, x, k) == expected
+    assert jbench.matmul_flops(fast_fn, x, k) == expected
 
     def loop(c):
         return lax.scan(lambda c, _: (c @ b @ b.T, None), c, None, length=4)[0]
@@ -364,7 +367,7 @@ def test_lenet_train_step_flops_match_its_layer_sizes() -> None:
     but conv1 (the input is not differentiated), in multiply-adds per example:
     conv1 30*30*6*9, conv2 13*13*16*54, fc1 576*120, fc2 120*84, fc3 84*10."""
     from jaxnets import optim
-    from jaxnets.train import Trainer
+    from jaxnets.training.trainer import Trainer
 
     macs = [30 * 30 * 6 * 9, 13 * 13 * 16 * 54, 576 * 120, 120 * 84, 84 * 10]
     per_example = 2 * (2 * sum(macs) + sum(macs[1:]))
@@ -465,7 +468,7 @@ REQUIRED = {"model", "batch_size", "variant", "us_per_step", "compile_s"}
 
 
 def test_harness_emits_well_formed_json(tmp_path) -> None:
-    from torchref import bench as tbench
+    from jaxnets.app import torch_bench as tbench
 
     doc = tbench.run(
         ["xor_net", "lenet"],
@@ -520,7 +523,7 @@ def test_harness_emits_well_formed_json(tmp_path) -> None:
 
 
 def test_target_values_print_the_way_the_verdict_went() -> None:
-    from torchref.bench import _measured, _pct
+    from jaxnets.app.torch_bench import _measured, _pct
 
     def target(measured: float, required: float, unit: str = "x") -> dict:
         met = measured >= required
@@ -537,7 +540,7 @@ def test_target_values_print_the_way_the_verdict_went() -> None:
 def test_latency_target_takes_the_faster_jax_predictor() -> None:
     """The batch-1 target is judged on the faster of ``Trainer.predict`` (``jax_jit``) and
     ``Trainer.frozen_predictor`` (``jax_frozen``), and says which one it was."""
-    from torchref.bench import check_targets
+    from jaxnets.app.torch_bench import check_targets
 
     def row(variant: str, speedup: float | None) -> dict[str, Any]:
         r = {"model": "mlp", "batch_size": 1, "kind": "infer", "variant": variant,
@@ -555,7 +558,7 @@ def test_latency_target_takes_the_faster_jax_predictor() -> None:
 
 
 def test_bench_command_says_it_needs_torch(monkeypatch, capsys) -> None:
-    from jaxnets import cli
+    from jaxnets.app import cli
 
     monkeypatch.setitem(sys.modules, "torch", None)  # import torch -> ImportError
     with pytest.raises(SystemExit) as exc:
@@ -573,7 +576,7 @@ def test_conv_gradient_flops_do_not_depend_on_the_formulation(impl: str) -> None
     ``kernel - 1``, whose zero taps are not work)."""
     from flax import nnx
 
-    from jaxnets.layers import Conv2d
+    from jaxnets.nn import Conv2d
 
     c1 = Conv2d(1, 6, 3, rngs=nnx.Rngs(0), impl=impl)
     c2 = Conv2d(6, 16, 3, rngs=nnx.Rngs(1), impl=impl)
@@ -609,7 +612,7 @@ on_cpu = pytest.mark.skipif(
     jax.default_backend() != "cpu", reason="the options are chosen for XLA:CPU only"
 )
 knows_ynn_option = pytest.mark.skipif(
-    train._compiler_options_error(tuple(YNN_OFF.items())) is not None,
+    fast_training._compiler_options_error(tuple(YNN_OFF.items())) is not None,
     reason="this jaxlib's XLA has no xla_cpu_experimental_ynn_fusion_type option",
 )
 
@@ -621,9 +624,9 @@ def test_default_compiler_options_turn_ynnpack_off_for_im2col_convolutions(monke
     assert default_compiler_options(jaxnets.create_model("lenet")) == off
     for name in ("mlp", "xor_net", "batchnorm_mlp"):
         assert default_compiler_options(jaxnets.create_model(name)) is None, name
-    xla = layers.Conv2d(1, 2, 3, rngs=nnx.Rngs(0), impl="xla")
+    xla = nn.Conv2d(1, 2, 3, rngs=nnx.Rngs(0), impl="xla")
     assert default_compiler_options(xla) is None  # lax.conv: nothing to fix
-    im2col = layers.Conv2d(1, 2, 3, rngs=nnx.Rngs(0), impl="im2col")
+    im2col = nn.Conv2d(1, 2, 3, rngs=nnx.Rngs(0), impl="im2col")
     assert default_compiler_options(im2col) == off
     # the user's own XLA_FLAGS setting of the option wins
     monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=reduce")
@@ -679,8 +682,8 @@ def test_trainer_gather_ahead_argument() -> None:
     on_cpu_backend = jax.default_backend() == "cpu"
     assert Trainer(lenet, optim.sgd(0.1)).gather_ahead is on_cpu_backend
     assert Trainer(mlp, optim.sgd(0.1)).gather_ahead is False
-    xla = layers.Conv2d(1, 2, 3, rngs=nnx.Rngs(0), impl="xla")
-    assert train.default_gather_ahead(xla) is False  # lax.conv: no patches to build
+    xla = nn.Conv2d(1, 2, 3, rngs=nnx.Rngs(0), impl="xla")
+    assert fast_training.default_gather_ahead(xla) is False  # lax.conv: no patches to build
     for given in (True, False):
         assert Trainer(mlp, optim.sgd(0.1), gather_ahead=given).gather_ahead is given
     with pytest.raises(TypeError, match="gather_ahead must be True, False or 'auto'"):
@@ -724,7 +727,7 @@ def test_trainer_epoch_kernel_layout_argument() -> None:
     mlp = jaxnets.create_model("mlp")
     on_cpu = jax.default_backend() == "cpu"
     for opt in (optim.sgd(0.1, momentum=0.9), optim.adam(), optim.rmsprop(), optim.adagrad()):
-        assert optim.is_layout_free(opt)
+        assert fast_training.is_layout_free(opt)
         assert Trainer(mlp, opt).epoch_kernel_layout == ("out_in" if on_cpu else "in_out")
     for small in ("lenet", "xor_net", "advanced_nn"):
         assert Trainer(jaxnets.create_model(small), optim.sgd(0.1)).epoch_kernel_layout == "in_out"
@@ -732,8 +735,8 @@ def test_trainer_epoch_kernel_layout_argument() -> None:
         "out_in" if on_cpu else "in_out"
     )  # 784x128, the smallest kernel measured faster transposed
     foreign = optax.sgd(0.1)
-    assert not optim.is_layout_free(foreign)
-    assert not optim.is_layout_free(optax.chain(optim.sgd(0.1)))
+    assert not fast_training.is_layout_free(foreign)
+    assert not fast_training.is_layout_free(optax.chain(optim.sgd(0.1)))
     assert Trainer(mlp, foreign).epoch_kernel_layout == "in_out"
     assert Trainer(mlp, foreign, epoch_kernel_layout="out_in").epoch_kernel_layout == "out_in"
     factored = optax.adafactor(1e-3, min_dim_size_to_factor=8)

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxnets.layers import Linear
+from jaxnets.nn import Linear
 from jaxnets.registry import register_model
 
 

@@ -12,8 +12,10 @@ from typing import Any
 import jax
 from flax import nnx
 
-from jaxnets.layers import _NCHW_HINT, Conv2d, Linear, conv2d_max_pool2d
+from jaxnets.fast import conv2d_max_pool2d
 from jaxnets.models.first_network import FixedConfig, _check_float_input
+from jaxnets.nn import Conv2d, Linear
+from jaxnets.nn._common import NCHW_HINT as _NCHW_HINT
 from jaxnets.registry import register_model
 
 

@@ -18,9 +18,9 @@ from typing import Any
 import jax
 from flax import nnx
 
-from jaxnets.layers import BatchNorm1d, Linear
 from jaxnets.models._config import validate_config
 from jaxnets.models.first_network import _check_features, _check_float_input
+from jaxnets.nn import BatchNorm1d, Linear
 from jaxnets.registry import register_model
 
 
@@ -203,7 +203,7 @@ class BatchNormMLP(nnx.Module):
 
     ``(N, in_features) -> (N, output_size)``. ``model.train()`` normalises with batch
     statistics and updates the running ones (torch semantics, see
-    :class:`jaxnets.layers.BatchNorm1d`); ``model.eval()`` uses the running statistics.
+    :class:`jaxnets.nn.BatchNorm1d`); ``model.eval()`` uses the running statistics.
     """
 
     def __init__(

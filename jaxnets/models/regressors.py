@@ -12,8 +12,8 @@ from typing import Any
 import jax
 from flax import nnx
 
-from jaxnets.layers import Linear
 from jaxnets.models.first_network import FixedConfig, _check_features
+from jaxnets.nn import Linear
 from jaxnets.registry import register_model
 
 

@@ -14,9 +14,9 @@ from typing import Any
 import jax
 from flax import nnx
 
-from jaxnets.layers import ACTIVATIONS, Linear, get_activation
 from jaxnets.models._config import validate_config
 from jaxnets.models.first_network import FixedConfig, _check_features
+from jaxnets.nn import ACTIVATIONS, Linear, get_activation
 from jaxnets.registry import register_model
 
 

@@ -15,7 +15,7 @@ What is captured, for ONE batch (torch layout in; NHWC for image twins):
 * torch: every module's input and output (forward hooks, in completion order), the gradient
   of the loss with respect to each module's output (``retain_grad``), every parameter
   gradient, and every buffer before and after the pass;
-* Flax: the same, by module path name, through :mod:`jaxnets.intercept` (instances' classes
+* Flax: the same, by module path name, through :mod:`jaxnets.debug.intercept` (instances' classes
   swapped to recording subclasses inside one ``jax.jit``, or eagerly with ``jit=False``;
   outputs' gradients through zero perturbations; the twin's own public methods such as
   ``def act(self, x)`` are recorded too). Names match because twins use torch's attribute
@@ -195,7 +195,7 @@ def explain_models(
     """
     import jaxnets
     import torchref
-    from torchref.compare import pin_full_precision
+    from torchref.precision import pin_full_precision
 
     if dtype == "float64":
         jax.config.update("jax_enable_x64", True)

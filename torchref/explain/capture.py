@@ -3,11 +3,12 @@
 The first stage of :func:`torchref.explain.explain`. The torch side runs with a forward hook
 on every module (inputs, outputs in completion order; ``retain_grad`` on the outputs gives
 ``d loss / d output``) and keeps every buffer before and after the pass. The twin runs through
-:mod:`jaxnets.intercept` (one ``jax.jit`` program, or op by op), which records every
-submodule's input, output and output gradient by module path name; if the twin raises, it is
-rerun eagerly to find the module that raised and what reached it. Both sides' parameters
-and buffers after the pass are read in torch names and layout (the twin's through
-:mod:`jaxnets.convert`). Arrays stay in each side's own layout here: alignment converts.
+:mod:`jaxnets.debug.intercept` (one ``jax.jit`` program, or op by op) in its plain forms
+(inside ``jaxnets.fast.disabled()``), recording every submodule's input, output and output
+gradient by module path name; if the twin raises, it is rerun eagerly to find the module that
+raised and what reached it. Both sides' parameters and buffers after the pass are read in
+torch names and layout (the twin's through :mod:`jaxnets.convert`). Arrays stay in each
+side's own layout here: alignment converts.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import torch
 import torch.nn as nn
 from flax import nnx
 
-from jaxnets import convert, intercept
+from jaxnets import convert, fast
+from jaxnets.debug import intercept
 from jaxnets.tolerances import backend_name
 from torchref.explain.arrays import as_numpy
 
@@ -145,22 +147,25 @@ def _twin_trace(
 ) -> _Twin:
     """The twin's forward (and backward) pass with every submodule recorded."""
     twin = _Twin()
-    try:
-        tr = intercept.trace(flax_model, x, loss_fn=loss_fn, jit=jit)
-        twin.inputs, twin.outputs, twin.output_grads = tr.inputs, tr.outputs, tr.output_grads
-        twin.types, twin.loss = tr.types, tr.loss
-        if tr.param_grads is not None:
-            try:
-                twin.param_grads = convert.state_to_torch(flax_model, tr.param_grads)
-            except (TypeError, ValueError):
-                twin.param_grads = {}
-    except Exception:
-        records, twin.error_at, exc = intercept.capture_until_error(flax_model, x)
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        twin.error = f"{type(exc).__name__}: {first_line}"[:400]
-        twin.inputs = {k: r.input for k, r in records.items()}
-        twin.outputs = {k: r.output for k, r in records.items()}
-        twin.types = {k: r.type_name for k, r in records.items()}
+    # The plain forms: a fast form may compute a module's output without calling the module
+    # (a convolution fused with its pooling), which would leave that module without a record.
+    with fast.disabled():
+        try:
+            tr = intercept.trace(flax_model, x, loss_fn=loss_fn, jit=jit)
+            twin.inputs, twin.outputs, twin.output_grads = tr.inputs, tr.outputs, tr.output_grads
+            twin.types, twin.loss = tr.types, tr.loss
+            if tr.param_grads is not None:
+                try:
+                    twin.param_grads = convert.state_to_torch(flax_model, tr.param_grads)
+                except (TypeError, ValueError):
+                    twin.param_grads = {}
+        except Exception:
+            records, twin.error_at, exc = intercept.capture_until_error(flax_model, x)
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            twin.error = f"{type(exc).__name__}: {first_line}"[:400]
+            twin.inputs = {k: r.input for k, r in records.items()}
+            twin.outputs = {k: r.output for k, r in records.items()}
+            twin.types = {k: r.type_name for k, r in records.items()}
     return twin
 
 

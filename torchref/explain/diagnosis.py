@@ -46,7 +46,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from flax import nnx
 
-from jaxnets import intercept
+from jaxnets.debug import intercept
 from jaxnets.testing import LeafDiff, leaf_diff
 from jaxnets.tolerances import Tolerance
 from torchref.explain.align import Alignment

@@ -219,7 +219,7 @@ def diagnose_conv(diag: Diagnosis) -> None:
             "config",
             f"nnx.Conv defaults to padding='SAME', torch to 0{shape_note}",
             f"padding={tuple(p for p, _ in t_pad)!r} as explicit pairs "
-            f"({[tuple(p) for p in t_pad]}), e.g. jaxnets.layers.Conv2d",
+            f"({[tuple(p) for p in t_pad]}), e.g. jaxnets.nn.Conv2d",
         )
         if (fs, fd, fm.feature_group_count) == (s, dil, mod.groups) and fk == k:
             flat = [p for pair in reversed(f_pad) for p in pair]
@@ -229,7 +229,7 @@ def diagnose_conv(diag: Diagnosis) -> None:
                 f"convolution padding: twin {label} = {f_pad}, torch {t_pad}",
                 pred,
                 f"pass torch's explicit padding {[tuple(p) for p in t_pad]} to nnx.Conv "
-                "(jaxnets.layers.Conv2d does)",
+                "(jaxnets.nn.Conv2d does)",
             )
     if ctx.dtype == np.float32 and not ctx.row.shape_mismatch:
         pred = conv(
@@ -256,7 +256,7 @@ def _bn_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
 def diagnose_batchnorm(diag: Diagnosis) -> None:
     """BatchNorm's output: eps and train/eval mode, as settings and recomputed."""
     ctx, mod = diag.ctx, diag.ctx.module
-    fix = "jaxnets.layers.BatchNorm1d/2d"
+    fix = "jaxnets.nn.BatchNorm1d/2d"
     diag.suspect("bn_momentum", "momentum m where Flax wants 1 - m", fix)
     diag.suspect("bn_biased_running_var", "biased running variance", fix)
     diag.suspect("bn_mode", "train/eval mode differs", "model.train()/model.eval() on both")
@@ -313,7 +313,7 @@ def diagnose_batchnorm(diag: Diagnosis) -> None:
             "bn_eps",
             f"BatchNorm eps {fm.epsilon:g} (torch {mod.eps:g})",
             pred,
-            # jaxnets.layers.BatchNorm1d/2d take torch's name for it; nnx.BatchNorm Flax's
+            # jaxnets.nn.BatchNorm1d/2d take torch's name for it; nnx.BatchNorm Flax's
             f"eps={mod.eps:g}" if hasattr(fm, "torch_momentum") else f"epsilon={mod.eps:g}",
         )
 
@@ -326,7 +326,7 @@ def diagnose_running_stats(diag: Diagnosis) -> None:
     fm = ctx.flax_module
     m_t = mod.momentum
     if isinstance(fm, nnx.BatchNorm):
-        if hasattr(fm, "torch_momentum"):  # jaxnets.layers.BatchNorm1d: torch's convention
+        if hasattr(fm, "torch_momentum"):  # jaxnets.nn.BatchNorm1d: torch's convention
             tm = fm.torch_momentum
             if tm is not None and m_t is not None and not math.isclose(tm, m_t):
                 diag.add(
@@ -343,7 +343,7 @@ def diagnose_running_stats(diag: Diagnosis) -> None:
                 f"BatchNorm momentum: nnx momentum={fm.momentum:g}, torch momentum={m_t:g}",
                 "config",
                 f"Flax's momentum weighs the OLD running value: it must be 1 - m = {1 - m_t:g}",
-                f"nnx.BatchNorm(momentum={1 - m_t:g}), or jaxnets.layers.BatchNorm1d (2d for "
+                f"nnx.BatchNorm(momentum={1 - m_t:g}), or jaxnets.nn.BatchNorm1d (2d for "
                 f"images), which take torch's",
             )
     if ctx.x_t is None or km not in ctx.buffers_before or km not in ctx.buffers_after_f:
@@ -381,11 +381,11 @@ def diagnose_running_stats(diag: Diagnosis) -> None:
     }
     fix_m = (
         f"torch momentum m={m:g} weighs the NEW batch statistic; Flax's momentum weighs the OLD "
-        f"running value: nnx.BatchNorm(momentum={1 - m:g}) or jaxnets.layers.BatchNorm1d/2d"
+        f"running value: nnx.BatchNorm(momentum={1 - m:g}) or jaxnets.nn.BatchNorm1d/2d"
     )
     fix_v = (
         "torch updates running_var with the UNBIASED batch variance (x n/(n-1)) while "
-        "nnx.BatchNorm uses the biased one: use jaxnets.layers.BatchNorm1d (2d for images)"
+        "nnx.BatchNorm uses the biased one: use jaxnets.nn.BatchNorm1d (2d for images)"
     )
     mean_rule = next(
         (r for r, mm in (("m", m), ("1-m", 1 - m)) if fits((1 - mm) * rm0 + mm * mean, obs_m)),
@@ -431,7 +431,7 @@ def diagnose_running_stats(diag: Diagnosis) -> None:
             "num_batches_tracked not counted as torch counts it",
             "confirmed",
             f"twin {int(counts[1])}, torch {int(counts[0])}",
-            "use jaxnets.layers.BatchNorm1d (2d for images), which counts training batches",
+            "use jaxnets.nn.BatchNorm1d (2d for images), which counts training batches",
         )
 
 

@@ -222,7 +222,7 @@ class ExplainReport:
     def to_rows(self) -> list[dict[str, Any]]:
         """One flat dict per layer with every number (max abs, max rel, tolerance used of the
         input, output, local check, output gradient and worst parameter gradient), for JSON,
-        CSV (``jaxnets.report.render``) or a DataFrame."""
+        CSV (``jaxnets.app.report.render``) or a DataFrame."""
         out = []
         for r in self.rows:
             row: dict[str, Any] = {
