@@ -211,7 +211,7 @@ class Diagnosis:
                 self.add(key, title, "possible", "", fix)
 
     def ranked(self) -> list[Cause]:
-        """The causes, strongest status first (registration order within a status)."""
+        """The causes, strongest status first (in the order found within a status)."""
         return sorted(self.causes, key=lambda c: STATUS_RANK[c.status])
 
 
