@@ -35,7 +35,7 @@ import torchref
 from jaxnets import losses
 from jaxnets.testing import leaf_diff
 from jaxnets.tolerances import tolerance
-from jaxnets.train import Trainer
+from jaxnets.training import Trainer
 from torchref.handoff import HandoffError, to_jax, to_torch, trainer_state
 
 CFG = {"in_features": 6, "hidden_size1": 5, "hidden_size2": 4, "output_size": 3}
@@ -263,7 +263,7 @@ def test_torch_jax_torch_continues_exactly(
 
 
 def test_trainer_carries_the_handed_state(seed: int) -> None:
-    """The same through a :class:`jaxnets.train.Trainer`: ``trainer_state`` lays the state
+    """The same through a :class:`jaxnets.Trainer`: ``trainer_state`` lays the state
     out as the Trainer holds it, and ``to_torch`` takes the Trainer's ``state.opt_state``."""
     spe = 2
     batches = _batches(3 * K, seed)

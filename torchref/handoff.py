@@ -26,7 +26,7 @@ How the pieces map:
   ``'group0'``, ``'group1'``...); parameters the optimizer does not hold stay frozen
   (``optax.set_to_zero``, label ``'frozen'``).
 * State: buffers by torch's names and in torch's layout through
-  :func:`jaxnets.steps.optimizer_state_from_torch` and ``optimizer_state_to_torch``.
+  :func:`jaxnets.training.steps.optimizer_state_from_torch` and ``optimizer_state_to_torch``.
   Every parameter of an optimizer must have taken the same number of steps (jaxnets'
   optimizers keep one count). SGD and Adam keep their counts themselves; RMSprop and Adagrad
   states hold none, so their ``lr`` is given as a schedule, whose count is torch's ``step``.
@@ -62,8 +62,9 @@ import torch
 from flax import nnx
 
 import jaxnets
-from jaxnets import convert, optim, schedules, steps
+from jaxnets import convert, optim, schedules
 from jaxnets.tolerances import tolerance
+from jaxnets.training import steps
 from torchref import bridge, models
 
 __all__ = [
@@ -577,7 +578,7 @@ def _check_position(plan: _Plan, grp: _Group, state: Mapping[str, Mapping[str, A
 
 
 def trainer_state(trainer: Any, opt_state: Any) -> Any:
-    """A :class:`jaxnets.train.TrainState` for ``trainer`` (built on the twin and ``tx`` of
+    """A :class:`jaxnets.training.TrainState` for ``trainer`` (built on the twin and ``tx`` of
     :func:`to_jax`): its ``init()`` with ``opt_state`` laid out as the Trainer holds it (a
     flat list of parameters instead of ``nnx.State``; same leaves) and ``step`` the
     optimizer's step count (0 when the state keeps none)."""
