@@ -31,12 +31,23 @@ from torch import nn, optim
 from torch.optim import lr_scheduler
 
 import jaxnets
+import jaxnets.checkpoint
 import torchref
 from jaxnets import losses
+from jaxnets.checkpoint import CheckpointError
 from jaxnets.testing import leaf_diff
 from jaxnets.tolerances import tolerance
 from jaxnets.training import Trainer
-from torchref.handoff import HandoffError, to_jax, to_torch, trainer_state
+from torchref import checkpoint as checkpoint_mod
+from torchref.handoff import (
+    HandoffError,
+    checkpoint_to_run,
+    run_to_checkpoint,
+    to_jax,
+    to_torch,
+    trainer_for,
+    trainer_state,
+)
 
 CFG = {"in_features": 6, "hidden_size1": 5, "hidden_size2": 4, "output_size": 3}
 K = 2  # steps per segment
@@ -431,3 +442,111 @@ def test_refuses_parameters_that_stepped_apart(seed: int) -> None:
     opt.step()
     with pytest.raises(HandoffError, match="different numbers of steps"):
         to_jax(model, opt)
+
+
+# --------------------------------------------------------------------------------------------
+# Files: a PyTorch training checkpoint -> a jaxnets run file -> a PyTorch training checkpoint
+# --------------------------------------------------------------------------------------------
+
+FILE_CASES = [
+    c
+    for c in CASES
+    if c.id
+    in (
+        "sgd-momentum-dampening-weight_decay",
+        "adamw-amsgrad",
+        "sgd-momentum-StepLR",
+        "adam-MultiStepLR-mid-epoch",
+        "rmsprop-ExponentialLR",
+        "adagrad-lr_decay-CosineAnnealingLR",
+        "param-groups-adam-CosineAnnealingLR",
+    )
+]
+
+
+def _templates(make_opt: Factory, make_sched: Any) -> tuple[Any, Any, Any]:
+    """Fresh torch objects built as the run built them (their values do not matter)."""
+    model = torchref.create_model("batchnorm_mlp", dtype=torch.float64, **CFG)
+    opt = make_opt(model)
+    return model, opt, make_sched(opt) if make_sched else None
+
+
+@pytest.mark.parametrize(("make_opt", "make_sched", "spe"), FILE_CASES)
+def test_files_torch_run_torch_continue_exactly(
+    make_opt: Factory, make_sched: Any, spe: int, seed: int, tmp_path: Any, request: Any
+) -> None:
+    """torch K steps -> torch.save training checkpoint -> jaxnets run file -> K steps of a
+    Trainer that loads it -> run file -> training checkpoint -> torch K steps, against torch
+    3K steps: the same bounds as in memory; the templates are left as they were."""
+    batches = _batches(3 * K, seed)
+    whole, handed = _pair(make_opt, make_sched, seed)
+    _torch_steps(*whole, batches, 0, spe)
+    _torch_steps(*handed, batches[:K], 0, spe)
+    torch_ckpt = tmp_path / "torch.pt"
+    checkpoint_mod.save_training_checkpoint(torch_ckpt, *handed, epoch=K // spe)
+
+    templates = _templates(make_opt, make_sched)
+    before = _snapshot(*templates[:2])
+    run = checkpoint_to_run(
+        torch_ckpt, tmp_path / "run.safetensors", *templates, steps_per_epoch=spe, meta={"a": 1}
+    )
+    _assert_unchanged(before, *templates[:2])
+    trainer = trainer_for(*_templates(make_opt, make_sched), steps_per_epoch=spe)
+    state, meta = jaxnets.checkpoint.load_run(run, trainer)
+    assert meta["a"] == 1 and meta["epoch"] == K // spe
+    for x, y in batches[K : 2 * K]:
+        state, _ = trainer.step(state, x, y)
+    jaxnets.checkpoint.save_run(tmp_path / "run2.safetensors", trainer, state, meta=meta)
+    back = run_to_checkpoint(
+        tmp_path / "run2.safetensors",
+        tmp_path / "back.pt",
+        trainer,
+        *templates,
+        steps_per_epoch=spe,
+    )
+    model, opt, sched = _templates(make_opt, make_sched)
+    entries = checkpoint_mod.load_training_checkpoint(back, model, opt, sched)
+    assert entries == {"epoch": K // spe}
+    _torch_steps(model, opt, sched, batches[2 * K :], 2 * K, spe)
+    _assert_same_run(f"files {request.node.callspec.id}", whole, (model, opt, sched))
+
+
+def test_training_checkpoint_errors_list_every_problem(seed: int, tmp_path: Any) -> None:
+    """A file that carries code is refused unread; one that is not a training checkpoint, or
+    belongs to another model, optimizer or scheduler, names every problem; nothing is
+    loaded and no run file is written."""
+    model = _small(seed)
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+
+    class Payload:
+        def __reduce__(self) -> Any:
+            return (print, ("this ran",))
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"model_state_dict": model.state_dict(), "x": Payload()}, evil)
+    with pytest.raises(CheckpointError, match=r"refused.*nothing in it ran"):
+        checkpoint_to_run(evil, tmp_path / "r.safetensors", model, opt)
+
+    weights = tmp_path / "weights.pt"
+    torch.save({"model_state_dict": {"w": torch.zeros(2)}, "epoch": -1}, weights)
+    with pytest.raises(CheckpointError) as err:
+        checkpoint_mod.read_training_checkpoint(weights)
+    assert "no 'optimizer_state_dict' entry" in str(err.value)
+    assert "'epoch' is -1" in str(err.value) and "2 problem(s)" in str(err.value)
+
+    other = _small(seed, **{**CFG, "hidden_size2": 7})
+    adam = optim.Adam(_adaptive(other), lr=0.01)
+    _torch_steps(other, adam, None, _batches(1, seed), 0, 1)
+    sched = lr_scheduler.StepLR(adam, 1)
+    foreign = tmp_path / "foreign.pt"
+    checkpoint_mod.save_training_checkpoint(foreign, other, adam, sched, epoch=1)
+    before = _snapshot(model, opt)
+    with pytest.raises(CheckpointError) as err:
+        checkpoint_to_run(foreign, tmp_path / "r.safetensors", model, opt)
+    text = str(err.value)
+    assert "model: 'fc2.weight' has shape (7, 5)" in text
+    assert "the state of another optimizer" in text and "'amsgrad'" in text
+    assert "optimizer param group 0: 8 parameters saved, the SGD's group holds 10" in text
+    assert "holds a scheduler state" in text and "nothing was loaded" in text
+    _assert_unchanged(before, model, opt)
+    assert not (tmp_path / "r.safetensors").exists()

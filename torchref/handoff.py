@@ -50,8 +50,11 @@ torch's recursive ``scheduler.step()`` to rounding (``jaxnets.schedules``).
 
 from __future__ import annotations
 
+import copy
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -63,9 +66,11 @@ from flax import nnx
 
 import jaxnets
 from jaxnets import convert, optim, schedules
+from jaxnets.checkpoint import load_run, save_run
 from jaxnets.tolerances import tolerance
-from jaxnets.training import steps
+from jaxnets.training import Trainer, TrainState, steps
 from torchref import bridge, models
+from torchref.checkpoint import EPOCH_KEY, load_training_checkpoint, save_training_checkpoint
 
 __all__ = [
     "OPTIMIZERS",
@@ -73,9 +78,12 @@ __all__ = [
     "HandoffError",
     "OptimizerRule",
     "ScheduleRule",
+    "checkpoint_to_run",
     "register_schedule",
+    "run_to_checkpoint",
     "to_jax",
     "to_torch",
+    "trainer_for",
     "trainer_state",
 ]
 
@@ -577,7 +585,7 @@ def _check_position(plan: _Plan, grp: _Group, state: Mapping[str, Mapping[str, A
     return count
 
 
-def trainer_state(trainer: Any, opt_state: Any) -> Any:
+def trainer_state(trainer: Trainer, opt_state: Any) -> TrainState:
     """A :class:`jaxnets.training.TrainState` for ``trainer`` (built on the twin and ``tx`` of
     :func:`to_jax`): its ``init()`` with ``opt_state`` laid out as the Trainer holds it (a
     flat list of parameters instead of ``nnx.State``; same leaves) and ``step`` the
@@ -750,3 +758,95 @@ def to_torch(
 def _optimizer_params(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
     """The optimizer's parameters in the order its ``state_dict()`` numbers them."""
     return [p for group in optimizer.param_groups for p in group["params"]]
+
+
+# --------------------------------------------------------------------------------------------
+# Files: a PyTorch training checkpoint <-> a jaxnets run file
+# --------------------------------------------------------------------------------------------
+
+
+def trainer_for(
+    torch_model: torch.nn.Module,
+    torch_optimizer: torch.optim.Optimizer,
+    scheduler: Any = None,
+    *,
+    steps_per_epoch: int | None = None,
+    twin: nnx.Module | None = None,
+    loss: str | Callable[..., Any] = "cross_entropy",
+) -> Trainer:
+    """The :class:`jaxnets.Trainer` of a torch run (its twin and the ``tx`` of
+    :func:`to_jax`), to load the run files :func:`checkpoint_to_run` writes
+    (``jaxnets.checkpoint.load_run(path, trainer)``). The torch objects are templates, built
+    as the run built them; they are not changed."""
+    model, optimizer, sched = copy.deepcopy((torch_model, torch_optimizer, scheduler))
+    twin, tx, _ = to_jax(model, optimizer, sched, twin, steps_per_epoch=steps_per_epoch)
+    return Trainer(twin, tx, loss)
+
+
+def checkpoint_to_run(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    torch_model: torch.nn.Module,
+    torch_optimizer: torch.optim.Optimizer,
+    scheduler: Any = None,
+    *,
+    steps_per_epoch: int | None = None,
+    twin: nnx.Module | None = None,
+    loss: str | Callable[..., Any] = "cross_entropy",
+    meta: Mapping[str, Any] | None = None,
+) -> Path:
+    """A PyTorch training checkpoint (``torch.save`` of ``model_state_dict``,
+    ``optimizer_state_dict``, optionally ``scheduler_state_dict`` and ``epoch``) as a
+    jaxnets run file (:func:`jaxnets.checkpoint.save_run`), which a :class:`jaxnets.Trainer`
+    with the same twin and ``tx`` continues (:func:`trainer_for`; ``jaxnets train --resume``
+    for the runs it can express).
+
+    ``torch_model``, ``torch_optimizer`` and ``scheduler`` are templates built as the run
+    built them (classes, sizes, param groups, options); the checkpoint is loaded into copies
+    of them (:func:`torchref.checkpoint.load_training_checkpoint`, read with
+    ``weights_only=True``) and handed over by :func:`to_jax`. The run's ``meta`` is ``meta``
+    with the checkpoint's ``epoch`` (0 without one) and, when the optimizer counts its steps,
+    ``step``. Everything is checked before the file is written (atomically).
+    """
+    model, optimizer, sched = copy.deepcopy((torch_model, torch_optimizer, scheduler))
+    entries = load_training_checkpoint(src, model, optimizer, sched)
+    twin, tx, opt_state = to_jax(model, optimizer, sched, twin, steps_per_epoch=steps_per_epoch)
+    trainer = Trainer(twin, tx, loss)
+    state = trainer_state(trainer, opt_state)
+    run_meta = {**(meta or {}), "epoch": int(entries.get(EPOCH_KEY, 0))}
+    if int(state.step) > 0:
+        run_meta["step"] = int(state.step)
+    return save_run(dst, trainer, state, meta=run_meta)
+
+
+def run_to_checkpoint(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    trainer: Trainer,
+    torch_model: torch.nn.Module,
+    torch_optimizer: torch.optim.Optimizer,
+    scheduler: Any = None,
+    *,
+    steps_per_epoch: int | None = None,
+) -> Path:
+    """A jaxnets run file (:func:`jaxnets.checkpoint.save_run`) as a PyTorch training
+    checkpoint (:func:`torchref.checkpoint.save_training_checkpoint`: ``model_state_dict``,
+    ``optimizer_state_dict``, ``scheduler_state_dict`` with a scheduler, and the run's
+    ``epoch``), from which torch continues exactly.
+
+    ``trainer`` is built like the one that saved the run (:func:`trainer_for` of the same
+    templates, or the trainer of the run's own settings); ``torch_model``,
+    ``torch_optimizer`` and ``scheduler`` are templates, handed the run in copies by
+    :func:`to_torch`. Everything is checked before the file is written (atomically).
+    """
+    state, meta = load_run(src, trainer)
+    model, optimizer, sched = copy.deepcopy((torch_model, torch_optimizer, scheduler))
+    to_torch(
+        trainer.merge(state),
+        state.opt_state,
+        model,
+        optimizer,
+        sched,
+        steps_per_epoch=steps_per_epoch,
+    )
+    return save_training_checkpoint(dst, model, optimizer, sched, epoch=meta.get("epoch"))
