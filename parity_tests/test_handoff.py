@@ -550,3 +550,84 @@ def test_training_checkpoint_errors_list_every_problem(seed: int, tmp_path: Any)
     assert "holds a scheduler state" in text and "nothing was loaded" in text
     _assert_unchanged(before, model, opt)
     assert not (tmp_path / "r.safetensors").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# The command line: jaxnets convert --run, and jaxnets train --resume of what it wrote
+# --------------------------------------------------------------------------------------------
+
+
+def test_command_line_carries_a_run_both_ways(tmp_path: Any, write_tiny_mnist: Any, capsys):
+    """``jaxnets train`` one epoch (Adam, float64) -> ``convert`` the run file to a PyTorch
+    training checkpoint -> ``convert --run`` it back -> ``train --resume`` one more epoch
+    from there, against torch continuing the PyTorch checkpoint over the same batches: the
+    same parameters and Adam state within the float64 trajectory bound. The run file that
+    went through torch resumes bit for bit as the original does."""
+    from jaxnets.app import loop as jl
+    from jaxnets.app.cli import main
+    from jaxnets.tolerances import backend_name
+
+    folder = write_tiny_mnist(tmp_path / "mnist", np.random.default_rng(0), 32, 8)
+    run_a, run_b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    pt, final_pt = tmp_path / "run.pt", tmp_path / "final.pt"
+    train = ["train", "mlp", "--config", "hidden_sizes=(8,)", "--data-dir", str(folder)]
+    train += ["--no-verify", "--framework", "jax", "--device", backend_name(), "--no-progress"]
+    train += ["--batch-size", "16", "--optimizer", "adam", "--dtype", "float64"]
+    assert main([*train, "--epochs", "1", "--checkpoint", str(run_a)]) == 0
+    assert main(["convert", str(run_a), str(pt), "--model", "mlp"]) == 0
+    assert "(PyTorch training checkpoint: model_state_dict" in capsys.readouterr().out
+    convert = ["convert", str(pt), str(run_b), "--model", "mlp", "--run"]
+    convert += ["--config", "hidden_sizes=(8,)", "--batch-size", "16"]
+    assert main(convert) == 0
+    out = capsys.readouterr().out
+    assert "1 epoch trained, Adam(lr=0.01)" in out
+    assert "continue it with: jaxnets train mlp --config 'hidden_sizes=(8,)'" in out
+    assert "--optimizer adam --lr 0.01 --dtype float64 --batch-size 16 --seed 0" in out
+    for run in (run_a, run_b):
+        assert main([*train, "--epochs", "2", "--checkpoint", str(run), "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert f"resuming from {run_b} at epoch 1 (step 2), training to epoch 2" in err
+    a, _ = jaxnets.checkpoint.read_safetensors(run_a)
+    b, _ = jaxnets.checkpoint.read_safetensors(run_b)
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+    # torch continues the PyTorch checkpoint for the second epoch, over the same batches
+    cfg = jl.TrainConfig("mlp", {"hidden_sizes": (8,)}, optimizer="adam", batch_size=16)
+    data = jl.mnist_dataset("mlp", data_dir=folder, verify=False, dtype="float64")
+    model = torchref.create_model("mlp", dtype=torch.float64, hidden_sizes=(8,))
+    opt = optim.Adam(model.parameters(), lr=cfg.lr)
+    assert checkpoint_mod.load_training_checkpoint(pt, model, opt) == {"epoch": 1}
+    order = jaxnets.data.epoch_batches(len(data.x_train), 16, seed=0, epoch=1)
+    _torch_steps(model, opt, None, [(data.x_train[i], data.y_train[i]) for i in order], 0, 1)
+    assert main(["convert", str(run_b), str(final_pt), "--model", "mlp"]) == 0
+    jax_model = torchref.create_model("mlp", dtype=torch.float64, hidden_sizes=(8,))
+    jax_opt = optim.Adam(jax_model.parameters(), lr=cfg.lr)
+    assert checkpoint_mod.load_training_checkpoint(final_pt, jax_model, jax_opt) == {"epoch": 2}
+    _assert_same_run("command line adam", (model, opt, None), (jax_model, jax_opt, None))
+
+
+def test_command_line_refuses_what_train_cannot_continue(tmp_path: Any, capsys) -> None:
+    """A checkpoint of an optimizer, option or schedule jaxnets train does not run is refused
+    by name, and no run file is written."""
+    from jaxnets.app.cli import main
+
+    model = torchref.create_model("mlp", hidden_sizes=(8,))
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True)
+    sched = lr_scheduler.StepLR(opt, 1)
+    pt, out = tmp_path / "sgd.pt", tmp_path / "run.safetensors"
+    checkpoint_mod.save_training_checkpoint(pt, model, opt, sched, epoch=0)
+    args = ["convert", str(pt), str(out), "--model", "mlp", "--config", "hidden_sizes=(8,)"]
+    assert main([*args, "--run"]) == 2
+    err = capsys.readouterr().err
+    assert "jaxnets train cannot continue this run (2 problem(s)" in err
+    assert "learning-rate scheduler's state" in err and "SGD nesterov=True" in err
+    assert not out.exists()
+    assert main(args) == 2  # without --run: weights only, or --run
+    assert "or --run to convert the whole training run" in capsys.readouterr().err
+    rms = tmp_path / "rms.pt"
+    checkpoint_mod.save_training_checkpoint(rms, model, optim.RMSprop(model.parameters()))
+    assert main(["convert", str(rms), str(out), "--model", "mlp", "--run"]) == 2
+    err = capsys.readouterr().err
+    assert "not torch.optim.SGD's or Adam's" in err and "'centered'" in err
