@@ -46,6 +46,12 @@ How the pieces map:
 
 Every learning rate is torch's, computed in closed form on the JAX side: it agrees with
 torch's recursive ``scheduler.step()`` to rounding (``jaxnets.schedules``).
+
+Files: :func:`checkpoint_to_run` turns a PyTorch training checkpoint (``torch.save`` of the
+model's, optimizer's and scheduler's ``state_dict()`` and the epoch, read with
+``weights_only=True``) into a jaxnets run file (:func:`jaxnets.checkpoint.save_run`) that the
+Trainer of :func:`trainer_for` continues, and :func:`run_to_checkpoint` turns one back. The
+torch objects they take are templates built as the run built them; they are not changed.
 """
 
 from __future__ import annotations
@@ -325,7 +331,9 @@ def _plan(
         options = {k: _plain(group[k]) for k in rule.options if k in group}
         missing = sorted(rule.options - set(options))
         if missing:
-            problems.append(f"{where}: no value for {missing} (an optimizer of another torch?)")
+            problems.append(
+                f"{where}: no value for {missing} (an optimizer from another torch version?)"
+            )
             continue
         lr = _plain(group["lr"])
         group_names = []
