@@ -34,7 +34,10 @@ def run_once(tree: Path, bench_args: list[str]) -> dict[tuple[str, int, str], fl
         out = Path(tmp) / "bench.json"
         env = {**os.environ, "PYTHONPATH": str(tree)}
         cmd = [sys.executable, "-m", _bench_module(tree), "bench", "--json", str(out)]
-        subprocess.run([*cmd, *bench_args], env=env, check=True, stdout=subprocess.DEVNULL)
+        # run from the tree itself: ``-m`` puts the working folder first on the path
+        subprocess.run(
+            [*cmd, *bench_args], env=env, cwd=tree, check=True, stdout=subprocess.DEVNULL
+        )
         doc = json.loads(out.read_text())
     return {
         (r["model"], r["batch_size"], r["variant"]): r["us_per_step"]
@@ -46,8 +49,8 @@ def run_once(tree: Path, bench_args: list[str]) -> dict[tuple[str, int, str], fl
 def main(argv: list[str] | None = None) -> int:
     """Run the rounds and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("old", type=Path)
-    parser.add_argument("new", type=Path)
+    parser.add_argument("old", type=lambda p: Path(p).resolve())
+    parser.add_argument("new", type=lambda p: Path(p).resolve())
     parser.add_argument("--rounds", type=int, default=5)
     args, bench_args = parser.parse_known_args(argv)
     times: dict[str, dict[tuple[str, int, str], list[float]]] = {"old": {}, "new": {}}
