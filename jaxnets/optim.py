@@ -82,6 +82,7 @@ __all__ = [
 LearningRate = optax.ScalarOrSchedule
 """A float, or an optax schedule ``f(count) -> lr`` with ``count`` the steps taken so far."""
 
+
 def _check(ok: bool | Callable[[], bool], message: str, **values: Any) -> None:
     """Raise ``ValueError(message)`` unless ``ok``: every builder's argument check.
 

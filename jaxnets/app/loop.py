@@ -324,7 +324,7 @@ def configure_runtime(args: Any) -> None:
 
 
 def make_trainer(model: nnx.Module, cfg: TrainConfig) -> Trainer:
-    """The :class:`~jaxnets.training.trainer.Trainer` for ``model`` under ``cfg``: the one place a run's
+    """The :class:`~jaxnets.Trainer` for ``model`` under ``cfg``: the one place a run's
     trainer is built: data-parallel over the mesh that ``--devices``/``--mesh`` set up
     (:func:`jaxnets.training.distributed.setup_from_args`), else one device."""
     return distributed.trainer_for(model, make_optimizer(cfg), cfg.spec.loss)
