@@ -186,7 +186,9 @@ def _power(gamma: float, k: Any) -> jax.Array:
     return jnp.power(_float(gamma), _float(k))
 
 
-def _loop(first: jax.Array, k: jax.Array, body: Callable[[jax.Array, jax.Array], jax.Array]):
+def _loop(
+    first: jax.Array, k: jax.Array, body: Callable[[jax.Array, jax.Array], jax.Array]
+) -> jax.Array:
     """``lr = first; for j in 1..k: lr = body(j, lr)`` (k traced or not; no steps if k < 1)."""
     return jax.lax.fori_loop(
         jnp.ones_like(k), k + 1, lambda j, lr: _float(body(j, lr)), _float(first)
