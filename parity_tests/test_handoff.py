@@ -167,6 +167,72 @@ CASES = [
         lambda o: lr_scheduler.CosineAnnealingLR(o, T_max=4),
         spe=2,
     ),
+    _case(
+        "sgd-nesterov-LinearLR",
+        lambda m: optim.SGD(m.parameters(), lr=0.1, momentum=0.8, nesterov=True),
+        lambda o: lr_scheduler.LinearLR(o, start_factor=0.2, total_iters=3),
+    ),
+    _case(
+        "rmsprop-PolynomialLR",
+        lambda m: optim.RMSprop(_adaptive(m), lr=0.01, centered=True),
+        lambda o: lr_scheduler.PolynomialLR(o, total_iters=5, power=2.0),
+    ),
+    _case(
+        "adam-ChainedScheduler-ConstantLR-ExponentialLR",
+        lambda m: optim.Adam(_adaptive(m), lr=0.01),
+        lambda o: lr_scheduler.ChainedScheduler(
+            [
+                lr_scheduler.ConstantLR(o, factor=0.5, total_iters=3),
+                lr_scheduler.ExponentialLR(o, gamma=0.9),
+            ]
+        ),
+    ),
+    _case(
+        "sgd-SequentialLR-warmup-cosine-at-the-milestone",
+        lambda m: optim.SGD(m.parameters(), lr=0.1, momentum=0.9),
+        lambda o: lr_scheduler.SequentialLR(
+            o,
+            [
+                lr_scheduler.LinearLR(o, start_factor=0.1, total_iters=2),
+                lr_scheduler.CosineAnnealingLR(o, T_max=4),
+            ],
+            milestones=[2],
+        ),
+    ),
+    _case(
+        "param-groups-adagrad-LambdaLR",
+        lambda m: optim.Adagrad(
+            [
+                {"params": [m.fc1.weight, m.bn1.weight]},
+                {"params": [m.fc2.weight, m.fc3.weight], "lr": 0.05},
+            ],
+            lr=0.1,
+        ),
+        lambda o: lr_scheduler.LambdaLR(o, [lambda e: 0.9**e, lambda e: 1.0 / (1 + e)]),
+    ),
+    _case(
+        "adamw-MultiplicativeLR",
+        lambda m: optim.AdamW(_adaptive(m), lr=0.01),
+        lambda o: lr_scheduler.MultiplicativeLR(o, lambda e: 0.95),
+        spe=2,
+    ),
+    _case(
+        "sgd-CosineAnnealingWarmRestarts",
+        lambda m: optim.SGD(m.parameters(), lr=0.1, momentum=0.5),
+        lambda o: lr_scheduler.CosineAnnealingWarmRestarts(o, T_0=2, T_mult=2, eta_min=0.01),
+    ),
+    _case(
+        "sgd-CyclicLR",
+        lambda m: optim.SGD(m.parameters(), lr=0.1, momentum=0.9),
+        lambda o: lr_scheduler.CyclicLR(
+            o, 0.01, 0.1, step_size_up=2, mode="triangular2", cycle_momentum=False
+        ),
+    ),
+    _case(
+        "adam-OneCycleLR",
+        lambda m: optim.Adam(_adaptive(m), lr=0.01),
+        lambda o: lr_scheduler.OneCycleLR(o, 0.05, total_steps=8, cycle_momentum=False),
+    ),
 ]
 
 
@@ -246,10 +312,27 @@ def _assert_same_run(label: str, expected: tuple[Any, ...], actual: tuple[Any, .
         }
         close("lr", torch.tensor(g1["lr"]), torch.tensor(g2["lr"]))
     if s1 is not None:
-        assert s1.last_epoch == s2.last_epoch and s1._step_count == s2._step_count, label
-        close("scheduler _last_lr", torch.tensor(s1._last_lr), torch.tensor(s2._last_lr))
+        _same_scheduler_state(label, "scheduler", s1.state_dict(), s2.state_dict(), close)
     print(f"[handoff] {label}: worst {worst[1]} ({worst[0]:.2e} of the float64 bound)")
     return worst[0]
+
+
+def _same_scheduler_state(label: str, where: str, a: Any, b: Any, close: Any) -> None:
+    """Two scheduler ``state_dict()``s agree: counts and flags exactly, lrs (floats) within
+    the float64 trajectory bound; members of chains and sequences too."""
+    assert type(a) is type(b), (label, where, a, b)
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), (label, where)
+        for k in a:
+            _same_scheduler_state(label, f"{where}.{k}", a[k], b[k], close)
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), (label, where)
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _same_scheduler_state(label, f"{where}.{i}", x, y, close)
+    elif isinstance(a, float):
+        close(where, torch.tensor(a), torch.tensor(b))
+    else:
+        assert a == b, (label, where, a, b)
 
 
 @pytest.mark.parametrize(("make_opt", "make_sched", "spe"), CASES)
@@ -383,6 +466,23 @@ def test_refuses_an_unknown_schedule(seed: int) -> None:
 
     with pytest.raises(HandoffError, match=r"scheduler Halving: jaxnets.schedules has no twin"):
         to_jax(model, opt, Halving(opt), steps_per_epoch=1)
+
+
+def test_refuses_schedules_that_follow_more_than_the_count(seed: int) -> None:
+    """ReduceLROnPlateau follows a metric; a LambdaLR whose lambda branches on the epoch in
+    Python cannot be computed by JAX; CyclicLR with cycle_momentum=True (torch's default)
+    also cycles the momentum. Each is refused by name."""
+    model = _small(seed)
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    with pytest.raises(HandoffError, match=r"ReduceLROnPlateau.*follows a metric"):
+        to_jax(model, opt, lr_scheduler.ReduceLROnPlateau(opt), steps_per_epoch=1)
+    branchy = lr_scheduler.LambdaLR(opt, lambda e: 1.0 if e < 3 else 0.1)
+    with pytest.raises(HandoffError, match=r"LambdaLR.*lr_lambda cannot be computed by JAX"):
+        to_jax(model, opt, branchy, steps_per_epoch=1)
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    cyclic = lr_scheduler.CyclicLR(opt, 0.01, 0.1)
+    with pytest.raises(HandoffError, match=r"CyclicLR.*cycle_momentum=True"):
+        to_jax(model, opt, cyclic, steps_per_epoch=1)
 
 
 def test_refuses_a_schedule_it_cannot_place(seed: int) -> None:

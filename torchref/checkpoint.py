@@ -333,7 +333,16 @@ def _model_problems(sd: Mapping[str, torch.Tensor], model: torch.nn.Module) -> l
     return problems
 
 
-_GROUP_KEYS_OPTIONAL = {"params", "initial_lr", "param_names"}
+# not options: the parameters, and what lr schedulers write into a group (OneCycleLR's bounds)
+_GROUP_KEYS_OPTIONAL = {
+    "params",
+    "param_names",
+    "initial_lr",
+    "max_lr",
+    "min_lr",
+    "base_momentum",
+    "max_momentum",
+}
 
 
 def _optimizer_problems(osd: Mapping[str, Any], optimizer: torch.optim.Optimizer) -> list[str]:

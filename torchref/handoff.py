@@ -31,21 +31,33 @@ How the pieces map:
   optimizers keep one count). SGD and Adam keep their counts themselves; RMSprop and Adagrad
   states hold none, so their ``lr`` is given as a schedule, whose count is torch's ``step``.
 * Schedules (:data:`SCHEDULES`, by torch class name; :func:`register_schedule` adds one):
-  the transformation's ``lr`` is ``jaxnets.schedules.per_epoch(f, steps_per_epoch)`` with
-  ``f`` the closed form of the torch scheduler (``f(e)`` = the lr after ``e`` calls of
-  ``scheduler.step()``), counted in optimizer steps. ``steps_per_epoch`` is how many
-  ``optimizer.step()`` calls the loop makes between two ``scheduler.step()`` calls
-  (``len(loader)`` for the usual per-epoch loop, 1 when the scheduler steps with every
-  batch). The count is torch's ``step``, which must lie in the scheduler's epoch
-  (``step // steps_per_epoch == scheduler.last_epoch``: the scheduler was made with the
-  optimizer and stepped every ``steps_per_epoch`` steps); a hand-over may fall anywhere in
-  an epoch. SGD keeps no step count: its position is taken as the start of the scheduler's
-  epoch (``last_epoch * steps_per_epoch``), so hand SGD over right after
-  ``scheduler.step()``. ``to_torch`` sets ``last_epoch = count // steps_per_epoch`` and
-  each group's lr to ``f(last_epoch)``.
+  every ``torch.optim.lr_scheduler`` class that is a function of its step count
+  (``StepLR``, ``MultiStepLR``, ``ConstantLR``, ``LinearLR``, ``ExponentialLR``,
+  ``PolynomialLR``, ``CosineAnnealingLR``, ``CosineAnnealingWarmRestarts``, ``CyclicLR``,
+  ``OneCycleLR``, ``LambdaLR``, ``MultiplicativeLR``, and ``SequentialLR`` and
+  ``ChainedScheduler`` of those). The transformation's ``lr`` is
+  ``jaxnets.schedules.per_epoch(f, steps_per_epoch)`` with ``f`` the closed form of the
+  scheduler (``f(e)`` = the lr after ``e`` calls of ``scheduler.step()``), counted in
+  optimizer steps; it agrees with torch's recursion to rounding. ``steps_per_epoch`` is how
+  many ``optimizer.step()`` calls the loop makes between two ``scheduler.step()`` calls
+  (``len(loader)`` for the usual per-epoch loop, 1 when the scheduler steps with every batch,
+  as ``CyclicLR`` and ``OneCycleLR`` do). The count is torch's ``step``, which must lie in the
+  scheduler's epoch (``step // steps_per_epoch == last_epoch``: the scheduler was made with
+  the optimizer and stepped every ``steps_per_epoch`` steps); a hand-over may fall anywhere
+  in an epoch. SGD keeps no step count: its position is taken as the start of the
+  scheduler's epoch, so hand SGD over right after ``scheduler.step()``. ``to_torch`` brings
+  the scheduler to ``count // steps_per_epoch`` with its own ``step()``: torch's recursion
+  then gives its lrs and inner state (a sequence's members, warm restarts' cycle) exactly as
+  an uninterrupted run holds them.
 
-Every learning rate is torch's, computed in closed form on the JAX side: it agrees with
-torch's recursive ``scheduler.step()`` to rounding (``jaxnets.schedules``).
+  Decisions: ``LambdaLR``/``MultiplicativeLR`` carry a Python function, not state. They are
+  accepted when JAX computes it as torch does: JAX calls it on a traced int array, and the
+  values on the 16 epochs from the current one must agree with torch's Python calls
+  (within the evaluation bound of ``jaxnets.tolerances``), so a
+  function that branches on the epoch in Python (``1.0 if e < 3 else 0.1``) is refused with
+  the fix (``jnp.where``). ``ReduceLROnPlateau`` follows a metric, not the count: refused
+  (``jaxnets.schedules.ReduceLROnPlateau`` with ``inject_lr`` drives one in JAX).
+  ``CyclicLR``/``OneCycleLR`` need ``cycle_momentum=False``: jaxnets' momentum is constant.
 
 Files: :func:`checkpoint_to_run` turns a PyTorch training checkpoint (``torch.save`` of the
 model's, optimizer's and scheduler's ``state_dict()`` and the epoch, read with
@@ -58,6 +70,7 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +98,7 @@ __all__ = [
     "OptimizerRule",
     "ScheduleRule",
     "checkpoint_to_run",
+    "epoch_schedule",
     "register_schedule",
     "run_to_checkpoint",
     "to_jax",
@@ -115,8 +129,12 @@ class HandoffError(ValueError):
 
 #: param-group entries that choose torch's implementation, not the formulas.
 IMPLEMENTATION_OPTIONS = frozenset({"foreach", "fused", "capturable", "differentiable"})
-#: param-group entries that are not hyperparameters (``initial_lr``: a scheduler's base lr).
-_NOT_OPTIONS = frozenset({"params", "param_names", "initial_lr"})
+#: param-group entries that are not the optimizer's hyperparameters: its parameters, and what
+#: lr schedulers write there (``initial_lr``; OneCycleLR's ``max_lr``, ``min_lr`` and
+#: momentum bounds), which the scheduler's twin carries.
+_NOT_OPTIONS = frozenset(
+    {"params", "param_names", "initial_lr", "max_lr", "min_lr", "base_momentum", "max_momentum"}
+)
 
 
 @dataclass(frozen=True)
@@ -202,28 +220,138 @@ def _plain(value: Any) -> Any:
 class ScheduleRule:
     """How one torch scheduler class crosses: ``epoch_schedule(scheduler, group)`` is the
     :mod:`jaxnets.schedules` closed form ``f(epoch) -> lr`` of param group ``group`` (the
-    lr after ``epoch`` calls of ``scheduler.step()``), read from the scheduler's attributes."""
+    lr after ``epoch`` calls of ``scheduler.step()``), read from the scheduler's attributes;
+    it raises ``ValueError``/``TypeError`` saying why an instance cannot cross."""
 
     epoch_schedule: Callable[[Any, int], Schedule]
 
 
-#: torch scheduler class name -> how it crosses (the class must be torch's own).
+def epoch_schedule(scheduler: Any, group: int = 0) -> Schedule:
+    """The jaxnets closed form of a torch scheduler for param group ``group``, by
+    :data:`SCHEDULES` (members of ``SequentialLR``/``ChainedScheduler`` too); ``ValueError``
+    naming what has no counterpart."""
+    cls = _torch_class(scheduler, torch.optim.lr_scheduler, SCHEDULES)
+    if cls is None:
+        known = ", ".join(sorted(SCHEDULES))
+        raise ValueError(
+            f"{type(scheduler).__name__}: jaxnets.schedules has no twin of it; known: {known}"
+        )
+    return SCHEDULES[cls].epoch_schedule(scheduler, group)
+
+
+def _base(s: Any, g: int) -> float:
+    return float(_plain(s.base_lrs[g]))
+
+
+def _lambda(s: Any, g: int, build: Callable[[float, Any], Schedule]) -> Schedule:
+    """``LambdaLR``/``MultiplicativeLR``: torch's own ``lr_lambda``, which JAX calls with a
+    traced int array; refused unless that gives what torch's Python call gives."""
+    fn = s.lr_lambdas[g]
+    schedule = build(_base(s, g), fn)
+    start = max(int(s.last_epoch), 0)
+    epochs = range(start, start + 16)
+    try:
+        traced = np.asarray(jax.jit(jax.vmap(lambda e: fn(e) * 1.0))(jnp.asarray(list(epochs))))
+    except Exception as exc:  # the function does what a traced array cannot
+        raise ValueError(
+            f"its lr_lambda cannot be computed by JAX on a traced epoch ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}). Fix: write it with operations "
+            f"on arrays (jnp.where instead of an if on the epoch)"
+        ) from None
+    plain = np.asarray([float(fn(e)) for e in epochs])
+    # one evaluation each, in the float JAX computes schedules in (float64 under x64)
+    tol = tolerance(jnp.result_type(float), backend="cpu", kind="eval")
+    if not np.max(np.abs(traced - plain)) <= tol.atol + tol.rtol * np.max(np.abs(plain)):
+        raise ValueError(
+            "its lr_lambda gives other values on a traced epoch than on torch's int epochs; "
+            "write it with operations on arrays"
+        )
+    return schedule
+
+
+def _warm_restarts(s: Any, g: int) -> Schedule:
+    if float(s.T_cur) != int(s.T_cur):
+        raise ValueError(
+            f"it was stepped with fractional epochs (T_cur={s.T_cur}); the hand-over counts "
+            f"whole scheduler.step() calls"
+        )
+    return schedules.cosine_annealing_warm_restarts(_base(s, g), s.T_0, s.T_mult, s.eta_min)
+
+
+def _cyclic(s: Any, g: int) -> Schedule:
+    up = s.total_size * s.step_ratio
+    return schedules.cyclic_lr(
+        _base(s, g),
+        float(_plain(s.max_lrs[g])),
+        up,
+        s.total_size - up,
+        s.mode,
+        s.gamma,
+        s._scale_fn_custom,
+        s.scale_mode,
+        s.cycle_momentum,
+    )
+
+
+def _one_cycle(s: Any, g: int) -> Schedule:
+    group = s.optimizer.param_groups[g]
+    phases = s._schedule_phases
+    return schedules.one_cycle_lr(
+        group["max_lr"],
+        s.total_steps,
+        pct_start=(phases[0]["end_step"] + 1) / s.total_steps,
+        anneal_strategy=s._anneal_func_type,
+        cycle_momentum=s.cycle_momentum,
+        div_factor=group["max_lr"] / group["initial_lr"],
+        final_div_factor=group["initial_lr"] / group["min_lr"],
+        three_phase=len(phases) == 3,
+    )
+
+
+def _plateau(s: Any, g: int) -> Schedule:
+    raise ValueError(
+        "it follows a metric, not the step count: the hand-over carries schedules of the "
+        "step count. Hand the run over at a reduction-free point with a constant lr, or "
+        "drive jaxnets.schedules.ReduceLROnPlateau with inject_lr/set_lr yourself"
+    )
+
+
+#: torch scheduler class name -> how it crosses (the class must be torch's own). Schedulers
+#: made with a list per param group (a ``lr_lambda`` each, ``max_lr`` each) cross per group.
 SCHEDULES: dict[str, ScheduleRule] = {
-    "StepLR": ScheduleRule(
-        lambda s, g: schedules.step_lr(s.base_lrs[g], s.step_size, s.gamma),
-    ),
+    "StepLR": ScheduleRule(lambda s, g: schedules.step_lr(_base(s, g), s.step_size, s.gamma)),
     "MultiStepLR": ScheduleRule(
         # torch keeps a Counter: a milestone listed twice decays twice
-        lambda s, g: schedules.multi_step_lr(
-            s.base_lrs[g], sorted(s.milestones.elements()), s.gamma
-        ),
+        lambda s, g: schedules.multi_step_lr(_base(s, g), sorted(s.milestones.elements()), s.gamma)
     ),
-    "ExponentialLR": ScheduleRule(
-        lambda s, g: schedules.exponential_lr(s.base_lrs[g], s.gamma),
+    "ConstantLR": ScheduleRule(
+        lambda s, g: schedules.constant_lr(_base(s, g), s.factor, s.total_iters)
+    ),
+    "LinearLR": ScheduleRule(
+        lambda s, g: schedules.linear_lr(_base(s, g), s.start_factor, s.end_factor, s.total_iters)
+    ),
+    "ExponentialLR": ScheduleRule(lambda s, g: schedules.exponential_lr(_base(s, g), s.gamma)),
+    "PolynomialLR": ScheduleRule(
+        lambda s, g: schedules.polynomial_lr(_base(s, g), s.total_iters, s.power)
     ),
     "CosineAnnealingLR": ScheduleRule(
-        lambda s, g: schedules.cosine_annealing_lr(s.base_lrs[g], s.T_max, s.eta_min),
+        lambda s, g: schedules.cosine_annealing_lr(_base(s, g), s.T_max, s.eta_min)
     ),
+    # a Python callable, not state: accepted when JAX computes it as torch does (checked)
+    "LambdaLR": ScheduleRule(lambda s, g: _lambda(s, g, schedules.lambda_lr)),
+    "MultiplicativeLR": ScheduleRule(lambda s, g: _lambda(s, g, schedules.multiplicative_lr)),
+    "CosineAnnealingWarmRestarts": ScheduleRule(_warm_restarts),
+    "CyclicLR": ScheduleRule(_cyclic),
+    "OneCycleLR": ScheduleRule(_one_cycle),
+    "SequentialLR": ScheduleRule(
+        lambda s, g: schedules.sequential_lr(
+            [epoch_schedule(m, g) for m in s._schedulers], s._milestones
+        )
+    ),
+    "ChainedScheduler": ScheduleRule(
+        lambda s, g: schedules.chained_scheduler([epoch_schedule(m, g) for m in s._schedulers])
+    ),
+    "ReduceLROnPlateau": ScheduleRule(_plateau),
 }
 
 
@@ -405,8 +533,7 @@ def _plan_schedule(plan: _Plan) -> None:
     if scheduler is None:
         return
     kind = type(scheduler).__name__
-    cls = _torch_class(scheduler, torch.optim.lr_scheduler, SCHEDULES)
-    if cls is None:
+    if _torch_class(scheduler, torch.optim.lr_scheduler, SCHEDULES) is None:
         problems.append(
             f"scheduler {kind}: jaxnets.schedules has no twin of it; known: "
             f"{', '.join(sorted(SCHEDULES))}"
@@ -428,12 +555,15 @@ def _plan_schedule(plan: _Plan) -> None:
         return
     for grp in plan.groups:
         try:
-            grp.epoch_schedule = SCHEDULES[cls].epoch_schedule(scheduler, grp.index)
+            grp.epoch_schedule = epoch_schedule(scheduler, grp.index)
         except (TypeError, ValueError) as exc:
             problems.append(f"scheduler {kind}, param group {grp.index}: {exc}")
 
 
 def _last_epoch(scheduler: Any) -> int:
+    """The scheduler's ``scheduler.step()`` count (a ``ChainedScheduler``'s: its members')."""
+    if not hasattr(scheduler, "last_epoch") and hasattr(scheduler, "_schedulers"):
+        return _last_epoch(scheduler._schedulers[0])
     return int(scheduler.last_epoch)
 
 
@@ -736,31 +866,69 @@ def to_torch(
             position = counts.get("ScaleByScheduleState.count", count)
             epochs.add(position // (plan.steps_per_epoch or 1))
     if len(epochs) > 1:
-        raise HandoffError(
-            [
-                f"the param groups have taken different numbers of steps, the scheduler "
-                f"holds one position: epochs {sorted(epochs)}"
-            ],
-            "to torch",
+        problems.append(
+            f"the param groups have taken different numbers of steps, the scheduler holds one "
+            f"position: epochs {sorted(epochs)}"
         )
+    epoch = epochs.pop() if len(epochs) == 1 else 0
+    if scheduler is not None and not problems:
+        _check_replay(plan, epoch)
+    if problems:
+        raise HandoffError(problems, "to torch")
     # everything checked: write
-    lrs = [grp.lr for grp in plan.groups]
-    epoch = epochs.pop() if epochs else 0
-    if scheduler is not None:
-        lrs = [float(grp.epoch_schedule(epoch)) for grp in plan.groups]  # type: ignore[misc]
     bridge.flax_to_torch(twin, torch_model)
     index = {id(p): i for i, p in enumerate(_optimizer_params(torch_optimizer))}
-    groups = [dict(g) for g in torch_optimizer.state_dict()["param_groups"]]
-    for g, lr in zip(groups, lrs, strict=True):
-        g["lr"] = lr
+    groups = torch_optimizer.state_dict()["param_groups"]
     state = {index[id(by_name[n])]: entries for n, entries in new_state.items()}
     torch_optimizer.load_state_dict({"state": state, "param_groups": groups})
     if scheduler is not None:
-        sched = scheduler.state_dict()
-        sched.update(last_epoch=epoch, _step_count=epoch + 1, _last_lr=list(lrs))
-        if "_is_initial" in sched:
-            sched["_is_initial"] = False
-        scheduler.load_state_dict(sched)
+        _replay(scheduler, epoch - _last_epoch(scheduler))
+
+
+# torch warns when a scheduler steps before its optimizer has, or after the optimizer's step
+# was replaced (a deep copy's is): neither applies to steps that replay a finished epoch.
+_ORDER_WARNINGS = (
+    r"Detected call of `lr_scheduler\.step\(\)` before `optimizer\.step\(\)`",
+    r"Seems like `optimizer\.step\(\)` has been overridden after learning rate scheduler",
+)
+
+
+def _replay(scheduler: Any, epochs: int) -> None:
+    """``scheduler.step()`` ``epochs`` times: torch's own recursion brings the scheduler and
+    the optimizer's lrs to where the JAX side has counted (every scheduler's inner state,
+    chains and sequences included, as an uninterrupted torch run holds it)."""
+    with warnings.catch_warnings():
+        for message in _ORDER_WARNINGS:
+            warnings.filterwarnings("ignore", message=message, category=UserWarning)
+        for _ in range(epochs):
+            scheduler.step()
+
+
+def _check_replay(plan: _Plan, epoch: int) -> None:
+    """Problems when the scheduler cannot be brought to ``epoch``: it is past it, the lrs it
+    holds are not its own, or torch refuses a step on the way (tried on copies)."""
+    scheduler, kind = plan.scheduler, type(plan.scheduler).__name__
+    start = _last_epoch(scheduler)
+    if epoch < start:
+        plan.problems.append(
+            f"scheduler {kind} is at epoch {start}, past the run's epoch {epoch}: pass the "
+            f"scheduler as to_jax found it (or a new one)"
+        )
+        return
+    for grp in plan.groups:
+        expected = float(grp.epoch_schedule(start))  # type: ignore[misc]
+        if not _lr_close(grp.lr, expected):
+            plan.problems.append(
+                f"param group {grp.index}: lr {grp.lr!r}, but {kind} at epoch {start} gives "
+                f"{expected!r} (an lr set by hand, or another scheduler?)"
+            )
+    if plan.problems:
+        return
+    _, trial = copy.deepcopy((plan.optimizer, scheduler))
+    try:
+        _replay(trial, epoch - start)
+    except (ValueError, RuntimeError, ZeroDivisionError) as exc:
+        plan.problems.append(f"scheduler {kind} refuses to step to epoch {epoch}: {exc}")
 
 
 def _optimizer_params(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
