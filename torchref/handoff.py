@@ -817,7 +817,9 @@ def to_torch(
     so that ``torch_optimizer.step()`` (and ``scheduler.step()``) continue exactly.
 
     ``opt_state`` is the state of the ``tx`` that :func:`to_jax` returned for these torch
-    objects, over ``nnx.state(twin, nnx.Param)`` or a Trainer's ``state.opt_state``.
+    objects, over ``nnx.state(twin, nnx.Param)`` or a Trainer's ``state.opt_state``. The
+    scheduler is stepped with its own ``step()`` from where it stands (as :func:`to_jax` left
+    it, or new) to the run's epoch, so its lrs and inner state are torch's own.
     ``steps_per_epoch`` as for :func:`to_jax`. Raises :class:`HandoffError` naming
     everything that does not fit before writing anything.
     """
