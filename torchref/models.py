@@ -62,7 +62,7 @@ def register_model(name: str) -> Callable[[type], type]:
             init(self, *args, **kwargs)
             bound = signature.bind(self, *args, **kwargs)
             bound.apply_defaults()
-            config = {k: v for k, v in list(bound.arguments.items())[1:]}  # less self
+            config = dict(list(bound.arguments.items())[1:])  # less self
             self.__dict__[_CONFIG_ATTR] = (name, config)
 
         cls.__init__ = __init__
