@@ -55,7 +55,7 @@ from jaxnets._files import atomic_write_bytes, atomic_writer
 
 __all__ = [
     "FORMAT_KEY",
-    "MODEL_KEY",
+    "MODEL_NAME_KEY",
     "TORCH_SAVE_SUFFIXES",
     "CheckpointError",
     "NonFiniteLossError",
@@ -86,7 +86,7 @@ _CLASS_KEY = "jaxnets_model_class"
 #: which ``torchref.checkpoint`` reads with ``torch.load(weights_only=True)``.
 TORCH_SAVE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 #: Metadata key holding the registry name of the model a file was saved from (``'lenet'``).
-MODEL_KEY = "jaxnets_model"
+MODEL_NAME_KEY = "jaxnets_model"
 _SHA_KEY = "jaxnets_sha256"
 _META_KEY = "jaxnets_meta"
 _STRUCT_KEY = "jaxnets_structure"
@@ -94,7 +94,7 @@ _RESERVED = (
     FORMAT_KEY,
     _VERSION_KEY,
     _CLASS_KEY,
-    MODEL_KEY,
+    MODEL_NAME_KEY,
     _SHA_KEY,
     _META_KEY,
     _STRUCT_KEY,
@@ -403,7 +403,7 @@ def _model_metadata(model: nnx.Module) -> dict[str, str]:
     from jaxnets.registry import model_name
 
     name = model_name(model)
-    return {_CLASS_KEY: _model_class(model), **({MODEL_KEY: name} if name else {})}
+    return {_CLASS_KEY: _model_class(model), **({MODEL_NAME_KEY: name} if name else {})}
 
 
 def _saved_from(metadata: Mapping[str, str]) -> str:

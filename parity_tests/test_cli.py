@@ -12,6 +12,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from flax import nnx
 
 import jaxnets
 import torchref
@@ -394,25 +395,33 @@ def test_a_new_run_does_not_replace_a_checkpoint_unasked(tmp_path, write_tiny_mn
 
 def test_a_trained_run_exports_from_the_command_line(tmp_path, write_tiny_mnist, capsys):
     """``train --checkpoint`` then ``convert`` of the run file: its trained weights, with its
-    model config read from the run, out as a torch file that torch loads strictly."""
+    model config read from the run, out in Flax layout or as a PyTorch training checkpoint
+    whose model torch loads strictly (the weights read back with no --key)."""
     folder = write_tiny_mnist(tmp_path / "mnist", np.random.default_rng(9), 32, 8)
     run = tmp_path / "run.safetensors"
     argv = ["train", "mlp", "--config", "hidden_sizes=(8,)", "--data-dir", str(folder)]
     argv += ["--no-verify", "--framework", "jax", "--batch-size", "16", "--epochs", "1"]
     assert run_cli(capsys, [*argv, "--checkpoint", str(run)])[0] == 0
-    pt = tmp_path / "trained.pt"
-    status, out, err = run_cli(capsys, ["convert", str(run), str(pt), "--model", "mlp"])
-    assert status == 0, err
-    assert "(training run) ->" in out and "(torch layout)" in out
-    t = torchref.create_model("mlp", hidden_sizes=(8,))
-    t.load_state_dict({k: torch.from_numpy(v) for k, v in load_torch_file(pt).items()})
     twin = jaxnets.create_model("mlp", hidden_sizes=(8,))
     checkpoint.load_run_weights(run, twin)
-    for k, v in load_torch_file(pt).items():
-        np.testing.assert_array_equal(v, convert.state_dict(twin)[k], err_msg=k)
-    status, _, err = run_cli(
-        capsys, ["convert", str(run), str(tmp_path / "x.pt"), "--model", "lenet"]
-    )
+    trained = convert.state_dict(twin)
+    flax = tmp_path / "trained.flax.safetensors"
+    status, out, err = run_cli(capsys, ["convert", str(run), str(flax), "--model", "mlp"])
+    assert status == 0, err
+    assert "(training run) ->" in out and "(Flax layout)" in out
+    back = jaxnets.create_model("mlp", hidden_sizes=(8,), rngs=nnx.Rngs(3))
+    checkpoint.load_flax(flax, back)
+    pt = tmp_path / "trained.pt"
+    status, out, err = run_cli(capsys, ["convert", str(run), str(pt), "--model", "mlp"])
+    assert status == 0 and "PyTorch training checkpoint" in out, err
+    weights = load_torch_file(pt)  # model_state_dict, found without --key
+    t = torchref.create_model("mlp", hidden_sizes=(8,))
+    t.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
+    for k, v in trained.items():
+        np.testing.assert_array_equal(weights[k], v, err_msg=k)
+        np.testing.assert_array_equal(convert.state_dict(back)[k], v, err_msg=k)
+    argv = ["convert", str(run), str(tmp_path / "x.flax.safetensors"), "--model", "lenet"]
+    status, _, err = run_cli(capsys, argv)
     assert status == 2 and "is a run of 'mlp', not 'lenet'. Fix: --model mlp" in err
 
 

@@ -1,4 +1,4 @@
-"""``jaxnets.debug.summary.torch_repr``: a Flax twin prints exactly what torch's ``print(model)`` does."""
+"""``jaxnets.debug.summary.torch_repr``: a Flax twin prints what torch's ``print(model)`` does."""
 
 from __future__ import annotations
 

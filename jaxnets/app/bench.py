@@ -500,7 +500,7 @@ def jax_train_variants(
     """The ``jax_jit`` and ``jax_scan`` training variants of one model at one batch size.
 
     Args:
-      trainer: a :class:`jaxnets.training.trainer.Trainer` (its model's mode is the one trained in).
+      trainer: a :class:`jaxnets.Trainer` (its model's mode is the one trained in).
       inputs: ``(steps * batch_size, ...)`` in the twin's layout (NHWC for images).
       targets: ``(steps * batch_size, ...)``.
       batch_size: examples per step.

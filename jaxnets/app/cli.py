@@ -344,10 +344,62 @@ def _run_model_config(path: str, model: str, pairs: Sequence[str] | None) -> dic
     return {k: tuple(v) if isinstance(v, list) else v for k, v in saved["model_config"].items()}
 
 
+def _convert_run(args: argparse.Namespace, from_run: bool) -> int:
+    """``convert --run``: a PyTorch training checkpoint -> a run file ``jaxnets train
+    --resume`` continues; and a run file (``from_run``) -> a PyTorch training checkpoint."""
+    from jaxnets import checkpoint, convert
+
+    out = args.output.lower()
+    if from_run and out.endswith(".safetensors"):
+        raise CommandError(
+            f"{args.input} is a jaxnets run file; OUT is the PyTorch training checkpoint to "
+            f"write: name it .pt (or .pth, .ckpt)"
+        )
+    if not from_run and (not out.endswith(".safetensors") or out.endswith(".flax.safetensors")):
+        raise CommandError(
+            f"--run writes a jaxnets run file: name OUT *.safetensors (not .flax.safetensors), "
+            f"got {args.output}"
+        )
+    if from_run and (args.batch_size is not None or args.seed is not None or args.config):
+        raise CommandError(
+            "a run file holds its own settings: drop --batch-size, --seed and --config"
+        )
+    require_torch("convert --run")
+    from jaxnets.app import torch_checkpoints as tc
+    from torchref.handoff import HandoffError
+
+    try:
+        if from_run:
+            cfg = tc.run_to_checkpoint(args.input, args.output, args.model)
+            print(
+                f"{args.input} (jaxnets run of {cfg.model}) -> {args.output} (PyTorch training "
+                f"checkpoint: model_state_dict, optimizer_state_dict, epoch)"
+            )
+            return 0
+        cfg = tc.checkpoint_to_run(
+            args.input,
+            args.output,
+            args.model,
+            _model_config(args.config, args.model),
+            batch_size=64 if args.batch_size is None else args.batch_size,
+            seed=0 if args.seed is None else args.seed,
+        )
+    except (checkpoint.CheckpointError, convert.StateDictError, HandoffError, OSError) as exc:
+        raise CommandError(str(exc)) from None
+    print(
+        f"{args.input} (PyTorch training checkpoint, {_plural(cfg.epochs, 'epoch')} trained, "
+        f"{cfg.describe().split(', batch')[0]}) -> {args.output} (jaxnets run)\n"
+        f"continue it with: {tc.train_command(cfg, args.output)}"
+    )
+    return 0
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     """Convert a checkpoint between torch layout (.pt/.pth/.safetensors state dict) and Flax
     layout (*.flax.safetensors), through the registered twin (every key and shape checked);
-    a training run saved by ``jaxnets train --checkpoint`` exports its trained weights."""
+    a run saved by ``jaxnets train --checkpoint`` exports its trained weights to either layout;
+    with ``--run`` (or a run file as IN and a torch.save file as OUT) a whole training run,
+    optimizer state included."""
     import jaxnets
     from jaxnets import checkpoint, convert
 
@@ -359,6 +411,12 @@ def cmd_convert(args: argparse.Namespace) -> int:
             )
         src, dst = _file_kind(args.input, reading=True), _file_kind(args.output, reading=False)
         check_output(args.output, overwrite=args.overwrite, inputs=[args.input])
+        if args.run or (src == "run" and dst == "torch.save"):
+            return _convert_run(args, from_run=src == "run")
+        if args.batch_size is not None or args.seed is not None:
+            raise CommandError(
+                "--batch-size and --seed are the settings of a converted run: they go with --run"
+            )
         if args.key is not None and src != "torch.save":
             raise CommandError(
                 f"--key picks the state dict inside a torch.save file (.pt, .pth, .bin, .ckpt); "
@@ -391,7 +449,13 @@ def cmd_convert(args: argparse.Namespace) -> int:
             try:
                 state = load_torch_file(args.input, key=args.key)
             except NeedsKeyError as exc:  # the fix in this command's words
-                raise CommandError(exc.advice(cli=True)) from None
+                whole = (
+                    "; or --run to convert the whole training run (optimizer state included) "
+                    "to a run file jaxnets train --resume continues"
+                    if "optimizer_state_dict" in exc.non_tensor
+                    else ""
+                )
+                raise CommandError(exc.advice(cli=True) + whole) from None
             convert.load_state_dict(model, state)
         if dst == "flax":
             out = checkpoint.save_flax(args.output, model)
@@ -467,7 +531,14 @@ def _add_train_convert_summary(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "convert",
         help="checkpoint: torch state dict <-> Flax layout (OUT *.flax.safetensors = Flax); "
-        "a run saved by train --checkpoint exports its weights",
+        "--run: PyTorch training checkpoint <-> jaxnets run file",
+        description="Convert weights between torch layout and Flax layout; a run file saved "
+        "by jaxnets train --checkpoint exports its trained weights to either layout. With "
+        "--run, a PyTorch training checkpoint (torch.save of model_state_dict, "
+        "optimizer_state_dict, epoch) becomes a run file that jaxnets train --resume "
+        "continues, and a run file as IN with a .pt OUT becomes such a PyTorch checkpoint. "
+        "OUT is never IN, and an existing OUT is replaced only with --overwrite. No pickled "
+        "code runs: torch.save files are read with torch.load(weights_only=True).",
     )
     p.add_argument(
         "input",
@@ -485,6 +556,22 @@ def _add_train_convert_summary(sub: argparse._SubParsersAction) -> None:
         "model entry)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    p.add_argument(
+        "--run",
+        action="store_true",
+        help="IN is a PyTorch training checkpoint, OUT the run file (*.safetensors) that "
+        "jaxnets train --resume continues (SGD with momentum or Adam, constant lr)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=positive_int,
+        help="with --run: the batch size the run goes on with (jaxnets train's; default 64)",
+    )
+    p.add_argument(
+        "--seed",
+        type=nonnegative_int,
+        help="with --run: the seed of the run's batch order (jaxnets train's; default 0)",
+    )
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("summary", help="print(model) of the Flax twin beside torch's")
