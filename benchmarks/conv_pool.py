@@ -34,7 +34,8 @@ from jaxnets.app.bench import (
     same_computation,
     time_interleaved,
 )
-from jaxnets.models.lenet import LeNet, _check_nhwc
+from jaxnets.models._common import check_nhwc
+from jaxnets.models.lenet import LeNet
 from jaxnets.nn import max_pool2d
 from jaxnets.registry import get_model_spec
 from jaxnets.training.trainer import Trainer
@@ -45,7 +46,7 @@ class ComposedLeNet(LeNet):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """Forward pass: NHWC ``(N, 32, 32, 1) -> (N, 10)`` logits."""
-        _check_nhwc(x, (32, 32), 1, type(self).__name__)
+        check_nhwc(x, (32, 32), 1, type(self).__name__)
         x = max_pool2d(jax.nn.relu(self.conv1(x)), 2)
         x = max_pool2d(jax.nn.relu(self.conv2(x)), 2)
         x = x.transpose(0, 3, 1, 2).reshape(x.shape[0], -1)

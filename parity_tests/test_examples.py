@@ -136,10 +136,17 @@ def test_mnist_default_plot_without_matplotlib_says_so_and_runs(
     assert "test accuracy" in out and not (tmp_path / "mnist_loss_curves.png").exists()
 
 
-def test_a_run_needs_an_epoch():
-    """No epoch means nothing to train or compare: refused the same way for both sides."""
-    with pytest.raises(ValueError, match="epochs and batch_size must be >= 1, got 0"):
-        jl.TrainConfig("xor_net", epochs=0)
+def test_a_run_of_no_epoch_is_reported_alike_by_both_frameworks():
+    """``epochs=0`` (from Python; the command and the examples refuse ``--epochs 0``): no
+    step on either side, and both report the test loss and accuracy of the start."""
+    cfg, ds = small_run("float64")
+    cfg = dataclasses.replace(cfg, epochs=0)
+    torch_run, jax_run = run_frameworks(cfg, ds, ["torch", "jax"], progress=False)
+    for r in (torch_run, jax_run):
+        assert len(r.losses) == 0 and r.epoch_losses == [] and r.test_accuracy is not None
+    assert torch_run.test_accuracy == jax_run.test_accuracy
+    tol = tolerance("float64")
+    assert abs(torch_run.test_loss - jax_run.test_loss) <= tol.atol + tol.rtol * jax_run.test_loss
 
 
 def test_xor(capsys):

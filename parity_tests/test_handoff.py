@@ -663,7 +663,7 @@ def test_command_line_carries_a_run_both_ways(tmp_path: Any, write_tiny_mnist: A
     from there, against torch continuing the PyTorch checkpoint over the same batches: the
     same parameters and Adam state within the float64 trajectory bound. The run file that
     went through torch resumes bit for bit as the original does."""
-    from jaxnets.app import loop as jl
+    from jaxnets.app import runs as jl
     from jaxnets.app.cli import main
     from jaxnets.tolerances import backend_name
 
@@ -724,8 +724,9 @@ def test_command_line_refuses_what_train_cannot_continue(tmp_path: Any, capsys) 
     assert "jaxnets train cannot continue this run (2 problem(s)" in err
     assert "learning-rate scheduler's state" in err and "SGD nesterov=True" in err
     assert not out.exists()
-    assert main(args) == 2  # without --run: weights only, or --run
-    assert "or --run to convert the whole training run" in capsys.readouterr().err
+    assert main(args) == 0  # without --run: the model's weights alone, read without --key
+    assert "(torch layout)" in capsys.readouterr().out
+    out.unlink()
     rms = tmp_path / "rms.pt"
     checkpoint_mod.save_training_checkpoint(rms, model, optim.RMSprop(model.parameters()))
     assert main(["convert", str(rms), str(out), "--model", "mlp", "--run"]) == 2

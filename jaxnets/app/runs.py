@@ -110,9 +110,9 @@ class TrainConfig:
     dtype: Literal["float32", "float64"] = "float32"
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1:  # no epoch: nothing to train or compare
+        if self.epochs < 0 or self.batch_size < 1:
             raise ValueError(
-                f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}"
+                f"epochs must be >= 0 and batch_size >= 1, got {self.epochs}, {self.batch_size}"
             )
         if self.optimizer not in ("sgd", "adam"):
             raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
@@ -743,6 +743,8 @@ def run_torch(
         bar.close()
         outer.update(1)
     outer.close()
+    if test is not None and not epoch_accs:  # no epoch ran: the start, as run_jax reports it
+        test_loss, test_acc = evaluate_torch(model, *test, cfg.spec.loss)
     if dev.type == "cuda":
         torch.cuda.synchronize()
     wall = time.perf_counter() - t0
