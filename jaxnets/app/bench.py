@@ -726,17 +726,22 @@ def _sync(dev: torch.device) -> Callable[[], None]:
     return torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
 
 
-def _pair(name: str, seed: int, dev: torch.device) -> tuple[torch.nn.Module, Any]:
+def _pair(
+    name: str, seed: int, dev: torch.device | None = None, dtype: str = "float32"
+) -> tuple[torch.nn.Module, Any]:
+    """The torch reference of ``name`` (initialised from ``seed``, on ``dev``) and its twin
+    holding the same weights, both in ``dtype``."""
     import torch
 
     import torchref
     from torchref.bridge import torch_to_flax
 
     torch.manual_seed(seed)
-    t = torchref.create_model(name)
-    f = jaxnets.create_model(name)
+    tdtype = {"float32": torch.float32, "float64": torch.float64}[dtype]
+    t = torchref.create_model(name, dtype=tdtype)
+    f = jaxnets.create_model(name, param_dtype=jnp.dtype(dtype))
     torch_to_flax(t, f)
-    return t.to(dev), f
+    return (t if dev is None else t.to(dev)), f
 
 
 def _rows(
@@ -1406,18 +1411,13 @@ def step_times(
     """
     import torch
 
-    import torchref
-    from torchref.bridge import torch_to_flax
     from torchref.parity import TORCH_LOSSES
 
     if steps < 1 or repeats < 1:
         raise ValueError(f"steps and repeats must be >= 1, got {steps}, {repeats}")
     spec = jaxnets.get_model_spec(name)
-    tdtype = {"float32": torch.float32, "float64": torch.float64}[dtype]
-    torch.manual_seed(seed)
-    t = torchref.create_model(name, dtype=tdtype).train()
-    f = jaxnets.create_model(name, param_dtype=jnp.dtype(dtype))
-    torch_to_flax(t, f)
+    t, f = _pair(name, seed, dtype=dtype)
+    t.train()
     f.train()
     x, y = spec.example_batch(batch_size, np.random.default_rng(seed), dtype=np.dtype(dtype))
     batches = [(torch.from_numpy(x), torch.from_numpy(y))] * steps
