@@ -20,7 +20,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 project = "jaxnets"
 author = "jaxnets authors"
-copyright = "jaxnets authors"  # noqa: A001
+copyright = "jaxnets authors"
 
 extensions = [
     "myst_nb",
