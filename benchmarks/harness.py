@@ -1,4 +1,5 @@
-"""Reproduce the README's benchmark table: every model, its default batch sizes, all variants.
+"""Reproduce the benchmark tables of docs/performance.md: every model, its default batch
+sizes, all variants.
 
     .venv/bin/python benchmarks/harness.py [--out benchmarks/results] [jaxnets bench options]
 
