@@ -1,0 +1,141 @@
+"""``jaxnets port``: a PyTorch model becomes readable Flax NNX source, with its parity proved.
+
+::
+
+    from torchref.port import port
+    result = port("my_model.py:Net", input_shape=(8, 1, 28, 28))
+    print(result.verdict)          # every check: float64/float32, eval/train
+    open("twin.py", "w").write(result.source)
+
+The steps, one module each: :mod:`~torchref.port.capture` builds the model and captures its
+forward pass with ``torch.export``; :mod:`~torchref.port.graph` turns the exported graph into a
+small IR of module calls and operations (module paths, the user's source lines);
+:mod:`~torchref.port.translate` maps each to jaxnets' torch-semantics layers
+(:mod:`~torchref.port.vocab`) while tracking the image layout (NCHW outside, NHWC inside);
+:mod:`~torchref.port.render` writes the source; :mod:`~torchref.port.prove` loads it, copies
+torch's weights with :func:`jaxnets.convert.load_state_dict` and runs the parity harness.
+What falls outside the vocabulary raises :class:`PortError` with one line that names the
+operation and the user's source line; no source is produced then.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from torchref.port.capture import (
+    PortError,
+    build_model,
+    capture,
+    example_tensor,
+    load_class,
+)
+from torchref.port.graph import lower
+from torchref.port.render import generate
+from torchref.port.prove import Verdict, prove
+
+__all__ = ["PortError", "PortResult", "Verdict", "parse_init", "port", "port_source", "prove"]
+
+
+@dataclass
+class PortResult:
+    """What :func:`port` gives: the twin's ``source``, and the ``verdict`` of the proof
+    (None when ``check=False``)."""
+
+    name: str
+    source: str
+    verdict: Verdict | None
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict is not None and self.verdict.ok
+
+
+def parse_init(text: str | None) -> dict[str, Any]:
+    """``--init '{"hidden": 64}'`` as keyword arguments."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PortError(f"--init is not JSON ({exc.msg} at column {exc.colno}): {text!r}") from exc
+    if not isinstance(value, dict):
+        raise PortError(f"--init must be a JSON object of constructor arguments, got {text!r}")
+    return value
+
+
+def example_input(
+    input_shape: tuple[int, ...] | None = None, example: np.ndarray | None = None, seed: int = 0
+) -> np.ndarray:
+    """The example batch in torch's layout: ``example`` as given, or float32 standard normal
+    of ``input_shape``."""
+    if (input_shape is None) == (example is None):
+        raise PortError("give the example input: an input shape (N,C,H,W) or an example array")
+    if example is not None:
+        arr = np.asarray(example)
+        if arr.ndim == 0:
+            raise PortError("the example input is a scalar; give a batch (its first dim is N)")
+        return arr
+    shape = tuple(input_shape or ())
+    if not shape or any(not isinstance(d, int) or d < 1 for d in shape):
+        raise PortError(f"input shape must be positive integers such as 8,1,28,28, got {shape}")
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def port_source(model: nn.Module, example: np.ndarray, name: str | None = None) -> str:
+    """The Flax NNX source of ``model`` (a built torch module) traced on ``example``."""
+    ep = capture(model, example_tensor(example))
+    root = lower(ep, model)
+    if len(root.inputs) != 1:
+        raise PortError(
+            f"{type(model).__name__}.forward takes {len(root.inputs)} tensors; jaxnets port "
+            f"captures models of one input"
+        )
+    if len(root.outputs) != 1:
+        raise PortError(
+            f"{type(model).__name__}.forward returns {len(root.outputs)} tensors; jaxnets port "
+            f"proves models of one output"
+        )
+    return generate(model, root, name)
+
+
+def port(
+    model: str | type[nn.Module] | nn.Module,
+    *,
+    init: dict[str, Any] | None = None,
+    input_shape: tuple[int, ...] | None = None,
+    example: np.ndarray | None = None,
+    check: bool = True,
+    seed: int = 0,
+) -> PortResult:
+    """Port a torch model to Flax NNX source and prove the twin agrees with it.
+
+    Args:
+      model: ``'path/model.py:CLASS'``, an ``nn.Module`` class (built as ``cls(**init)``) or
+        a built module.
+      input_shape: the example batch's torch shape (float32 standard normal), e.g.
+        ``(8, 1, 28, 28)``; or ``example``: the batch itself (any dtype, e.g. token ids).
+      check: run the proof (:func:`torchref.port.prove.prove`).
+
+    Returns a :class:`PortResult`; raises :class:`PortError` (one line) when the model is
+    outside the vocabulary.
+    """
+    if isinstance(model, str):
+        model = load_class(model)
+    if isinstance(model, type):
+        if not issubclass(model, nn.Module):
+            raise PortError(f"{model.__name__} is not an nn.Module subclass")
+        model = build_model(model, init)
+    elif init:
+        raise PortError("init is for a class; this model is already built")
+    x = example_input(input_shape, example, seed)
+    name = type(model).__name__
+    with torch.no_grad():
+        source = port_source(model, x, name)
+    verdict = prove(model, source, x, name=name, seed=seed) if check else None
+    return PortResult(name, source, verdict)

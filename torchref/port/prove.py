@@ -1,0 +1,7 @@
+"""placeholder"""
+from dataclasses import dataclass
+@dataclass
+class Verdict:
+    ok: bool = False
+def prove(*a, **k):
+    return None

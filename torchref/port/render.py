@@ -1,0 +1,652 @@
+"""Readable source from the statements: names, folding, comments, loops, and the classes.
+
+Names come from the user's own code where it has them: the value a line of ``forward``
+assigns takes that line's name (``x = F.relu(self.fc1(x))`` gives ``x``), a value used once
+on the same line is folded into the expression that uses it (so that line is one line here
+too), and a returned expression is returned. A name is only reused once nothing needs its old
+value any more. Each line carries its shape in the twin (``# (N, 15, 15, 6)``) and the user's
+own comment.
+"""
+
+from __future__ import annotations
+
+import builtins
+import inspect
+import keyword
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from torchref.port.capture import PortError, Source, Statement, init_statements, statement_at
+from torchref.port.expr import ATOM, Expr, Slot, Stmt
+from torchref.port.graph import Op, Scope, Value, is_container, leaf_type
+from torchref.port.translate import (
+    ScopeCode,
+    jax_shape,
+    natural,
+    shape_text,
+    translate_scope,
+)
+from torchref.port.vocab import Lib, fmt, layer_rule
+
+__all__ = ["generate"]
+
+LINE = 100
+_RESERVED = (
+    set(keyword.kwlist)
+    | set(dir(builtins))
+    | {"jax", "jnp", "nnx", "nn", "F", "fast", "convert", "self", "np", "kw", "rngs", "layer"}
+)
+
+
+def _key(src: Source | None) -> tuple[str, int] | None:
+    return None if src is None else (src.file, src.line)
+
+
+def _stmt_info(src: Source | None) -> Statement | None:
+    return None if src is None else statement_at(src.file, src.line)
+
+
+@dataclass
+class _Body:
+    lines: list[str] = field(default_factory=list)
+
+
+class BodyWriter:
+    """Writes one ``__call__`` body from a translated scope."""
+
+    def __init__(self, code: ScopeCode, arg_names: list[str], indent: str, comments: bool):
+        self.code = code
+        self.indent = indent
+        self.comments = comments
+        self.stmts = _loops(code)
+        self.uses: dict[Value, int] = {}
+        self.consumer: dict[Value, int] = {}
+        for i, s in enumerate(self.stmts):
+            for v in _reads(s):
+                self.uses[v] = self.uses.get(v, 0) + 1
+                self.consumer[v] = i
+        self.ret_index = len(self.stmts)
+        for o in code.outputs:
+            for v in o.values() if isinstance(o, Expr) else [o]:
+                self.uses[v] = self.uses.get(v, 0) + 1
+                self.consumer[v] = self.ret_index
+        self.ret_source = self._return_source()
+        self.remaining = dict(self.uses)
+        self.name_of: dict[Value, str] = {}
+        self.binding: dict[str, Value] = {}
+        self.folded: dict[Value, Expr] = {}
+        self.lines: list[str] = []
+        self.commented: set[tuple[str, int]] = set()
+        for v, n in zip(code.inputs, arg_names, strict=True):
+            self.name_of[v] = n
+            self.binding[n] = v
+        self.last_of_line: dict[tuple[str, int], int] = {}
+        for i, s in enumerate(self.stmts):
+            k = _key(s.source)
+            if k is not None and s.expr is not None or s.loop is not None:
+                self.last_of_line[k] = i  # type: ignore[index]
+
+    def _return_source(self) -> tuple[str, int] | None:
+        """The source line of the ``return`` statement, where the last output is made."""
+        for s in reversed(self.stmts):
+            if any(v in self.code.outputs_values for v in s.outs):
+                info = _stmt_info(s.source)
+                return _key(s.source) if info is not None and info.is_return else None
+        return None
+
+    # -- rendering
+    def render(self, item: Expr | Value | str, need: int = 0) -> str:
+        if isinstance(item, str):
+            return item
+        if isinstance(item, Value):
+            if item in self.folded:
+                expr = self.folded.pop(item)
+                return self.render(expr, need)
+            self.remaining[item] = self.remaining.get(item, 1) - 1
+            if item not in self.name_of:
+                raise AssertionError(f"value {item} used before it has a name")
+            return self.name_of[item]
+        text = "".join(
+            self.render(p.item, p.need) if isinstance(p, Slot) else p for p in item.parts
+        )
+        return f"({text})" if item.prec < need else text
+
+    def fresh(self, preferred: str) -> str:
+        base = preferred if preferred.isidentifier() else "h"
+        if base in _RESERVED:
+            base += "_"
+        name, i = base, 0
+        while name in _RESERVED or (
+            name in self.binding and self.remaining.get(self.binding[name], 0) > 0
+        ):
+            i += 1
+            name = f"{base}_{i}"
+        return name
+
+    def bind(self, v: Value, name: str) -> None:
+        self.name_of[v] = name
+        self.binding[name] = v
+
+    def comment_for(self, s: Stmt, shape: str | None) -> tuple[list[str], str]:
+        """Lines above and the trailing comment of the first line written for ``s``'s source
+        line: the user's comments there, and the shape."""
+        above: list[str] = []
+        if s.note:
+            above.append(s.note)
+        trailing = shape or ""
+        k = _key(s.source)
+        if self.comments and k is not None and k not in self.commented:
+            self.commented.add(k)
+            info = _stmt_info(s.source)
+            if info is not None:
+                above = list(info.above) + above
+                if info.comment:
+                    trailing = f"{trailing}  {info.comment}" if trailing else info.comment
+        return above, trailing
+
+    def write(self, code: str, above: list[str], trailing: str) -> None:
+        for a in above:
+            self.lines.append(f"{self.indent}# {a}")
+        line = f"{self.indent}{code}"
+        if trailing:
+            full = f"{line}  # {trailing}"
+            if len(full) <= LINE:
+                line = full
+            else:
+                self.lines.append(f"{self.indent}# {trailing}")
+        self.lines.append(line)
+
+    def shape_of(self, v: Value) -> str | None:
+        if v.shape is None or not self.comments:
+            return None
+        return shape_text(jax_shape(v, self.code.perms.get(v, natural(v))))
+
+    def run(self) -> list[str]:
+        for i, s in enumerate(self.stmts):
+            if s.loop is not None:
+                self.write_loop(s)
+                continue
+            if s.expr is None:
+                if s.note and self.comments:
+                    self.lines.append(f"{self.indent}# {s.note}")
+                continue
+            if self.foldable(i, s):
+                self.folded[s.outs[0]] = s.expr
+                continue
+            if self.is_return(i, s):
+                self.write_return(s)
+                return self.lines
+            expr = self.render(s.expr)
+            names = [self.fresh(self.preferred(i, s, j)) for j in range(len(s.outs))]
+            for v, n in zip(s.outs, names, strict=True):
+                self.bind(v, n)
+            target = ", ".join(names) if names else "_"
+            shape = self.shape_of(s.outs[0]) if len(s.outs) == 1 else None
+            above, trailing = self.comment_for(s, shape)
+            self.write(f"{target} = {expr}", above, trailing)
+        self.write_return(None)
+        return self.lines
+
+    def foldable(self, i: int, s: Stmt) -> bool:
+        if len(s.outs) != 1 or s.note:
+            return False
+        v = s.outs[0]
+        if self.uses.get(v, 0) != 1:
+            return False
+        j = self.consumer[v]
+        k = _key(s.source)
+        if k is None:
+            return False
+        if j == self.ret_index:
+            return self.ret_source == k
+        target = self.stmts[j]
+        return target.loop is None and _key(target.source) == k
+
+    def is_return(self, i: int, s: Stmt) -> bool:
+        """Write ``return expr`` for this statement: it makes the only output, on the return
+        line, and nothing after it writes code."""
+        if len(self.code.outputs) != 1 or len(s.outs) != 1:
+            return False
+        out = self.code.outputs[0]
+        if out is not s.outs[0] or self.uses.get(s.outs[0], 0) != 1:
+            return False
+        if _key(s.source) != self.ret_source or self.ret_source is None:
+            return False
+        return all(t.expr is None and t.loop is None for t in self.stmts[i + 1 :])
+
+    def preferred(self, i: int, s: Stmt, j: int) -> str:
+        k = _key(s.source)
+        if k is not None and self.last_of_line.get(k) == i and len(s.outs) == 1:
+            info = _stmt_info(s.source)
+            if info is not None and info.target:
+                return info.target
+        return s.hint if j == 0 else f"{s.hint}_{j}"
+
+    def write_loop(self, s: Stmt) -> None:
+        text, v = s.loop  # type: ignore[misc]
+        name = self.render(v)
+        out = s.outs[0]
+        if self.remaining.get(v, 0) > 0:  # the input is needed again: loop on a copy
+            new = self.fresh(self.preferred_loop(s))
+            self.write(f"{new} = {name}", [], "")
+            name = new
+        self.bind(out, name)
+        above, trailing = self.comment_for(s, self.shape_of(out))
+        self.write(f"for layer in {text}:", above, trailing)
+        self.lines.append(f"{self.indent}    {name} = layer({name})")
+
+    def preferred_loop(self, s: Stmt) -> str:
+        info = _stmt_info(s.source)
+        return info.target if info is not None and info.target else "h"
+
+    def write_return(self, s: Stmt | None) -> None:
+        if s is not None:
+            expr = self.render(s.expr)  # type: ignore[arg-type]
+            above, trailing = self.comment_for(s, self.shape_of(s.outs[0]))
+            self.write(f"return {expr}", above, trailing)
+            return
+        parts = [self.render(o) for o in self.code.outputs]
+        self.write(f"return {', '.join(parts)}", [], "")
+
+
+def _reads(s: Stmt) -> list[Value]:
+    if s.loop is not None:
+        return [s.loop[1]]
+    return s.expr.values() if s.expr is not None else []
+
+
+def _loops(code: ScopeCode) -> list[Stmt]:
+    """Replace the unrolled calls of an ``nn.Sequential`` by ``for layer in self.net: x =
+    layer(x)`` where that is the same computation: each layer takes the previous one's output
+    as it is (no transpose between them), nothing else reads the values in between, and no
+    layer is itself a list."""
+    stmts = list(code.stmts)
+    groups = sorted(code.seq_groups, key=lambda g: -g[0])
+    nested = {
+        (a, b) for a, b, _, _ in code.seq_groups for c, d, _, _ in code.seq_groups
+        if (c, d) != (a, b) and a <= c and d <= b
+    }
+    reads: dict[Value, int] = {}
+    for s in stmts:
+        for v in _reads(s):
+            reads[v] = reads.get(v, 0) + 1
+    for o in code.outputs:
+        for v in o.values() if isinstance(o, Expr) else [o]:
+            reads[v] = reads.get(v, 0) + 1
+    for start, end, text, op in groups:
+        if (start, end) in nested or end - start < 2:
+            continue
+        body = stmts[start:end]
+        if len(body) != len(op.children):
+            continue
+        ok = True
+        prev: Value | None = None
+        for s, child in zip(body, op.children, strict=True):
+            mod = s.meta.get("module")
+            if mod is None or not mod[1] or len(s.outs) != 1 or s.loop is not None:
+                ok = False
+                break
+            inputs = _reads(s)
+            if len(inputs) != 1 or (prev is not None and inputs[0] is not prev):
+                ok = False
+                break
+            if prev is not None and reads.get(prev, 0) != 1:
+                ok = False
+                break
+            prev = s.outs[0]
+        if not ok or prev is None:
+            continue
+        first_in = _reads(body[0])[0]
+        loop = Stmt(None, [prev], body[0].source, "x", loop=(text, first_in))
+        stmts[start:end] = [loop]
+    return stmts
+
+
+# --- classes ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _ClassInfo:
+    name: str
+    module: nn.Module
+    path: str
+    code: ScopeCode | None
+    text: str = ""
+    plain: str = ""  # the text without shape comments (classes shared by several instances)
+    raw_params: list[str] = field(default_factory=list)
+
+
+def _arg_names(module: nn.Module, n: int) -> list[str]:
+    try:
+        params = list(inspect.signature(type(module).forward).parameters)[1:]
+    except (TypeError, ValueError):
+        params = []
+    params = [p for p in params if p.isidentifier() and p not in _RESERVED]
+    if len(params) >= n and n == 1:
+        return params[:1]
+    if len(params) == n:
+        return params
+    return ["x"] if n == 1 else [f"x{i}" for i in range(n)]
+
+
+class Generator:
+    def __init__(self, model: nn.Module, root: Scope, name: str, comments: bool = True) -> None:
+        self.model = model
+        self.root = root
+        self.name = name
+        self.comments = comments
+        self.lib = Lib()
+        self.codes: dict[int, list[tuple[Scope, ScopeCode]]] = {}
+        self.class_names: dict[int, str] = {}
+        self.order: list[nn.Module] = []
+
+    def collect(self, scope: Scope, top: bool) -> None:
+        code = translate_scope(self.lib, scope, top)
+        self.codes.setdefault(id(scope.module), []).append((scope, code))
+        for op in code.calls:
+            if op.scope is not None:
+                self.collect(op.scope, False)
+
+    def run(self) -> str:
+        self.collect(self.root, True)
+        classes: list[str] = []
+        seen_text: dict[tuple[str, str], str] = {}
+        used_names = {self.name}
+        registrations: list[str] = []
+        # user modules, children before parents, in the order of named_modules
+        user_modules = [
+            (p, m)
+            for p, m in self.model.named_modules()
+            if p and not is_container(m) and leaf_type(m) is None
+        ]
+        for path, m in reversed(user_modules):
+            info = self.class_for(m, path, top=False)
+            key = (type(m).__name__, info.plain)
+            if key in seen_text:
+                self.class_names[id(m)] = seen_text[key]
+                continue
+            base = type(m).__name__
+            cname, i = base, 1
+            while cname in used_names:
+                i += 1
+                cname = f"{base}{i}"
+            used_names.add(cname)
+            info.name = cname
+            text = self.render_class(info, top=False, shared=self._shared(m, user_modules))
+            seen_text[key] = cname
+            self.class_names[id(m)] = cname
+            classes.append(text)
+            registrations += self.registration(info)
+        top = self.class_for(self.model, "", top=True)
+        top.name = self.name
+        classes.append(self.render_class(top, top=True, shared=False))
+        registrations += self.registration(top)
+        return self.file_text(list(reversed(classes[:-1])) + [classes[-1]], registrations)
+
+    def _shared(self, m: nn.Module, user_modules: list[tuple[str, nn.Module]]) -> bool:
+        return sum(type(o) is type(m) for _, o in user_modules) > 1
+
+    def class_for(self, m: nn.Module, path: str, top: bool) -> _ClassInfo:
+        entries = self.codes.get(id(m), [])
+        code = entries[0][1] if entries else None
+        info = _ClassInfo(type(m).__name__, m, path, code)
+        # the plain text decides whether two instances can share one class
+        info.plain = self.render_class(info, top=top, shared=True, dry=True)
+        if len(entries) > 1:
+            first = self.body(entries[0][1], m, comments=False)
+            for _, other in entries[1:]:
+                if self.body(other, m, comments=False) != first:
+                    raise PortError(
+                        f"{path or type(m).__name__} ({type(m).__name__}) runs different code "
+                        f"on different calls (control flow that depends on its input); jaxnets "
+                        f"port writes one __call__ per module"
+                    )
+        return info
+
+    def body(self, code: ScopeCode, m: nn.Module, comments: bool) -> list[str]:
+        names = _arg_names(m, len(code.inputs))
+        return BodyWriter(code, names, " " * 8, comments).run()
+
+    # -- __init__
+    def init_lines(self, info: _ClassInfo) -> tuple[list[str], bool]:
+        m = info.module
+        lines: list[str] = []
+        uses_kw = False
+        statements = init_statements(type(m)) if self.comments else {}
+        extra: dict[str, str] = {}
+        overrides: dict[str, dict[str, Any]] = {}
+        for _, code in self.codes.get(id(m), []):
+            extra.update(code.extra_attrs)
+        for entries in self.codes.values():
+            for _, code in entries:
+                overrides.update(code.overrides)
+
+        def add(attr: str, text: str) -> None:
+            nonlocal uses_kw
+            uses_kw = uses_kw or "**kw" in text
+            above: list[str] = []
+            trailing = ""
+            if attr in statements:
+                _, st = statements[attr]
+                above, trailing = list(st.above), st.comment or ""
+            code = f"self.{attr} = {text}"
+            for a in above:
+                lines.append(f"        # {a}")
+            full = f"        {code}" + (f"  # {trailing}" if trailing else "")
+            if len(full) <= LINE:
+                lines.append(full)
+            else:
+                if trailing:
+                    lines.append(f"        # {trailing}")
+                lines.extend(_wrap(f"self.{attr} = ", text, " " * 8))
+
+        for name, p in m._parameters.items():
+            if p is None:
+                continue
+            info.raw_params.append(name)
+            lines.append(
+                "        # nn.Parameter in torch; its values come with torch's state dict"
+            )
+            add(name, self.param_ctor(p))
+        for name, b in m._buffers.items():
+            if b is not None and name not in m._non_persistent_buffers_set:
+                raise PortError(
+                    f"{type(m).__name__} registers the buffer {name!r}: buffers of your own "
+                    f"modules are outside the vocabulary of jaxnets port"
+                )
+        for name, child in m._modules.items():
+            if child is None:
+                continue
+            path = f"{info.path}.{name}" if info.path else name
+            add(name, self.ctor(child, path, overrides))
+        for name, text in extra.items():
+            add(name, text)
+        return lines, uses_kw
+
+    def param_ctor(self, p: torch.Tensor) -> str:
+        self.lib.use("jnp")
+        shape = fmt(tuple(p.shape))
+        dtype = "param_dtype or jnp.float32"
+        flat = p.detach().flatten()
+        if flat.numel() and bool((flat == flat[0]).all()):
+            v = float(flat[0])
+            if v == 0.0:
+                return f"nnx.Param(jnp.zeros({shape}, {dtype}))"
+            if v == 1.0:
+                return f"nnx.Param(jnp.ones({shape}, {dtype}))"
+            return f"nnx.Param(jnp.full({shape}, {fmt(v)}, {dtype}))"
+        self.lib.use("jax")
+        return f"nnx.Param(jax.random.normal(rngs.params(), {shape}, {dtype}))"
+
+    def ctor(self, child: nn.Module, path: str, overrides: dict[str, dict[str, Any]]) -> str:
+        if type(child) in (nn.Sequential, nn.ModuleList):
+            items = [
+                self.ctor(c, f"{path}.{n}", overrides) for n, c in child._modules.items()
+            ]
+            return "nnx.List([" + ", ".join(items) + "])"
+        if isinstance(child, nn.ModuleDict):
+            items = [
+                f"{n!r}: {self.ctor(c, f'{path}.{n}', overrides)}"
+                for n, c in child._modules.items()
+            ]
+            return "nnx.Dict({" + ", ".join(items) + "})"
+        cls = leaf_type(child)
+        if cls is None:
+            return f"{self.class_names[id(child)]}(**kw)"
+        rule = layer_rule(cls)
+        if rule is None:
+            raise PortError(
+                f"nn.{cls.__name__} ({path}){_init_where(self.model, path)} is outside the "
+                f"vocabulary of jaxnets port"
+            )
+        return rule.build(self.lib, child, overrides.get(path, {}))
+
+    def registration(self, info: _ClassInfo) -> list[str]:
+        if not info.raw_params:
+            return []
+        self.lib.use("convert")
+        rules = ", ".join(f"convert.Rule({n!r}, {n!r})" for n in info.raw_params)
+        return [f"convert.register_rule({info.name}, ({rules},))"]
+
+    # -- the class
+    def render_class(
+        self, info: _ClassInfo, top: bool, shared: bool, dry: bool = False
+    ) -> str:
+        m = info.module
+        init, uses_kw = self.init_lines(info)
+        if dry:
+            # only the structure: child constructors and the body without comments
+            body = self.body(info.code, m, comments=False) if info.code else []
+            return "\n".join(init + body)
+        lines = [f"class {info.name}(nnx.Module):"]
+        lines.append(f'    """{self.class_doc(info, top)}"""')
+        lines.append("")
+        lines.append(
+            "    def __init__(self, *, rngs: nnx.Rngs, dtype: Any = None, "
+            "param_dtype: Any = None) -> None:"
+        )
+        if uses_kw:
+            lines.append("        kw = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype)")
+        if not init:
+            init = ["        del rngs, dtype, param_dtype  # no parameters"]
+        lines += init
+        if info.code is not None:
+            code = info.code
+            names = _arg_names(m, len(code.inputs))
+            self.lib.use("jax")
+            sig = ", ".join(f"{n}: jax.Array" for n in names)
+            ret = "jax.Array" if len(code.outputs) == 1 else "tuple[jax.Array, ...]"
+            lines.append("")
+            lines.append(f"    def __call__(self, {sig}) -> {ret}:")
+            doc = self.call_doc(code, names, shared)
+            lines.append(f'        """{doc}"""')
+            lines += self.body(code, m, comments=not shared)
+        return "\n".join(lines)
+
+    def class_doc(self, info: _ClassInfo, top: bool) -> str:
+        m = info.module
+        file = inspect.getsourcefile(type(m)) if not _builtin(type(m)) else None
+        where = f" ({os.path.basename(file)})" if file else ""
+        return f"torch's ``{type(m).__name__}``{where} in Flax NNX."
+
+    def call_doc(self, code: ScopeCode, names: list[str], shared: bool) -> str:
+        def describe(v: Value) -> str:
+            shape = shape_text(jax_shape(v, natural(v)))
+            return f"NHWC {shape}" if natural(v) != tuple(range(v.rank)) else shape
+
+        ins = ", ".join(describe(v) for v in code.inputs)
+        outs = ", ".join(describe(v) for v in code.outputs_values)
+        if shared:
+            return "Forward pass, as torch's ``forward``."
+        return f"Forward pass: {ins} -> {outs}."
+
+    def file_text(self, classes: list[str], registrations: list[str]) -> str:
+        m = self.model
+        file = inspect.getsourcefile(type(m))
+        origin = os.path.basename(file) if file else "?"
+        top = self.codes[id(m)][0][1]
+
+        def torch_desc(v: Value) -> str:
+            return shape_text(v.shape)
+
+        ins = ", ".join(torch_desc(v) for v in top.inputs)
+        image = any(natural(v) != tuple(range(v.rank)) for v in top.inputs)
+        lines = [
+            f'"""torch\'s ``{type(m).__name__}`` ({origin}) as a Flax NNX twin, written by '
+            f"``jaxnets port``.",
+            "",
+            f"torch input {ins}"
+            + (" NCHW; here NHWC (images are channels last in Flax)." if image else "."),
+            "Load torch's weights with ``jaxnets.convert.load_state_dict(twin, state_dict)``.",
+            '"""',
+            "",
+            "from __future__ import annotations",
+            "",
+        ]
+        lines += self.lib.imports()
+        out = "\n".join(lines) + "\n\n\n" + "\n\n\n".join(classes) + "\n"
+        if registrations:
+            out += (
+                "\n\n# The nn.Parameter attributes above keep torch's names and layout.\n"
+                + "\n".join(registrations)
+                + "\n"
+            )
+        return out
+
+
+def _builtin(cls: type) -> bool:
+    return (cls.__module__ or "").startswith(("torch.", "builtins"))
+
+
+def _init_where(model: nn.Module, path: str) -> str:
+    """`` at model.py:12 (self.lstm = nn.LSTM(...))`` for the ``__init__`` line that created
+    the module at ``path``."""
+    owner_path, _, attr = path.rpartition(".")
+    owner = model.get_submodule(owner_path) if owner_path else model
+    while is_container(owner) and owner_path:
+        attr = owner_path.rpartition(".")[2]
+        owner_path = owner_path.rpartition(".")[0]
+        owner = model.get_submodule(owner_path) if owner_path else model
+    found = init_statements(type(owner)).get(attr)
+    return f" at {found[0]}" if found else ""
+
+
+def _wrap(prefix: str, text: str, indent: str) -> list[str]:
+    """``self.net = nnx.List([...])`` over several lines, one item a line (ruff's format)."""
+    if text.startswith("nnx.List([") and text.endswith("])"):
+        items = _split_top(text[len("nnx.List([") : -2])
+        out = [f"{indent}{prefix}nnx.List(", f"{indent}    ["]
+        out += [f"{indent}        {it}," for it in items]
+        out += [f"{indent}    ]", f"{indent})"]
+        return out
+    return [f"{indent}{prefix}{text}"]
+
+
+def _split_top(s: str) -> list[str]:
+    """Split ``a(1, 2), b, c([3])`` at its top-level commas."""
+    out, depth, cur = [], 0, ""
+    for ch in s:
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        if ch == "," and depth == 0:
+            out.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    if cur.strip():
+        out.append(cur.strip())
+    return out
+
+
+def generate(model: nn.Module, root: Scope, name: str | None = None) -> str:
+    """The twin's source for ``model`` (whose forward pass is ``root``)."""
+    return Generator(model, root, name or type(model).__name__).run()
+
+
+_ = (ATOM, Op)
