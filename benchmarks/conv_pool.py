@@ -1,16 +1,16 @@
 """LeNet's training step with each convolution and its max-pool as one product (the default,
-:func:`jaxnets.layers.conv2d_max_pool2d`) and as the plain composition, side by side in one
+:func:`jaxnets.fast.conv2d_max_pool2d`) and as the plain composition, side by side in one
 run.
 
     PYTHONPATH=. .venv/bin/python benchmarks/conv_pool.py --batch-size 64 256
 
 The two models hold the same weights and differ only in their forward pass: ``fused`` is
 :class:`jaxnets.models.lenet.LeNet`, ``composed`` computes ``max_pool2d(relu(conv(x)), 2)``
-as torch writes it. Each is trained by its own :class:`jaxnets.train.Trainer`
+as torch writes it. Each is trained by its own :class:`jaxnets.Trainer`
 (``SGD(lr=0.01)``, LeNet's loss and XLA options) on the same synthetic batches, as
-``jaxnets bench`` times it (:func:`jaxnets.bench.jax_train_variants`: ``jax_jit`` steps and
+``jaxnets bench`` times it (:func:`jaxnets.app.bench.jax_train_variants`: ``jax_jit`` steps and
 the ``jax_scan`` epoch), all four in the same interleaved rounds
-(:func:`jaxnets.bench.time_interleaved`). Each line gives both medians per step and the speed
+(:func:`jaxnets.app.bench.time_interleaved`). Each line gives both medians per step and the speed
 of ``fused`` relative to ``composed`` (median of per-round ratios; above 1: faster). A pair
 whose first loss differs beyond the float32 tolerance is reported and left out (exit 1).
 """
@@ -25,18 +25,19 @@ import jax
 import numpy as np
 from flax import nnx
 
-from jaxnets import host, optim
-from jaxnets.bench import (
+from jaxnets import optim
+from jaxnets.app import host
+from jaxnets.app.bench import (
     Variant,
     default_steps,
     jax_train_variants,
     same_computation,
     time_interleaved,
 )
-from jaxnets.layers import max_pool2d
 from jaxnets.models.lenet import LeNet, _check_nhwc
+from jaxnets.nn import max_pool2d
 from jaxnets.registry import get_model_spec
-from jaxnets.train import Trainer
+from jaxnets.training.trainer import Trainer
 
 
 class ComposedLeNet(LeNet):

@@ -3,12 +3,12 @@ transposed, side by side in one run.
 
     PYTHONPATH=. .venv/bin/python benchmarks/epoch_layout.py --model mlp --batch-size 64 1024
 
-For each model and batch size, two :class:`jaxnets.train.Trainer` differ only in
+For each model and batch size, two :class:`jaxnets.Trainer` differ only in
 ``epoch_kernel_layout`` (``'in_out'``: ``(in, out)`` kernels, ``x @ W``; ``'out_in'``:
 torch's ``(out, in)``, ``x @ W.T``). Their ``jax_scan`` epochs
-(:func:`jaxnets.bench.jax_train_variants`, ``SGD(lr=0.01)`` on the same synthetic batches,
+(:func:`jaxnets.app.bench.jax_train_variants`, ``SGD(lr=0.01)`` on the same synthetic batches,
 each trainer's own XLA options) are timed in the same interleaved rounds
-(:func:`jaxnets.bench.time_interleaved`). Each line gives both medians per step and the
+(:func:`jaxnets.app.bench.time_interleaved`). Each line gives both medians per step and the
 speed of ``out_in`` relative to ``in_out`` (median of per-round ratios; above 1: faster).
 A pair whose first loss differs beyond the float32 tolerance is reported and left out.
 """
@@ -23,8 +23,9 @@ import sys
 import jax
 import numpy as np
 
-from jaxnets import host, optim
-from jaxnets.bench import (
+from jaxnets import optim
+from jaxnets.app import host
+from jaxnets.app.bench import (
     Variant,
     default_batch_sizes,
     default_steps,
@@ -33,7 +34,7 @@ from jaxnets.bench import (
     time_interleaved,
 )
 from jaxnets.registry import create_model, get_model_spec, list_models
-from jaxnets.train import Trainer
+from jaxnets.training.trainer import Trainer
 
 LAYOUTS = ("in_out", "out_in")
 

@@ -27,9 +27,9 @@ tests)
         parity_tests 2>&1 | tee "$out/tests-gpu.log"
     ;;
 bench)
-    $py -m jaxnets.cli bench --device gpu --no-torch-compile --repeats 5 \
+    $py -m jaxnets.app.cli bench --device gpu --no-torch-compile --repeats 5 \
         --json "$out/bench-gpu.json" 2>&1 | tee "$out/bench-gpu.log"
-    $py -m jaxnets.cli bench --device gpu --model custom_neural_network --batch-size 64 \
+    $py -m jaxnets.app.cli bench --device gpu --model custom_neural_network --batch-size 64 \
         --steps 937 --repeats 5 --no-inference \
         --json "$out/bench-gpu-mnist-epoch.json" 2>&1 | tee "$out/bench-gpu-mnist-epoch.log"
     ;;

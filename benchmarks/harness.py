@@ -23,11 +23,11 @@ def main(argv: list[str] | None = None) -> int:
     args, rest = parser.parse_known_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    from jaxnets.cli import main as cli
+    from jaxnets.app.cli import main as cli
 
     code = cli(["bench", "--json", str(out / "cpu.json"), *rest])
     if code == 0:
-        from torchref.bench import markdown
+        from jaxnets.app.torch_bench import markdown
 
         table = markdown(json.loads((out / "cpu.json").read_text()))
         (out / "cpu.md").write_text(table + "\n")

@@ -7,7 +7,7 @@ The MLP (784-256-128-10) spends 51 of its 64 MFLOP per step at batch 64 in two p
 its first layer: the forward ``x @ W`` ``(B, 784) @ (784, 256)`` and the weight gradient
 ``x^T @ g`` ``(784, B) @ (B, 256)``, contracted over the batch. Each is compiled alone (as
 ``Trainer`` compiles the MLP: XLA's default options) and timed by
-:func:`jaxnets.bench.time_interleaved` (``--repeats`` rounds, medians); the output says which
+:func:`jaxnets.app.bench.time_interleaved` (``--repeats`` rounds, medians); the output says which
 library XLA:CPU gave each (YNNPACK or Eigen) and the GFLOP/s. Their sum is a lower bound on
 the step whatever else is done, the number the README's Speed section compares with torch's
 step time.
@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxnets.bench import Variant, time_interleaved
+from jaxnets.app.bench import Variant, time_interleaved
 
 CALLS = 50
 

@@ -3,7 +3,7 @@
     PYTHONPATH=. .venv/bin/python benchmarks/step_profile.py --model lenet --batch-size 256
     PYTHONPATH=. .venv/bin/python benchmarks/step_profile.py --model lenet --scan   # run_epoch
 
-Builds the model's :class:`jaxnets.train.Trainer` as ``jaxnets bench`` does (``SGD(lr=0.01)``,
+Builds the model's :class:`jaxnets.Trainer` as ``jaxnets bench`` does (``SGD(lr=0.01)``,
 the model's loss, ``Trainer``'s per-model XLA options, freed memory kept on the CPU), runs
 ``--steps`` steps under ``jax.profiler.trace`` and adds up, per operation of the compiled
 step, the time its thunks took (XLA:CPU runs each fusion, library call or copy as one
@@ -49,10 +49,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnets import host, optim
-from jaxnets.bench import Variant, time_interleaved
+from jaxnets import optim
+from jaxnets.app import host
+from jaxnets.app.bench import Variant, time_interleaved
 from jaxnets.registry import UnknownModelError, create_model, get_model_spec
-from jaxnets.train import Trainer
+from jaxnets.training.trainer import Trainer
 
 _INSTRUCTION = re.compile(
     r"^\s*(?:ROOT\s+)?%?(?P<name>[\w.\-]+)\s*=\s*(?P<shape>\S+(?:\{[^}]*\})?)\s+"

@@ -8,12 +8,12 @@
 compared across two processes, on a machine whose speed drifts between them. Here each
 ``--options`` set (a JSON object of XLA debug options, as ``jax.jit(...,
 compiler_options=...)`` takes them) is laid over the model's own options
-(:func:`jaxnets.train.default_compiler_options`; ``--from-xla-defaults`` starts from XLA's
-instead) and compiled into a :class:`jaxnets.train.Trainer` of its own. The first set is
+(:func:`jaxnets.fast.training.default_compiler_options`; ``--from-xla-defaults`` starts from XLA's
+instead) and compiled into a :class:`jaxnets.Trainer` of its own. The first set is
 always the model's options unchanged, the baseline. Every set's ``jax_jit`` step and
-``jax_scan`` epoch (:func:`jaxnets.bench.jax_train_variants`, ``SGD(lr=0.01)`` on the same
+``jax_scan`` epoch (:func:`jaxnets.app.bench.jax_train_variants`, ``SGD(lr=0.01)`` on the same
 synthetic batches) are then timed in the same interleaved rounds
-(:func:`jaxnets.bench.time_interleaved`), and each line gives the medians and the speed
+(:func:`jaxnets.app.bench.time_interleaved`), and each line gives the medians and the speed
 relative to the baseline (median of per-round ratios; above 1: faster than the baseline).
 
 A set XLA rejects (an unknown option, a value out of its enum) is reported with XLA's message
@@ -32,16 +32,18 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxnets import host, optim
-from jaxnets.bench import (
+from jaxnets import optim
+from jaxnets.app import host
+from jaxnets.app.bench import (
     Variant,
     default_steps,
     jax_train_variants,
     same_computation,
     time_interleaved,
 )
+from jaxnets.fast.training import default_compiler_options
 from jaxnets.registry import UnknownModelError, create_model, get_model_spec
-from jaxnets.train import Trainer, default_compiler_options
+from jaxnets.training.trainer import Trainer
 
 
 def _option_set(text: str) -> dict[str, Any]:

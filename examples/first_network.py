@@ -17,8 +17,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from jaxnets import loop as jl
-from jaxnets.cliargs import nonnegative_float, nonnegative_int
+from jaxnets.app import loop as jl
+from jaxnets.app.cliargs import nonnegative_float, nonnegative_int
 
 
 def run_jax(model_name: str, init: dict, x: np.ndarray, y: np.ndarray, lr: float) -> dict:
@@ -27,8 +27,8 @@ def run_jax(model_name: str, init: dict, x: np.ndarray, y: np.ndarray, lr: float
 
     import jaxnets
     from jaxnets import convert, optim
-    from jaxnets.summary import torch_repr
-    from jaxnets.train import Trainer
+    from jaxnets.debug.summary import torch_repr
+    from jaxnets.training.trainer import Trainer
 
     model = jaxnets.create_model(model_name)
     convert.load_state_dict(model, init)
@@ -53,8 +53,8 @@ def run_torch(
     import torch.optim as optim
 
     import torchref
+    from jaxnets.app.torch_runs import torch_device
     from torchref.bridge import from_numpy_state_dict, to_numpy_state_dict
-    from torchref.loop import torch_device
 
     dev = torch_device(device)
     model = torchref.create_model(model_name)
@@ -103,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             res[fw] = run_torch(args.model, init, x, y, args.lr, args.device)
 
-    from jaxnets.summary import side_by_side
+    from jaxnets.debug.summary import side_by_side
 
     if len(res) == 2:
         print(side_by_side(res["torch"]["print(model)"], res["jax"]["print(model)"]))

@@ -22,8 +22,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from jaxnets import loop as jl
-from jaxnets.cliargs import nonnegative_float, nonnegative_int
+from jaxnets.app import loop as jl
+from jaxnets.app.cliargs import nonnegative_float, nonnegative_int
 
 
 def jax_side(init: dict, x: np.ndarray, v: np.ndarray, target: np.ndarray, lr: float) -> dict:
@@ -35,7 +35,7 @@ def jax_side(init: dict, x: np.ndarray, v: np.ndarray, target: np.ndarray, lr: f
 
     import jaxnets
     from jaxnets import convert, losses
-    from jaxnets.summary import parameter_table, torch_repr
+    from jaxnets.debug.summary import parameter_table, torch_repr
 
     net = jaxnets.create_model("lenet")
     convert.load_state_dict(net, init)
@@ -73,8 +73,8 @@ def torch_side(
     import torch.nn as nn
 
     import torchref
+    from jaxnets.app.torch_runs import torch_device
     from torchref.bridge import from_numpy_state_dict, to_numpy_state_dict
-    from torchref.loop import torch_device
 
     dev = torch_device(device)
     net = torchref.create_model("lenet")
@@ -131,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             res[fw] = torch_side(init, x, v, target, args.learning_rate, args.device)
 
-    from jaxnets.summary import side_by_side
+    from jaxnets.debug.summary import side_by_side
 
     def show(title: str, key: str, fmt: str = "{}") -> None:
         print(f"\n{title}")

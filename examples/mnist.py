@@ -29,8 +29,8 @@ import json
 import sys
 from collections.abc import Sequence
 
-from jaxnets import loop as jl
-from jaxnets.cliargs import model_name, nonnegative_int, show_progress
+from jaxnets.app import loop as jl
+from jaxnets.app.cliargs import model_name, nonnegative_int, show_progress
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,9 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     frameworks = jl.parse_frameworks(args.framework)
     if "torch" in frameworks:
-        from torchref.loop import run_frameworks, set_torch_precision
+        from jaxnets.app.torch_runs import run_frameworks
+        from torchref.precision import set_precision
 
-        set_torch_precision(args.precision)
+        set_precision(args.precision)
     results = []
     described: dict[int, str] = {}  # seed -> optimizer, batch, epochs, seed in words
     for model in args.model:
@@ -132,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"\n{model}: test accuracy over seeds {args.seed} ({args.dtype})")
             print(jl.seed_spread_table([r for r in results if r.model == model]))
     if args.plot:
-        from jaxnets.plot import plot_loss_curves
+        from jaxnets.app.plot import plot_loss_curves
 
         seed = args.seed[0]
         runs = [r for r in results if r.seed == seed]

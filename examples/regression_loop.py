@@ -15,8 +15,8 @@ import sys
 from collections.abc import Sequence
 
 from jaxnets import data
-from jaxnets import loop as jl
-from jaxnets.cliargs import nonnegative_float, nonnegative_int, positive_int, show_progress
+from jaxnets.app import loop as jl
+from jaxnets.app.cliargs import nonnegative_float, nonnegative_int, positive_int, show_progress
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if frameworks == ["jax"]:
         results = [jl.run_jax(cfg, dataset, progress=progress)]
     else:
-        from torchref.loop import run_frameworks
+        from jaxnets.app.torch_runs import run_frameworks
 
         kw = {"device": args.device, "progress": progress}
         results = run_frameworks(cfg, dataset, frameworks, **kw)

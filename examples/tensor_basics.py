@@ -13,7 +13,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from jaxnets import loop as jl
+from jaxnets.app import loop as jl
 
 
 def jax_side() -> dict[str, str]:
@@ -33,7 +33,7 @@ def torch_side(device: str = "cpu") -> dict[str, str]:
     """The tutorial's code, as written there (on ``device``)."""
     import torch
 
-    from torchref.loop import torch_device
+    from jaxnets.app.torch_runs import torch_device
 
     with torch.device(torch_device(device)):  # scoped: the process default stays the CPU
         x = torch.tensor([1, 2, 3, 4, 5])

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from jaxnets import data
-from jaxnets import loop as jl
-from jaxnets.cliargs import nonnegative_float, nonnegative_int, positive_int, show_progress
+from jaxnets.app import loop as jl
+from jaxnets.app.cliargs import nonnegative_float, nonnegative_int, positive_int, show_progress
 
 
 def predictions(result: jl.RunResult, x: np.ndarray) -> np.ndarray:
@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if frameworks == ["jax"]:
         results = [jl.run_jax(cfg, jl.Dataset(x, y), progress=progress)]
     else:
-        from torchref.loop import run_frameworks
+        from jaxnets.app.torch_runs import run_frameworks
 
         kw = {"device": args.device, "progress": progress}
         results = run_frameworks(cfg, jl.Dataset(x, y), frameworks, **kw)

@@ -9,7 +9,7 @@ kind              keys and layout                     write / read
                   (``fc1.weight`` ``[out, in]``)      :func:`load_torch_layout`
 ``flax``          nnx paths, Flax layout              :func:`save_flax` / :func:`load_flax`
                   (``fc1.kernel`` ``[in, out]``)
-``run``           a :class:`~jaxnets.train.TrainState` :func:`save_run` / :func:`load_run`
+``run``           a :class:`~jaxnets.TrainState` :func:`save_run` / :func:`load_run`
                   and a JSON ``meta`` dict
 ================  ==================================  =========================================
 
@@ -669,7 +669,7 @@ def _run_structure(trainer: Any, state: Any) -> dict[str, Any]:
 
 
 def save_run(path: StrPath, trainer: Any, state: Any, *, meta: Mapping[str, Any]) -> Path:
-    """Save a whole training run atomically: ``state`` (a :class:`~jaxnets.train.TrainState`:
+    """Save a whole training run atomically: ``state`` (a :class:`~jaxnets.TrainState`:
     parameters, optimizer state, BatchNorm statistics, step) and ``meta``.
 
     ``meta`` is a JSON-serialisable dict of what the loop needs to continue exactly: epoch,
@@ -766,7 +766,7 @@ def load_run(path: StrPath, trainer: Any) -> tuple[Any, dict[str, Any]]:
     :class:`CheckpointError` listing the differences. Continuing from the returned state with
     the same data order gives bit-identical results to a run that was never interrupted.
     """
-    from jaxnets.train import TrainState
+    from jaxnets.training.trainer import TrainState
 
     p = Path(path)
     arrays, metadata = read_safetensors(p)

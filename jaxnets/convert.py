@@ -349,7 +349,7 @@ def load_state_dict(
             hint = ""
             if k.endswith("num_batches_tracked"):
                 hint = (
-                    " (a plain nnx.BatchNorm keeps no counter; use jaxnets.layers.BatchNorm1d, "
+                    " (a plain nnx.BatchNorm keeps no counter; use jaxnets.nn.BatchNorm1d, "
                     "or BatchNorm2d for images)"
                 )
             problems.append(f"unexpected key {k!r}{hint}")

@@ -58,7 +58,6 @@ the lr scale (``optax.add_decayed_weights`` after ``scale_by_adam``), schedules 
 from __future__ import annotations
 
 import math
-import weakref
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -68,6 +67,7 @@ import numpy as np
 import optax
 
 from jaxnets._checks import is_real
+from jaxnets.fast.training import mark_layout_free
 
 __all__ = [
     "adagrad",
@@ -75,34 +75,12 @@ __all__ = [
     "adamw",
     "clip_grad_norm",
     "clip_grad_norm_",
-    "is_layout_free",
     "rmsprop",
     "sgd",
 ]
 
 LearningRate = optax.ScalarOrSchedule
 """A float, or an optax schedule ``f(count) -> lr`` with ``count`` the steps taken so far."""
-
-# The update functions of the transformations this module's builders returned (each builder
-# makes a new one), for is_layout_free. Weak: a dropped optimizer leaves the set.
-_LAYOUT_FREE_UPDATES: weakref.WeakSet[Any] = weakref.WeakSet()
-
-
-def _layout_free(tx: optax.GradientTransformation) -> optax.GradientTransformation:
-    _LAYOUT_FREE_UPDATES.add(tx.update)
-    return tx
-
-
-def is_layout_free(tx: optax.GradientTransformation) -> bool:
-    """Whether ``tx`` came from one of this module's builders (:func:`sgd`, :func:`adam`,
-    :func:`adamw`, :func:`rmsprop`, :func:`adagrad`, :func:`clip_grad_norm`), whose update
-    does not depend on how a parameter's values are laid out: it is elementwise, plus norms
-    over all values, and its state holds only copies of the parameters and scalars. So a
-    transposed ``(out, in)`` kernel gets the transposed update of its ``(in, out)`` original
-    (up to the order of a norm's sum). :class:`jaxnets.train.Trainer` relies on it to carry
-    ``nnx.Linear`` kernels transposed through ``run_epoch``. A transformation built
-    elsewhere, or an ``optax.chain`` of these, is not known to be: ``False``."""
-    return getattr(tx, "update", None) in _LAYOUT_FREE_UPDATES
 
 
 def _check(ok: bool | Callable[[], bool], message: str, **values: Any) -> None:
@@ -327,7 +305,7 @@ def sgd(
         else:
             parts.append(_torch_momentum(momentum, dampening))
     parts.append(optax.scale_by_learning_rate(lr))
-    return _layout_free(optax.chain(*parts))
+    return mark_layout_free(optax.chain(*parts))
 
 
 def adam(
@@ -359,7 +337,7 @@ def adam(
         parts = [*_maximize(maximize), scale, *decay]
     else:
         parts = [*_maximize(maximize), *_weight_decay(weight_decay), scale]
-    return _layout_free(optax.chain(*parts, optax.scale_by_learning_rate(lr)))
+    return mark_layout_free(optax.chain(*parts, optax.scale_by_learning_rate(lr)))
 
 
 def adamw(
@@ -410,7 +388,7 @@ def rmsprop(
     if momentum > 0:
         parts.append(optax.trace(decay=momentum))
     parts.append(optax.scale_by_learning_rate(lr))
-    return _layout_free(optax.chain(*parts))
+    return mark_layout_free(optax.chain(*parts))
 
 
 def adagrad(
@@ -445,7 +423,7 @@ def adagrad(
             value = base(count) if callable(base) else base
             return value / (1 + count * lr_decay)
 
-    return _layout_free(
+    return mark_layout_free(
         optax.chain(
             *_maximize(maximize),
             *_weight_decay(weight_decay),
@@ -546,4 +524,4 @@ def clip_grad_norm(
         clipped, _ = clip_grad_norm_(updates, max_norm, norm_type, error_if_nonfinite)
         return clipped, state
 
-    return _layout_free(optax.GradientTransformation(optax.init_empty_state, update_fn))
+    return mark_layout_free(optax.GradientTransformation(optax.init_empty_state, update_fn))

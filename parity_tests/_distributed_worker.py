@@ -26,12 +26,17 @@ import numpy as np
 from flax import nnx
 
 jax.config.update("jax_enable_x64", True)
-jax.config.update("jax_default_matmul_precision", "highest")
+
+from torchref.precision import set_precision  # noqa: E402
+
+set_precision("highest", torch_too=False)
 
 import jaxnets  # noqa: E402
 from jaxnets import convert, data, optim  # noqa: E402
 from jaxnets.checkpoint import load_run, save_run  # noqa: E402
-from jaxnets.distributed import (  # noqa: E402
+from jaxnets.testing import leaf_diff  # noqa: E402
+from jaxnets.tolerances import tolerance  # noqa: E402
+from jaxnets.training.distributed import (  # noqa: E402
     DataParallelTrainer,
     initialize_distributed,
     make_mesh,
@@ -39,9 +44,7 @@ from jaxnets.distributed import (  # noqa: E402
     replicated_sharding,
     shard_batch,
 )
-from jaxnets.testing import leaf_diff  # noqa: E402
-from jaxnets.tolerances import tolerance  # noqa: E402
-from jaxnets.train import Trainer  # noqa: E402
+from jaxnets.training.trainer import Trainer  # noqa: E402
 
 DEVICES = 8
 N, BATCH = 64, 16  # 4 steps of a global batch of 16: 2 examples per device

@@ -32,7 +32,6 @@ _platform = os.environ.get("JAXNETS_TEST_PLATFORM")
 if _platform:
     jax.config.update("jax_platforms", _platform)
 jax.config.update("jax_enable_x64", True)
-jax.config.update("jax_default_matmul_precision", "highest")
 
 try:
     import torch
@@ -41,9 +40,10 @@ except ImportError:  # the suite needs torch; fail with the fix, not a bare Impo
         "the parity suite needs PyTorch: pip install 'torch==2.13.0' -e '.[torch,test]'"
     ) from None
 
+from torchref.precision import pin_full_precision  # noqa: E402 - after the torch check
+
 torch.set_num_threads(1)
-torch.backends.cuda.matmul.allow_tf32 = False
-torch.backends.cudnn.allow_tf32 = False
+pin_full_precision()
 torch.use_deterministic_algorithms(True, warn_only=False)
 
 

@@ -20,7 +20,7 @@ from flax import nnx
 
 import jaxnets
 from jaxnets import checkpoint, convert, data, optim
-from jaxnets.train import Trainer
+from jaxnets.training.trainer import Trainer
 from torchref.checkpoint import load_torch_file
 
 
@@ -108,11 +108,11 @@ def test_integer_input_dtype(dtype):
 def test_conv2d_input_of_other_channels(impl, shape, fix):
     # the layer "Port your own model" builds on: its own message, not a reshape error from
     # inside im2col or lax's feature-dimension arithmetic
-    conv = jaxnets.layers.Conv2d(3, 4, 3, rngs=nnx.Rngs(0), impl=impl)
+    conv = jaxnets.nn.Conv2d(3, 4, 3, rngs=nnx.Rngs(0), impl=impl)
     cause = rf"Conv2d: the input {re.escape(str(shape))} has {shape[3]} channels .*takes 3"
     x = jnp.ones(shape)
     _raises(ValueError, cause, fix, conv, x)
-    _raises(ValueError, cause, fix, jaxnets.layers.conv2d_max_pool2d, conv, x)
+    _raises(ValueError, cause, fix, jaxnets.fast.conv2d_max_pool2d, conv, x)
 
 
 @pytest.mark.parametrize(
@@ -127,7 +127,7 @@ def test_conv2d_input_of_other_channels(impl, shape, fix):
 )
 def test_max_pool2d_bad_window_or_input(shape, k, cause, fix):
     # k=0 divided by zero; a window larger than the input gave an empty array (torch raises)
-    _raises(ValueError, cause, fix, jaxnets.layers.max_pool2d, jnp.ones(shape), k)
+    _raises(ValueError, cause, fix, jaxnets.nn.max_pool2d, jnp.ones(shape), k)
 
 
 # ---- weights -------------------------------------------------------------------------------

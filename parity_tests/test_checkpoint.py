@@ -23,7 +23,7 @@ import jaxnets
 import torchref
 from jaxnets import checkpoint, convert, optim
 from jaxnets.tolerances import backend_name
-from jaxnets.train import Trainer
+from jaxnets.training.trainer import Trainer
 from torchref import bridge, parity
 from torchref.checkpoint import load_torch_file, save_torch_file
 
@@ -302,7 +302,7 @@ import numpy as np
 from flax import nnx
 from jaxnets import create_model, data, optim
 from jaxnets.checkpoint import check_finite_losses, load_run, save_run
-from jaxnets.train import Trainer
+from jaxnets.training.trainer import Trainer
 
 mode, ckpt, out = sys.argv[1], sys.argv[2], sys.argv[3]
 pace = float(os.environ.get("JAXNETS_TEST_PACE", "0"))

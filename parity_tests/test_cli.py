@@ -11,7 +11,7 @@ import torch
 import jaxnets
 import torchref
 from jaxnets import checkpoint
-from jaxnets.cli import main
+from jaxnets.app.cli import main
 from jaxnets.tolerances import backend_name
 from torchref.checkpoint import load_torch_file, save_torch_file
 
@@ -200,7 +200,7 @@ def test_train_batch_must_split_over_the_devices(tmp_path, write_tiny_mnist):
     argv = ["train", "mlp", "--data-dir", str(folder), "--no-verify", "--framework", "jax"]
     argv += ["--devices", "8", "--batch-size", "60", "--no-progress"]
     proc = subprocess.run(
-        [sys.executable, "-m", "jaxnets.cli", *argv],
+        [sys.executable, "-m", "jaxnets.app.cli", *argv],
         env=env,
         capture_output=True,
         text=True,
@@ -274,7 +274,7 @@ def test_convert_key_picks_the_state_dict_of_a_training_checkpoint(tmp_path, cap
 
 
 def test_only_user_errors_lose_their_traceback(capsys, monkeypatch):
-    from jaxnets import cli
+    from jaxnets.app import cli
 
     monkeypatch.setenv("JAXNETS_TRACEBACK", "1")
     with pytest.raises(cli.CommandError, match="--config"):
@@ -295,7 +295,7 @@ def test_broken_pipe_is_quiet(tmp_path):
     import sys
 
     with subprocess.Popen(
-        [sys.executable, "-m", "jaxnets.cli", "summary", "lenet", "--params"],
+        [sys.executable, "-m", "jaxnets.app.cli", "summary", "lenet", "--params"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     ) as proc:
@@ -320,7 +320,7 @@ def test_help_shows_defaults(capsys, monkeypatch):
 
 
 def test_progress_bars_only_on_a_terminal(tmp_path, write_tiny_mnist, capsys):
-    from jaxnets.cliargs import show_progress
+    from jaxnets.app.cliargs import show_progress
 
     class Tty:
         def isatty(self) -> bool:

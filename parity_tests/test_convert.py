@@ -201,7 +201,7 @@ class _TorchSeq(torch.nn.Module):
 
 class _FlaxSeq(nnx.Module):
     def __init__(self, container: type, rngs: nnx.Rngs) -> None:
-        fc = jaxnets.layers.Linear
+        fc = jaxnets.nn.Linear
         parts = [fc(4, 5, rngs=rngs), jax.nn.relu, fc(5, 2, rngs=rngs)]
         self.net = container(parts) if container is nnx.List else container(*parts)
 

@@ -1,4 +1,4 @@
-"""Data-parallel training (``jaxnets.distributed``) equals single-device training.
+"""Data-parallel training (``jaxnets.training.distributed``) equals single-device training.
 
 The 8-device cases run in ONE subprocess (``_distributed_worker.py``) with
 ``XLA_FLAGS=--xla_force_host_platform_device_count=8``: a JAX process fixes its device count
@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from jaxnets import distributed as dist
+from jaxnets.training import distributed as dist
 
 WORKER = Path(__file__).with_name("_distributed_worker.py")
 ROOT = Path(__file__).resolve().parent.parent
@@ -337,7 +337,7 @@ def test_trainer_from_args_without_flags_is_the_single_device_trainer() -> None:
 
     import jaxnets
     from jaxnets import optim
-    from jaxnets.train import Trainer
+    from jaxnets.training.trainer import Trainer
 
     model = nnx.eval_shape(lambda: jaxnets.create_model("xor_net"))  # no arrays needed
     trainer = dist.trainer_from_args(_parse(), model, optim.sgd(lr=0.1), "mse")
@@ -372,7 +372,7 @@ def test_data_parallel_on_the_local_gpus(np_rng: Any) -> None:
     from jaxnets import data, optim
     from jaxnets.testing import assert_trees_all_close
     from jaxnets.tolerances import tolerance
-    from jaxnets.train import Trainer
+    from jaxnets.training.trainer import Trainer
 
     n_dev = jax.local_device_count()
     batch = 8 * n_dev

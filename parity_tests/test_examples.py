@@ -18,11 +18,11 @@ import torch
 
 import jaxnets
 from jaxnets import data
-from jaxnets import loop as jl
+from jaxnets.app import loop as jl
+from jaxnets.app.torch_runs import run_frameworks
 from jaxnets.checkpoint import NonFiniteLossError, NonFiniteStateError
 from jaxnets.tolerances import backend_name, tolerance
-from jaxnets.train import Trainer
-from torchref.loop import run_frameworks
+from jaxnets.training.trainer import Trainer
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

@@ -25,9 +25,9 @@ from flax import nnx
 
 import jaxnets
 import torchref
-from jaxnets import intercept
-from jaxnets.layers import BatchNorm1d, Linear, max_pool2d
+from jaxnets.debug import intercept
 from jaxnets.models.lenet import LeNet
+from jaxnets.nn import BatchNorm1d, Linear, max_pool2d
 from jaxnets.tolerances import TF32_RELATIVE_ERROR
 from torchref.bridge import torch_to_flax
 from torchref.explain import ExplainReport, explain, tf32_round
@@ -162,7 +162,7 @@ def test_intercept_records_every_layer_eagerly_and_under_jit_and_restores_classe
 def test_capture_until_error_names_the_module_that_raised() -> None:
     model = _uninitialised(lambda: jaxnets.create_model("xor_net"))
     # a layer expecting 4 features where it gets 5
-    model.layer2 = _uninitialised(lambda: jaxnets.layers.Linear(4, 1, rngs=nnx.Rngs(0)))
+    model.layer2 = _uninitialised(lambda: jaxnets.nn.Linear(4, 1, rngs=nnx.Rngs(0)))
     records, error_at, exc = intercept.capture_until_error(model, jnp.ones((2, 2)))
     assert list(records) == ["layer1", "layer2"] and error_at == "layer2" and exc is not None
     assert records["layer2"].output is None and records["layer2"].input.shape == (2, 5)
@@ -355,7 +355,7 @@ def test_the_table_names_every_column_and_marks_the_first_divergence(ln_gelu) ->
 
 
 def test_cli_compare_explain_prints_a_layer_report(capsys) -> None:
-    from jaxnets.cli import main
+    from jaxnets.app.cli import main
 
     assert main(["compare", "--model", "xor_net", "--explain", "--batch-size", "4"]) == 0
     out = capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""``jaxnets.host.retain_freed_memory``: XLA:CPU's large per-call temporaries stop being
+"""``jaxnets.app.host.retain_freed_memory``: XLA:CPU's large per-call temporaries stop being
 page-faulted in again on every call. Page faults are counted (``getrusage``), not timed."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from jaxnets import host
+from jaxnets.app import host
 
 # A jitted function whose one large temporary (sin(x), 64 MiB, the operand of a matrix
 # product) is allocated and freed by every call; prints the median call's minor page faults
@@ -20,7 +20,7 @@ _FAULTS = textwrap.dedent(
     """
     import resource, sys
     import jax, jax.numpy as jnp
-    from jaxnets import host
+    from jaxnets.app import host
     jax.config.update("jax_cpu_enable_async_dispatch", False)  # as jaxnets bench runs
     if sys.argv[1] == "retain":
         if host.retain_freed_memory() is None:

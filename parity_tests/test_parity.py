@@ -19,11 +19,11 @@ from flax import nnx
 import jaxnets
 import torchref
 from jaxnets import optim
-from jaxnets.layers import max_pool2d
-from jaxnets.summary import torch_repr
+from jaxnets.debug.summary import torch_repr
+from jaxnets.nn import max_pool2d
 from jaxnets.testing import assert_trees_all_close, leaf_diff
 from jaxnets.tolerances import tolerance
-from jaxnets.train import Trainer
+from jaxnets.training.trainer import Trainer
 from torchref import parity
 from torchref.bridge import torch_to_flax
 from torchref.compare import compare_registered
@@ -179,9 +179,9 @@ class _TorchConvBN(torch.nn.Module):
 class _FlaxConvBN(nnx.Module):
     def __init__(self, dtype: Any) -> None:
         rngs = nnx.Rngs(0)
-        self.conv = jaxnets.layers.Conv2d(2, 4, 3, padding=1, rngs=rngs, param_dtype=dtype)
-        self.bn = jaxnets.layers.BatchNorm2d(4, momentum=0.2, rngs=rngs, param_dtype=dtype)
-        self.fc = jaxnets.layers.Linear(4 * 6 * 6, 3, rngs=rngs, param_dtype=dtype)
+        self.conv = jaxnets.nn.Conv2d(2, 4, 3, padding=1, rngs=rngs, param_dtype=dtype)
+        self.bn = jaxnets.nn.BatchNorm2d(4, momentum=0.2, rngs=rngs, param_dtype=dtype)
+        self.fc = jaxnets.nn.Linear(4 * 6 * 6, 3, rngs=rngs, param_dtype=dtype)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         h = jax.nn.relu(self.bn(self.conv(x)))  # NHWC
@@ -190,7 +190,7 @@ class _FlaxConvBN(nnx.Module):
 
 @pytest.mark.parametrize("dtype", list(DTYPES))
 def test_batchnorm2d_matches_torch(dtype: str, seed: int) -> None:
-    """layers.BatchNorm2d against torch.nn.BatchNorm2d inside a small CNN: statistics over
+    """nn.BatchNorm2d against torch.nn.BatchNorm2d inside a small CNN: statistics over
     N*H*W per channel, torch's momentum and unbiased running variance, in training (two
     passes, buffers compared) and then in eval mode; and torch's repr."""
     jdtype, tdtype = DTYPES[dtype]
@@ -228,13 +228,13 @@ _CONVS = [
 @pytest.mark.parametrize("impl", ["im2col", "xla"])
 @pytest.mark.parametrize("kw", _CONVS, ids=[str(i) for i in range(len(_CONVS))])
 def test_conv2d_padding_modes_dilation_and_groups_match_torch(kw: dict, impl: str) -> None:
-    """layers.Conv2d takes torch's 'same'/'valid', dilation and groups: outputs, the
+    """nn.Conv2d takes torch's 'same'/'valid', dilation and groups: outputs, the
     gradients of weight, bias and input against torch.nn.Conv2d in float64, and torch's
     repr."""
     args = {"kernel_size": 3, **kw}
     torch.manual_seed(0)
     t = torch.nn.Conv2d(4, 8, **args).double()
-    f = jaxnets.layers.Conv2d(4, 8, **args, rngs=nnx.Rngs(0), param_dtype=jnp.float64, impl=impl)
+    f = jaxnets.nn.Conv2d(4, 8, **args, rngs=nnx.Rngs(0), param_dtype=jnp.float64, impl=impl)
     assert tuple(f.kernel[...].shape) == tuple(t.weight.permute(2, 3, 1, 0).shape)
     torch_to_flax(t, f)
     x = np.random.default_rng(0).standard_normal((2, 4, 9, 8))
@@ -263,11 +263,11 @@ def test_conv2d_padding_modes_dilation_and_groups_match_torch(kw: dict, impl: st
 
 def test_conv2d_refuses_what_torch_refuses() -> None:
     with pytest.raises(ValueError, match="not supported for strided convolutions"):
-        jaxnets.layers.Conv2d(4, 8, 3, stride=2, padding="same", rngs=nnx.Rngs(0))
+        jaxnets.nn.Conv2d(4, 8, 3, stride=2, padding="same", rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="groups=3 must be a positive divisor"):
-        jaxnets.layers.Conv2d(4, 8, 3, groups=3, rngs=nnx.Rngs(0))
+        jaxnets.nn.Conv2d(4, 8, 3, groups=3, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="'same' or 'valid', got 'full'"):
-        jaxnets.layers.Conv2d(4, 8, 3, padding="full", rngs=nnx.Rngs(0))
+        jaxnets.nn.Conv2d(4, 8, 3, padding="full", rngs=nnx.Rngs(0))
 
 
 def test_compare_takes_a_loss_pair_and_refuses_unknown_names(seed: int) -> None:
@@ -299,7 +299,7 @@ def test_report_flags_state_the_twin_keeps_and_torch_does_not(seed: int) -> None
     spec = jaxnets.get_model_spec("xor_net")
     x, y = spec.example_batch(4, np.random.default_rng(seed), dtype=np.float64)
     assert parity.compare(t, f, x, y, loss="mse").ok
-    f.extra = jaxnets.layers.BatchNorm1d(5, rngs=nnx.Rngs(0), param_dtype=jnp.float64)
+    f.extra = jaxnets.nn.BatchNorm1d(5, rngs=nnx.Rngs(0), param_dtype=jnp.float64)
     report = parity.compare(t, f, x, y, loss="mse", copy_weights=False)
     flagged = {c.name for c in report.failures if "only on the Flax side" in c.note}
     assert {"extra.running_mean", "extra.running_var", "extra.num_batches_tracked"} <= flagged

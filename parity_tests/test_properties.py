@@ -36,7 +36,7 @@ from torch import nn
 
 import jaxnets
 import torchref
-from jaxnets.layers import Conv2d, Linear, get_activation, max_pool2d
+from jaxnets.nn import Conv2d, Linear, get_activation, max_pool2d
 from torchref import bridge, parity
 
 _SETTINGS = {

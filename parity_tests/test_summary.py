@@ -1,4 +1,4 @@
-"""``jaxnets.summary.torch_repr``: a Flax twin prints exactly what torch's ``print(model)`` does."""
+"""``jaxnets.debug.summary.torch_repr``: a Flax twin prints what torch's ``print(model)`` does."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from flax import nnx
 
 import jaxnets
 import torchref
-from jaxnets import layers
-from jaxnets.summary import parameter_table, side_by_side, torch_repr
+from jaxnets import nn as jnn
+from jaxnets.debug.summary import parameter_table, side_by_side, torch_repr
 
 
 @pytest.mark.parametrize("name", jaxnets.list_models())
@@ -47,11 +47,11 @@ def test_layer_options_match_torch() -> None:
 
     class Own(nnx.Module):  # type: ignore[no-redef]  # the twin, same class name
         def __init__(self, rngs: nnx.Rngs) -> None:
-            self.conv = layers.Conv2d(3, 4, (3, 5), stride=2, padding=1, bias=False, rngs=rngs)
-            self.bn = layers.BatchNorm1d(5, momentum=None, affine=False, rngs=rngs)
-            self.act = layers.get_activation("sigmoid")
+            self.conv = jnn.Conv2d(3, 4, (3, 5), stride=2, padding=1, bias=False, rngs=rngs)
+            self.bn = jnn.BatchNorm1d(5, momentum=None, affine=False, rngs=rngs)
+            self.act = jnn.get_activation("sigmoid")
             self.block = nnx.Sequential(
-                layers.Linear(2, 3, bias=False, rngs=rngs), layers.get_activation("tanh")
+                jnn.Linear(2, 3, bias=False, rngs=rngs), jnn.get_activation("tanh")
             )
 
     assert torch_repr(Own(nnx.Rngs(0))) == torch_text

@@ -40,10 +40,11 @@ from torch import nn
 
 import jaxnets
 import torchref
-from jaxnets import convert, data, optim, steps
+from jaxnets import convert, data, optim
 from jaxnets.testing import assert_trees_all_close, leaf_diff
 from jaxnets.tolerances import Tolerance, backend_name, tolerance
-from jaxnets.train import Trainer, TrainState
+from jaxnets.training import steps
+from jaxnets.training.trainer import Trainer, TrainState
 from torchref.bridge import to_numpy_state_dict, torch_to_flax
 
 DTYPES = {"float32": (np.float32, torch.float32), "float64": (np.float64, torch.float64)}

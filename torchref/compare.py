@@ -14,21 +14,14 @@ from flax import nnx
 import jaxnets
 import torchref
 from torchref.parity import ParityReport, compare
+from torchref.precision import pin_full_precision
 
 __all__ = [
     "batchnorm_models",
     "compare_models",
     "compare_registered",
-    "pin_full_precision",
     "summary_rows",
 ]
-
-
-def pin_full_precision() -> None:
-    """True float32 on GPU for both frameworks: JAX matmuls at 'highest', torch TF32 off."""
-    jax.config.update("jax_default_matmul_precision", "highest")
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
 
 
 def compare_registered(

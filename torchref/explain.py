@@ -15,7 +15,7 @@ What is captured, for ONE batch (torch layout in; NHWC for image twins):
 * torch: every module's input and output (forward hooks, in completion order), the gradient
   of the loss with respect to each module's output (``retain_grad``), every parameter
   gradient, and every buffer before and after the pass;
-* Flax: the same, by module path name, through :mod:`jaxnets.intercept` (instances' classes
+* Flax: the same, by module path name, through :mod:`jaxnets.debug.intercept` (instances' classes
   swapped to recording subclasses inside one ``jax.jit``, or eagerly with ``jit=False``;
   outputs' gradients through zero perturbations; the twin's own public methods such as
   ``def act(self, x)`` are recorded too). Names match because twins use torch's attribute
@@ -64,7 +64,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from flax import nnx
 
-from jaxnets import convert, intercept
+from jaxnets import convert
+from jaxnets.debug import intercept
 from jaxnets.testing import LeafDiff, leaf_diff
 from jaxnets.tolerances import TF32_RELATIVE_ERROR, Tolerance, backend_name, tolerance
 from torchref.bridge import torch_to_flax
@@ -285,7 +286,7 @@ class ExplainReport:
     def to_rows(self) -> list[dict[str, Any]]:
         """One flat dict per layer with every number (max abs, max rel, tolerance used of the
         input, output, local check, output gradient and worst parameter gradient), for JSON,
-        CSV (``jaxnets.report.render``) or a DataFrame."""
+        CSV (``jaxnets.app.report.render``) or a DataFrame."""
         out = []
         for r in self.rows:
             row: dict[str, Any] = {
@@ -814,7 +815,7 @@ def _diagnose_conv(diag: _Diagnosis, base: LeafDiff | None) -> None:
             "config",
             f"nnx.Conv defaults to padding='SAME', torch to 0{shape_note}",
             f"padding={tuple(p for p, _ in t_pad)!r} as explicit pairs "
-            f"({[tuple(p) for p in t_pad]}), e.g. jaxnets.layers.Conv2d",
+            f"({[tuple(p) for p in t_pad]}), e.g. jaxnets.nn.Conv2d",
         )
         if (fs, fd, fm.feature_group_count) == (s, dil, mod.groups) and fk == k:
             flat = [p for pair in reversed(f_pad) for p in pair]
@@ -826,7 +827,7 @@ def _diagnose_conv(diag: _Diagnosis, base: LeafDiff | None) -> None:
                 ctx.y_f,
                 base,
                 f"pass torch's explicit padding {[tuple(p) for p in t_pad]} to nnx.Conv "
-                "(jaxnets.layers.Conv2d does)",
+                "(jaxnets.nn.Conv2d does)",
             )
     if ctx.dtype == np.float32 and not ctx.row.shape_mismatch:
         pred = conv(
@@ -904,7 +905,7 @@ def _diagnose_bn_forward(diag: _Diagnosis, base: LeafDiff | None) -> None:
             pred,
             ctx.y_f,
             base,
-            # jaxnets.layers.BatchNorm1d/2d take torch's name for it; nnx.BatchNorm Flax's
+            # jaxnets.nn.BatchNorm1d/2d take torch's name for it; nnx.BatchNorm Flax's
             f"eps={mod.eps:g}" if hasattr(fm, "torch_momentum") else f"epsilon={mod.eps:g}",
         )
 
@@ -918,7 +919,7 @@ def _diagnose_bn_buffers(diag: _Diagnosis) -> None:
     fm = ctx.flax_module
     m_t = mod.momentum
     if isinstance(fm, nnx.BatchNorm):
-        if hasattr(fm, "torch_momentum"):  # jaxnets.layers.BatchNorm1d: torch's convention
+        if hasattr(fm, "torch_momentum"):  # jaxnets.nn.BatchNorm1d: torch's convention
             tm = fm.torch_momentum
             if tm is not None and m_t is not None and not math.isclose(tm, m_t):
                 diag.add(
@@ -935,7 +936,7 @@ def _diagnose_bn_buffers(diag: _Diagnosis) -> None:
                 f"BatchNorm momentum: nnx momentum={fm.momentum:g}, torch momentum={m_t:g}",
                 "config",
                 f"Flax's momentum weighs the OLD running value: it must be 1 - m = {1 - m_t:g}",
-                f"nnx.BatchNorm(momentum={1 - m_t:g}), or jaxnets.layers.BatchNorm1d (2d for "
+                f"nnx.BatchNorm(momentum={1 - m_t:g}), or jaxnets.nn.BatchNorm1d (2d for "
                 f"images), which take torch's",
             )
     if ctx.x_t is None or km not in ctx.buffers_before or km not in ctx.buffers_after_f:
@@ -973,11 +974,11 @@ def _diagnose_bn_buffers(diag: _Diagnosis) -> None:
     }
     fix_m = (
         f"torch momentum m={m:g} weighs the NEW batch statistic; Flax's momentum weighs the OLD "
-        f"running value: nnx.BatchNorm(momentum={1 - m:g}) or jaxnets.layers.BatchNorm1d/2d"
+        f"running value: nnx.BatchNorm(momentum={1 - m:g}) or jaxnets.nn.BatchNorm1d/2d"
     )
     fix_v = (
         "torch updates running_var with the UNBIASED batch variance (x n/(n-1)) while "
-        "nnx.BatchNorm uses the biased one: use jaxnets.layers.BatchNorm1d (2d for images)"
+        "nnx.BatchNorm uses the biased one: use jaxnets.nn.BatchNorm1d (2d for images)"
     )
     mean_rule = next(
         (r for r, mm in (("m", m), ("1-m", 1 - m)) if fits((1 - mm) * rm0 + mm * mean, obs_m)),
@@ -1023,7 +1024,7 @@ def _diagnose_bn_buffers(diag: _Diagnosis) -> None:
             "num_batches_tracked not counted as torch counts it",
             "confirmed",
             f"twin {int(counts[1])}, torch {int(counts[0])}",
-            "use jaxnets.layers.BatchNorm1d (2d for images), which counts training batches",
+            "use jaxnets.nn.BatchNorm1d (2d for images), which counts training batches",
         )
 
 
@@ -1225,8 +1226,8 @@ _SUSPECTS: dict[type, list[tuple[str, str, str]]] = {
         ("tf32", "TF32 on a GPU (cuDNN allow_tf32 defaults to True)", "pin float32"),
     ],
     nn.modules.batchnorm._BatchNorm: [
-        ("bn_momentum", "momentum m where Flax wants 1 - m", "jaxnets.layers.BatchNorm1d/2d"),
-        ("bn_biased_running_var", "biased running variance", "jaxnets.layers.BatchNorm1d/2d"),
+        ("bn_momentum", "momentum m where Flax wants 1 - m", "jaxnets.nn.BatchNorm1d/2d"),
+        ("bn_biased_running_var", "biased running variance", "jaxnets.nn.BatchNorm1d/2d"),
         ("bn_mode", "train/eval mode differs", "model.train()/model.eval() on both"),
     ],
     nn.LayerNorm: [
@@ -1840,7 +1841,7 @@ def explain_models(
     """
     import jaxnets
     import torchref
-    from torchref.compare import pin_full_precision
+    from torchref.precision import pin_full_precision
 
     if dtype == "float64":
         jax.config.update("jax_enable_x64", True)

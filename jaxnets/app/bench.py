@@ -1,5 +1,5 @@
 """Benchmark pieces that need no torch: the machine's FP32 peak, FLOP counts, JAX variants and
-the interleaved timer. ``torchref.bench`` adds the torch side and runs the comparison.
+the interleaved timer. ``jaxnets.app.torch_bench`` adds the torch side and runs the comparison.
 
 * :func:`cpu_peak` computes the nominal FP32 peak of this CPU from ``/proc/cpuinfo`` (cores
   x FLOP per cycle from the vector ISA x clock) and says how.
@@ -10,7 +10,7 @@ the interleaved timer. ``torchref.bench`` adds the torch side and runs the compa
   :func:`time_interleaved` times several of them round-robin, so that drift of a shared
   machine affects each alike, and returns every repeat (medians are taken by the caller).
 * :func:`jax_train_variants` and :func:`jax_infer_variants` build the JAX variants from a
-  :class:`jaxnets.train.Trainer`: ``jax_jit`` (one ``Trainer.step`` call per step) and
+  :class:`jaxnets.Trainer`: ``jax_jit`` (one ``Trainer.step`` call per step) and
   ``jax_scan`` (all steps of a block in one ``Trainer.run_epoch``); for inference
   ``jax_jit`` (``Trainer.predict``) and ``jax_frozen`` (``Trainer.frozen_predictor``, the
   weights compiled in).
@@ -25,7 +25,6 @@ from __future__ import annotations
 import gc
 import math
 import os
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ import jax.extend.core as jcore
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnets import layers
+from jaxnets import fast
 from jaxnets.testing import leaf_diff
 from jaxnets.tolerances import tolerance
 
@@ -238,7 +237,7 @@ def _conv_macs(eqn: jcore.JaxprEqn) -> int:
 
 
 def _elementwise_products(jaxpr: jcore.Jaxpr) -> int:
-    """Multiply-adds inside :func:`jaxnets.layers.dot_elementwise` (or its jvp/transpose):
+    """Multiply-adds inside :func:`jaxnets.fast.dot_elementwise` (or its jvp/transpose):
     each ``mul`` there forms the broadcast products of one matrix product (the forward, or
     the input or weight gradient), which a sum then reduces."""
     total = 0
@@ -250,26 +249,21 @@ def _elementwise_products(jaxpr: jcore.Jaxpr) -> int:
     return total
 
 
-# The name under which jaxnets.layers.conv2d_max_pool2d jits its product (and JAX names its
-# gradients, jvp(...)/transpose(...) of it): the plain convolution's multiply-adds, then the
-# product's.
-_POOLED_CONV = re.compile(rf"{layers._POOLED_CONV_DOT}_(\d+)_(\d+)")
+_JITS = ("jit", "pjit")
 
 
 def _jaxpr_flops(jaxpr: jcore.Jaxpr) -> int:
     total = 0
     for eqn in jaxpr.eqns:
         name = eqn.primitive.name
-        if name in ("jit", "pjit") and "_elementwise_dot" in str(eqn.params.get("name", "")):
+        product = fast.product_info(str(eqn.params.get("name", ""))) if name in _JITS else None
+        if product is not None:
             inner = eqn.params["jaxpr"]
-            total += 2 * _elementwise_products(getattr(inner, "jaxpr", inner))
-            continue
-        pooled = _POOLED_CONV.search(str(eqn.params.get("name", "")))
-        if name in ("jit", "pjit") and pooled:
-            # conv2d_max_pool2d's product, or its gradient: count the plain convolution's work
-            inner = eqn.params["jaxpr"]
-            nominal, computed = int(pooled[1]), int(pooled[2])
-            total += _jaxpr_flops(getattr(inner, "jaxpr", inner)) * nominal // computed
+            inner = getattr(inner, "jaxpr", inner)
+            if product.kind == "elementwise":
+                total += 2 * _elementwise_products(inner)
+            else:  # a product that computes more than the model's work: count the model's
+                total += round(_jaxpr_flops(inner) * product.scale)
             continue
         if name == "dot_general":
             (lhs_contract, _), _ = eqn.params["dimension_numbers"]
@@ -302,7 +296,7 @@ def matmul_flops(fn: Callable[..., Any], *args: Any) -> int:
     """FLOPs of the matrix products and convolutions ``fn(*args)`` performs (2 per
     multiply-add), counted from its jaxpr: what the program computes, whatever the
     formulation (an im2col convolution and ``lax.conv`` count the same, and so do a Linear
-    layer's ``lax.dot_general`` and :func:`jaxnets.layers.dot_elementwise`). Elementwise work
+    layer's ``lax.dot_general`` and :func:`jaxnets.fast.dot_elementwise`). Elementwise work
     (activations, the optimizer update) is not counted. Loops of ``lax.scan`` count every
     iteration.
     """
@@ -457,7 +451,7 @@ def jax_train_variants(
     """The ``jax_jit`` and ``jax_scan`` training variants of one model at one batch size.
 
     Args:
-      trainer: a :class:`jaxnets.train.Trainer` (its model's mode is the one trained in).
+      trainer: a :class:`jaxnets.Trainer` (its model's mode is the one trained in).
       inputs: ``(steps * batch_size, ...)`` in the twin's layout (NHWC for images).
       targets: ``(steps * batch_size, ...)``.
       batch_size: examples per step.

@@ -1,6 +1,6 @@
 """Pieces for training loops written by hand, as the tutorials write them in torch.
 
-:class:`jaxnets.train.Trainer` is the fast path (one jitted step, scan-fused epochs). The
+:class:`jaxnets.Trainer` is the fast path (one jitted step, scan-fused epochs). The
 tutorials also train "by hand"; these are the JAX spellings of what they do:
 
 =============================================  ==============================================
@@ -19,7 +19,7 @@ torch                                          jaxnets
 "did my step recompile?"                       ``with count_compiles() as c: ...``
 =============================================  ==============================================
 
-Parameter and gradient trees are any matching pytrees: the :class:`~jaxnets.train.Trainer`'s
+Parameter and gradient trees are any matching pytrees: the :class:`~jaxnets.Trainer`'s
 flat lists of arrays, or ``nnx.State``\\s from ``nnx.split``/``nnx.grad``. No torch here.
 """
 

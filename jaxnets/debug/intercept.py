@@ -2,7 +2,7 @@
 
 The Flax half of a layer-by-layer parity report (``torchref.explain``), usable on its own::
 
-    from jaxnets import intercept
+    from jaxnets.debug import intercept
     out, records = intercept.capture(model, x)         # eager; records by module name
     records["fc1"].output                               # (N, 120) array
     trace = intercept.trace(model, x, loss_fn=lambda out: loss(out, y))
@@ -47,6 +47,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+
+from jaxnets import fast
 
 __all__ = [
     "Intercept",
@@ -167,9 +169,7 @@ def _public_methods(cls: type) -> dict[str, Callable[..., Any]]:
 
 
 def is_intercepted(module: object) -> bool:
-    """Whether ``module`` is being recorded by an :func:`intercept` block. Code that could
-    compute a module's output without calling it (:func:`jaxnets.layers.conv2d_max_pool2d`)
-    calls it instead, so the record has the module's output."""
+    """Whether ``module`` is being recorded by an :func:`intercept` block."""
     return getattr(type(module), "_jaxnets_intercepts", None) is not None
 
 
@@ -225,6 +225,10 @@ def intercept(
         modules[name] = mod
     rec = Intercept(names=names, modules=modules, perturbations=perturbations or {})
     token = _ACTIVE.set(rec)
+    # The fast forms may compute a module's output without calling it (a convolution fused
+    # with its pooling); the plain forms call every module, so each one is recorded.
+    plain = fast.disabled()
+    plain.__enter__()
     try:
         for mod in modules.values():
             cls = type(mod)
@@ -236,6 +240,7 @@ def intercept(
     finally:
         for mod, cls in swapped:
             mod.__class__ = cls
+        plain.__exit__(None, None, None)
         _ACTIVE.reset(token)
 
 

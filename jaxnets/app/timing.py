@@ -24,7 +24,7 @@ import torch
 import jaxnets
 import torchref
 from jaxnets import optim
-from jaxnets.train import Trainer
+from jaxnets.training.trainer import Trainer
 from torchref.bridge import torch_to_flax
 from torchref.parity import TORCH_LOSSES
 

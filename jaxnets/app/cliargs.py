@@ -1,4 +1,4 @@
-"""argparse helpers shared by the ``jaxnets`` command, :func:`jaxnets.loop.add_run_args` and the
+"""argparse helpers shared by the ``jaxnets`` command, :func:`jaxnets.app.loop.add_run_args` and the
 example scripts: option types that refuse a bad value while parsing (so the user gets the usage
 line and ``error: argument --batch-size: expected a positive integer (1 or more), got 0``, exit
 status 2, instead of a traceback later), help text with defaults, and when to draw progress

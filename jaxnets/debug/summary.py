@@ -11,7 +11,7 @@ The tutorials print a model to show its architecture::
 :func:`torch_repr` writes that text for a Flax twin by walking its nnx module tree, in the
 order the attributes were assigned (torch lists submodules in registration order), with
 torch's names and constructor arguments for each layer: ``nnx.Linear`` -> ``Linear(...)``,
-``nnx.Conv`` -> ``Conv2d(...)``, :class:`jaxnets.layers.BatchNorm1d` (``2d``) ->
+``nnx.Conv`` -> ``Conv2d(...)``, :class:`jaxnets.nn.BatchNorm1d` (``2d``) ->
 ``BatchNorm1d(...)`` (``BatchNorm2d(...)``),
 ``nnx.List`` -> ``ModuleList(...)`` (with torch's ``(1-2): 2 x ...`` folding of repeats).
 The text equals ``repr(torchref.create_model(name))`` for every registered model under the
@@ -40,8 +40,8 @@ import numpy as np
 from flax import nnx
 
 from jaxnets import convert
-from jaxnets.layers import BatchNorm1d
 from jaxnets.models import MLP
+from jaxnets.nn import BatchNorm1d
 
 __all__ = [
     "parameter_table",
@@ -214,7 +214,7 @@ def torch_repr(model: nnx.Module) -> str:
     """The text torch's ``print(model)`` shows for the torch original of ``model``.
 
     Walks the nnx module tree (any twin, or your own module built from nnx layers and
-    :mod:`jaxnets.layers`); unknown module types print as containers of their submodules.
+    :mod:`jaxnets.nn`); unknown module types print as containers of their submodules.
     Children are listed in the order they were assigned in ``__init__``, as torch lists them;
     a module rebuilt by ``nnx.merge`` or ``nnx.eval_shape`` has lost that order (nnx sorts
     attributes), so print the model you constructed.

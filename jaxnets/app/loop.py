@@ -1,5 +1,5 @@
 """The epoch loop of the examples and ``jaxnets train``, JAX side (the torch side is
-``torchref.loop``; both read the same batch order from :mod:`jaxnets.data`).
+``jaxnets.app.torch_runs``; both read the same batch order from :mod:`jaxnets.data`).
 
 One run is described by a :class:`TrainConfig` (model, optimizer, epochs, batch size, seed)
 and fed a :class:`Dataset` of numpy arrays in TORCH layout; both frameworks start from the
@@ -38,9 +38,11 @@ import numpy as np
 import optax
 from flax import nnx
 
-from jaxnets import cliargs, convert, data, distributed, host, optim
+from jaxnets import convert, data, optim
+from jaxnets.app import cliargs, host
 from jaxnets.registry import ModelSpec, create_model, get_model_spec
-from jaxnets.train import Trainer, TrainState
+from jaxnets.training import distributed
+from jaxnets.training.trainer import Trainer, TrainState
 
 __all__ = [
     "Dataset",
@@ -66,7 +68,6 @@ __all__ = [
     "run_jax",
     "seed_spread_table",
     "select_jax_platform",
-    "set_jax_precision",
 ]
 
 Device = Literal["cpu", "gpu", "tpu"]
@@ -120,15 +121,6 @@ def parse_frameworks(framework: str) -> list[str]:
     if framework not in choices:
         raise ValueError(f"framework must be torch, jax or both, got {framework!r}")
     return choices[framework]
-
-
-def set_jax_precision(precision: Literal["highest", "default"]) -> None:
-    """float32 matmul/conv precision: ``'highest'`` is true float32 everywhere; ``'default'``
-    lets JAX use TF32 on Ampere+ GPUs and bfloat16 passes on TPU (faster, ~1e-3 relative).
-    On CPU both are float32."""
-    if precision not in ("highest", "default"):
-        raise ValueError(f"precision must be 'highest' or 'default', got {precision!r}")
-    jax.config.update("jax_default_matmul_precision", precision)
 
 
 # --------------------------------------------------------------------------------------------
@@ -260,7 +252,7 @@ def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
 def add_run_args(parser: argparse.ArgumentParser) -> None:
     """Add the MNIST run flags shared by ``jaxnets train`` and ``examples/mnist.py``: what to
     run (``--framework``, ``--device``, ``--precision``, ``--dtype``, the devices/mesh flags
-    of :func:`jaxnets.distributed.add_device_args`), the training recipe (``--epochs``,
+    of :func:`jaxnets.training.distributed.add_device_args`), the training recipe (``--epochs``,
     ``--batch-size``, ``--optimizer``, ``--lr``, ``--momentum``) and the data (``--data-dir``,
     ``--download``, ``--no-verify``, ``--limit``, ``--test-limit``). :func:`configure_runtime`
     acts on the first group; each caller adds its own ``--seed``, ``--plot``, ``--results``."""
@@ -317,22 +309,24 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
 def configure_runtime(args: Any) -> None:
     """Act on the run flags shared by ``jaxnets train`` and ``examples/mnist.py``, in the order
     JAX needs: the platform (``args.device``) and ``--devices``/``--mesh``/``--distributed``
-    before anything starts JAX (on the CPU also :func:`jaxnets.host.retain_freed_memory`),
+    before anything starts JAX (on the CPU also :func:`jaxnets.app.host.retain_freed_memory`),
     then matmul precision (``args.precision``) and, for
     ``args.dtype == 'float64'``, 64-bit JAX."""
     select_jax_platform(args.device)
     if args.device == "cpu":
         host.retain_freed_memory()  # XLA:CPU's per-call temporaries stay paged in
     distributed.setup_from_args(args)
-    set_jax_precision(args.precision)
+    from torchref.precision import set_precision
+
+    set_precision(args.precision, torch_too=False)  # torch is pinned where a torch run starts
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
 
 
 def make_trainer(model: nnx.Module, cfg: TrainConfig) -> Trainer:
-    """The :class:`~jaxnets.train.Trainer` for ``model`` under ``cfg``: the one place a run's
+    """The :class:`~jaxnets.Trainer` for ``model`` under ``cfg``: the one place a run's
     trainer is built: data-parallel over the mesh that ``--devices``/``--mesh`` set up
-    (:func:`jaxnets.distributed.setup_from_args`), else one device."""
+    (:func:`jaxnets.training.distributed.setup_from_args`), else one device."""
     return distributed.trainer_for(model, make_optimizer(cfg), cfg.spec.loss)
 
 
@@ -440,7 +434,7 @@ def fit(
         device once; batches are gathered inside the compiled loop.
       batch_size: None = the whole set each step (the tutorials' full-batch loops).
       seed, shuffle: epoch ``e`` visits ``jaxnets.data.epoch_batches(N, batch_size, seed=seed,
-        epoch=e, shuffle=shuffle)``, the order ``torchref.loop`` uses too.
+        epoch=e, shuffle=shuffle)``, the order ``jaxnets.app.torch_runs`` uses too.
       start_epoch: resume here (0-based): the batch orders of earlier epochs are skipped.
       eval_data: ``(inputs, targets)`` evaluated after every epoch.
       progress: a tqdm bar per epoch (or one over epochs when an epoch is a single step),

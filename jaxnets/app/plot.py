@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from jaxnets.loop import RunResult
+    from jaxnets.app.loop import RunResult
 
 __all__ = ["plot_loss_curves", "running_mean"]
 

@@ -1,11 +1,11 @@
-"""The torch side of ``jaxnets.loop``: the same run, the same start, the same batch order.
+"""The torch side of ``jaxnets.app.loop``: the same run, the same start, the same batch order.
 
-:func:`run_torch` trains the torch reference of a :class:`~jaxnets.loop.TrainConfig` the way
+:func:`run_torch` trains the torch reference of a :class:`~jaxnets.app.loop.TrainConfig` the way
 the tutorials do (``optimizer.zero_grad(); loss = criterion(model(x), y); loss.backward();
 optimizer.step()``), starting from the state dict the JAX side starts from and visiting
 ``jaxnets.data.epoch_batches`` in order, so its loss curve and the JAX one are comparable
 step by step. :func:`run_frameworks` runs both and returns their
-:class:`~jaxnets.loop.RunResult`\\ s::
+:class:`~jaxnets.app.loop.RunResult`\\ s::
 
     cfg = TrainConfig("lenet", epochs=3)
     results = run_frameworks(cfg, mnist_dataset("lenet"), ["torch", "jax"])
@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 import torchref
 from jaxnets import data
-from jaxnets.loop import Dataset, RunResult, TrainConfig, initial_state_dict, run_jax
+from jaxnets.app.loop import Dataset, RunResult, TrainConfig, initial_state_dict, run_jax
 from torchref.bridge import from_numpy_state_dict, to_numpy_state_dict
 
 __all__ = [
@@ -32,7 +32,6 @@ __all__ = [
     "make_torch_optimizer",
     "run_frameworks",
     "run_torch",
-    "set_torch_precision",
     "torch_device",
 ]
 
@@ -53,15 +52,6 @@ def torch_device(device: Literal["cpu", "gpu", "tpu"]) -> torch.device:
     if device in ("cpu", "tpu"):
         return torch.device("cpu")
     raise ValueError(f"device must be cpu, gpu or tpu, got {device!r}")
-
-
-def set_torch_precision(precision: Literal["highest", "default"]) -> None:
-    """``'highest'``: TF32 off for matmuls and cuDNN convolutions (true float32, as the parity
-    suite runs); ``'default'``: torch's defaults (matmul TF32 off, cuDNN conv TF32 on)."""
-    if precision not in ("highest", "default"):
-        raise ValueError(f"precision must be 'highest' or 'default', got {precision!r}")
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = precision == "default"
 
 
 def make_torch_optimizer(cfg: TrainConfig, params: object) -> torch.optim.Optimizer:
@@ -103,7 +93,7 @@ def run_torch(
     progress: bool = True,
 ) -> RunResult:
     """Train the torch reference of ``cfg`` on ``dataset`` from ``init`` (default
-    ``jaxnets.loop.initial_state_dict(cfg)``), batch order from ``jaxnets.data``."""
+    ``jaxnets.app.loop.initial_state_dict(cfg)``), batch order from ``jaxnets.data``."""
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()

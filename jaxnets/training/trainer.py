@@ -23,22 +23,15 @@ optimizer.step()``: the forward pass runs in the model's current mode (``model.t
 batch statistics), gradients are fresh each step, and the optax update is applied with
 ``optax.apply_updates``.
 
-Every function is compiled with :func:`default_compiler_options` for the model unless told
-otherwise (``compiler_options=``): on XLA:CPU, models with im2col convolutions are compiled
-without YNNPACK fusions, which this library measured 1.4x faster for LeNet's training step
-and its batch-1 latency (see the function). Results are the same products and sums.
-For the same models ``run_epoch`` gathers each step's batch one step ahead by default
-(:func:`default_gather_ahead`), which gives the same results bit for bit. On XLA:CPU
-``run_epoch`` carries the ``nnx.Linear`` kernels through its loop transposed, as torch's
-``(out, in)`` weights, when the optimizer's update does not depend on that layout
-(:func:`default_epoch_kernel_layout`): the same products in another order of operands,
-equal to ``step``'s results within float32 rounding, and faster.
+The options left at ``'auto'`` (``compiler_options``, ``gather_ahead``, and the layout
+``run_epoch`` carries Linear kernels in) are chosen by :mod:`jaxnets.fast.training` for the
+model and backend: speed choices with the same results (bit for bit, or within float32
+rounding where it says so).
 """
 
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, NamedTuple
 
@@ -48,7 +41,17 @@ import numpy as np
 import optax
 from flax import nnx
 
-from jaxnets import layers, losses, optim, steps
+from jaxnets import losses
+from jaxnets.fast.training import (
+    KernelLayout,
+    check_compiler_options,
+    default_compiler_options,
+    default_epoch_kernel_layout,
+    default_gather_ahead,
+    linear_kernel_flags,
+    state_is_param_copies,
+)
+from jaxnets.training import steps
 
 __all__ = [
     "KernelLayout",
@@ -56,16 +59,10 @@ __all__ = [
     "TrainState",
     "Trainer",
     "check_epoch_args",
-    "default_compiler_options",
-    "default_epoch_kernel_layout",
-    "default_gather_ahead",
     "resolve_loss",
 ]
 
 LossFn = Callable[[jax.Array, jax.Array], jax.Array]
-KernelLayout = Literal["in_out", "out_in"]
-"""How ``run_epoch`` carries ``nnx.Linear`` kernels: ``'in_out'`` as the model holds them
-(``(in, out)``), ``'out_in'`` transposed, as torch's ``weight``."""
 
 _LOSSES: dict[str, LossFn] = {
     "cross_entropy": losses.cross_entropy,
@@ -85,168 +82,6 @@ def resolve_loss(loss: str | LossFn) -> LossFn:
             f"unknown loss {loss!r}; use one of {sorted(_LOSSES)} or pass a function "
             f"(outputs, targets) -> scalar, e.g. from jaxnets.losses"
         ) from None
-
-
-# XLA:CPU (jax 0.10) gives matrix products and reductions to YNNPACK by default. For the
-# im2col products of small convolutions ((N*H*W, k*k*C) @ (k*k*C, O) with O = 6 or 16) and
-# for reductions over their few channels it is many times slower than XLA's own loops and
-# Eigen: in LeNet's step at batch 64 (jax.profiler, XLA:CPU) conv1's forward product took
-# 1.5 ms with YNNPACK and 30 us without; the max-pool and bias-gradient reductions 0.5-1.7 ms
-# each. The whole step went from 10.3 to 7.4 ms, batch-1 inference from 181 to 121 us.
-# For the MLPs turning it off gained nothing (784-256-128-10 at batch 64: 1378 -> 1749 us in
-# one A/B, 2026 -> 1929 in another; batch 1024: 16428 -> 16910), so it is chosen per model,
-# where it was measured to help. An empty list turns every YNNPACK fusion type off.
-_YNN_OFF: dict[str, Any] = {"xla_cpu_experimental_ynn_fusion_type": ""}
-_IM2COL_CONVS = (layers.conv2d_im2col, layers._conv_auto)
-
-
-@functools.cache
-def _compiler_options_error(items: tuple[tuple[str, Any], ...]) -> str | None:
-    """XLA's message when this jaxlib refuses the options (an unknown option or value: they
-    are XLA debug options, which change between versions), or None when it takes them."""
-    try:
-        jax.jit(lambda x: x + 1, compiler_options=dict(items)).lower(jnp.zeros(2)).compile()
-    except Exception as exc:
-        return str(exc)
-    return None
-
-
-def _check_compiler_options(options: Mapping[str, Any]) -> None:
-    """``ValueError`` with XLA's own message when this jaxlib refuses ``options`` (an unknown
-    option or value), at construction rather than at the first step."""
-    try:
-        items = tuple(sorted(options.items()))
-        hash(items)
-    except TypeError:
-        raise ValueError(
-            f"compiler_options values must be numbers, strings or booleans (XLA debug "
-            f"options), got {dict(options)!r}"
-        ) from None
-    error = _compiler_options_error(items)
-    if error is not None:
-        raise ValueError(
-            f"XLA refuses compiler_options {dict(items)!r}: {error}. Pass options this jaxlib "
-            f"knows (XLA debug options, as jax.jit(..., compiler_options=...) takes them), "
-            f"'auto' or None"
-        )
-
-
-def _has_im2col_convs(model: nnx.Module) -> bool:
-    """Whether ``model`` has an ``nnx.Conv`` computed by :func:`jaxnets.layers.conv2d_im2col`
-    (``Conv2d`` with ``impl='auto'`` or ``'im2col'``)."""
-    return any(
-        isinstance(m, nnx.Conv) and m.conv_general_dilated in _IM2COL_CONVS
-        for _, m in nnx.iter_modules(model)
-    )
-
-
-def default_gather_ahead(model: nnx.Module) -> bool:
-    """Whether :meth:`Trainer.run_epoch` gathers each step's batch one step ahead by default:
-    on the CPU backend, for models with im2col convolutions (see :func:`_has_im2col_convs`).
-
-    XLA:CPU fuses the gather of a batch from the data set into whatever reads the batch
-    first. For an im2col convolution that is the loop that builds its patches, which reads
-    each input value ``kH*kW`` times, so the gather's index arithmetic ran ``kH*kW`` times
-    per value. Gathered one step ahead, the batch reaches the step through the loop's carry,
-    a plain array. LeNet's scan-fused epoch (in-process A/B, jax 0.10.2, 2-CPU Xeon), ms a
-    step: at batch 64 3.03 gathering in the step, 2.57 ahead; at batch 256 11.1 and 9.4 (and
-    2.69 and 9.9 with all the epoch's batches gathered before the loop, which also holds a
-    second copy of them). For a model whose first layer is a matrix product (the MLPs) the
-    product cannot fuse the gather, so it is done once either way, and carrying the batch
-    costs a copy: the 784-256-128-10 MLP at batch 1024 took 4.57 ms a step gathering in the
-    step, 4.77 ahead (at batch 64 the two were equal).
-    """
-    return jax.default_backend() == "cpu" and _has_im2col_convs(model)
-
-
-def default_compiler_options(model: nnx.Module) -> dict[str, Any] | None:
-    """The XLA options :class:`Trainer` compiles ``model``'s functions with by default.
-
-    On the CPU backend, a model with im2col convolutions (:func:`jaxnets.layers.Conv2d`
-    with ``impl='auto'`` or ``'im2col'``) gets YNNPACK fusions turned off
-    (``xla_cpu_experimental_ynn_fusion_type=""``, see the note above this function's
-    source); every other case gets ``None`` (XLA's defaults). Also ``None`` when ``XLA_FLAGS``
-    already sets that option (your setting wins) or this jaxlib does not know it.
-    """
-    if jax.default_backend() != "cpu":
-        return None
-    if "xla_cpu_experimental_ynn_fusion_type" in os.environ.get("XLA_FLAGS", ""):
-        return None
-    if not _has_im2col_convs(model) or _compiler_options_error(tuple(_YNN_OFF.items())):
-        return None
-    return dict(_YNN_OFF)
-
-
-def _linear_kernel_flags(model: nnx.Module, params: nnx.State) -> list[bool]:
-    """For each leaf of ``params`` (flattened as :class:`Trainer` flattens it), whether it is
-    the kernel of an ``nnx.Linear`` of ``model``."""
-    modules = nnx.iter_modules(model)
-    kernels = {(*path, "kernel") for path, m in modules if isinstance(m, nnx.Linear)}
-    flags = []
-    for key_path, _ in jax.tree_util.tree_leaves_with_path(params):
-        keys = tuple(getattr(k, "key", getattr(k, "name", k)) for k in key_path)
-        flags.append(keys[:-1] in kernels if keys[-1:] == ("value",) else keys in kernels)
-    return flags
-
-
-def _state_is_param_copies(optimizer: optax.GradientTransformation, params: list[Any]) -> bool:
-    """Whether ``optimizer``'s state for ``params`` holds nothing but copies of the parameters
-    (momenta, moments: arrays of each parameter's shape) and scalars (counters): what
-    :class:`Trainer` can transpose along with the kernels. Factored moments (Adafactor's row
-    and column statistics) are not: their shapes follow the kernel's axes."""
-    shapes = jax.eval_shape(optimizer.init, params)
-    same_shape: list[bool] = []
-
-    def check(leaf: Any, param: Any) -> Any:
-        same_shape.append(getattr(leaf, "shape", None) == param.shape)
-        return leaf
-
-    def scalar(leaf: Any) -> Any:
-        same_shape.append(getattr(leaf, "shape", ()) == ())
-        return leaf
-
-    try:
-        optax.tree_utils.tree_map_params(
-            optimizer, check, shapes, params, transform_non_params=scalar
-        )
-    except Exception:  # an init the placeholders cannot go through: not known to be copies
-        return False
-    return all(same_shape)
-
-
-# The fewest values a model's largest nnx.Linear kernel has for run_epoch to carry the
-# kernels transposed by default: measured faster from the 784x128 first layers up, slower
-# below (see default_epoch_kernel_layout).
-_OUT_IN_MIN_KERNEL = 784 * 128
-
-
-def default_epoch_kernel_layout(
-    model: nnx.Module, optimizer: optax.GradientTransformation
-) -> KernelLayout:
-    """How :meth:`Trainer.run_epoch` carries ``model``'s ``nnx.Linear`` kernels by default:
-    ``'out_in'`` (transposed, as torch's ``(out, in)`` weights) on the CPU backend when the
-    model's largest kernel has at least 784*128 values and ``optimizer`` is layout-free
-    (:func:`jaxnets.optim.is_layout_free`: this library's torch optimizers); ``'in_out'``
-    (as the model holds them) otherwise.
-
-    Each step then computes ``x @ W.T`` and ``g.T @ x``, which XLA folds into the products'
-    operand order, and the optimizer updates the transposed arrays. Measured on XLA:CPU
-    (jax 0.10.2, 2-CPU Xeon, in-process A/B, ``benchmarks/epoch_layout.py``), scan-fused
-    step with ``'out_in'`` against ``'in_out'``: the MLPs with a 784x128 or 784x256 first
-    layer 1.10 to 1.15x as fast at batch 64 and 1.00 to 1.08x at batch 1024 (784-256-128-10
-    at batch 64: 358 against 410 us); LeNet (576x120) 0.97 to 0.99x and the small
-    regressors and XOR (at most 50x50) 0.69 to 1.07x, so they keep ``'in_out'``. Most of the
-    gain is the first layer's forward product right after the optimizer has rewritten its
-    weights: 154 us an iteration with ``(out, in)`` weights and 180 with ``(in, out)`` in a
-    loop of that product and the update alone. The results equal :meth:`Trainer.step`'s
-    within float32 rounding, not bit for bit (the sums may run in another order). Other
-    backends keep ``'in_out'``: nothing was measured there.
-    """
-    if jax.default_backend() != "cpu" or not optim.is_layout_free(optimizer):
-        return "in_out"
-    sizes = [m.kernel.shape[0] * m.kernel.shape[1] for _, m in nnx.iter_modules(model)
-             if isinstance(m, nnx.Linear)]  # fmt: skip
-    return "out_in" if max(sizes, default=0) >= _OUT_IN_MIN_KERNEL else "in_out"
 
 
 def _check_optimizer(optimizer: Any) -> None:
@@ -412,7 +247,7 @@ class Trainer:
         elif compiler_options is None or isinstance(compiler_options, Mapping):
             self.compiler_options = None if compiler_options is None else dict(compiler_options)
             if self.compiler_options:
-                _check_compiler_options(self.compiler_options)
+                check_compiler_options(self.compiler_options)
         else:
             raise TypeError(
                 f"compiler_options must be 'auto', None or a dict of XLA options, "
@@ -423,7 +258,7 @@ class Trainer:
         self._params_def = jax.tree.structure(params)
         flat = _flat_shapes(params)  # in jax.tree.leaves order, as state.params holds them
         self._param_names, self._param_shapes = list(flat), list(flat.values())
-        self._kernel_flags = _linear_kernel_flags(model, params)
+        self._kernel_flags = linear_kernel_flags(model, params)
         self.epoch_kernel_layout = self._resolve_kernel_layout(
             epoch_kernel_layout, model, optimizer, jax.tree.leaves(params)
         )
@@ -477,7 +312,7 @@ class Trainer:
     def optimizer_state_dict(self, state: TrainState) -> dict[str, dict[str, np.ndarray]]:
         """The optimizer's per-parameter state as torch's ``optimizer.state``, by torch name:
         ``{'fc1.weight': {'step': (), 'exp_avg': [out, in], 'exp_avg_sq': [out, in]}, ...}``
-        (see :func:`jaxnets.steps.optimizer_state_to_torch`)."""
+        (see :func:`jaxnets.training.steps.optimizer_state_to_torch`)."""
         self._check_state(state)
         return steps.optimizer_state_to_torch(self._model, state.opt_state, state.params)
 
@@ -516,7 +351,7 @@ class Trainer:
             raise ValueError(
                 f"epoch_kernel_layout must be 'auto', 'in_out' or 'out_in', got {layout!r}"
             )
-        if layout == "out_in" and not _state_is_param_copies(optimizer, params):
+        if layout == "out_in" and not state_is_param_copies(optimizer, params):
             raise ValueError(
                 "epoch_kernel_layout='out_in' transposes the optimizer's copies of the "
                 "kernels with them, but this optimizer's state holds arrays that are not "
@@ -615,8 +450,9 @@ class Trainer:
 
     def _apply_gradients(self, state: TrainState, grads: list[jax.Array]) -> TrainState:
         """torch's ``optimizer.step()`` with the given gradients (a list like ``state.params``,
-        e.g. summed over micro-batches with :func:`jaxnets.steps.accumulate`): the update of
-        :meth:`step` without its forward and backward pass, so ``state.rest`` is unchanged."""
+        e.g. summed over micro-batches with :func:`~jaxnets.training.steps.accumulate`): the
+        update of :meth:`step` without its forward and backward pass, so ``state.rest`` is
+        unchanged."""
         updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         return TrainState(params, opt_state, state.rest, state.step + 1)

@@ -1,7 +1,7 @@
 """The ``jaxnets`` command. Thin: parse arguments, dispatch to library functions, print.
 
 User mistakes end as ``jaxnets CMD: error: MESSAGE`` on stderr with exit status 2, as argparse
-reports its own: numeric options are checked while parsing (:mod:`jaxnets.cliargs`), and the
+reports its own: numeric options are checked while parsing (:mod:`jaxnets.app.cliargs`), and the
 library's own error types (a damaged checkpoint, a model config it refuses, missing data...)
 are caught around the subcommand. Anything else is a bug and keeps its traceback;
 ``JAXNETS_TRACEBACK=1`` shows the traceback of user errors too.
@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from jaxnets.cliargs import (
+from jaxnets.app.cliargs import (
     nonnegative_int,
     positive_float,
     positive_int,
@@ -53,7 +53,7 @@ def _need_torch(cmd: str) -> None:
 def cmd_list(args: argparse.Namespace) -> int:
     """Every registered model, its tutorial, and parameter counts on both sides."""
     import jaxnets
-    from jaxnets.report import Column, render
+    from jaxnets.app.report import Column, render
 
     try:
         import torchref
@@ -99,7 +99,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     """The parity table: both sides from one seed, weights copied, every error measured."""
     _need_torch("compare")
     import jaxnets
-    from jaxnets.report import Column, render
+    from jaxnets.app.report import Column, render
     from torchref.compare import batchnorm_models, compare_models, summary_rows
 
     names = jaxnets.match_models(args.model)
@@ -113,7 +113,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     reports = compare_models(names, dtype=args.dtype, seed=args.seed, batch_size=args.batch_size)
     rows = summary_rows(reports)
     if args.timing:
-        from torchref.timing import step_times
+        from jaxnets.app.timing import step_times
 
         for row in rows:
             st = step_times(row["model"], batch_size=args.batch_size, dtype=args.dtype)
@@ -224,7 +224,7 @@ def _checkpoint_note(args: argparse.Namespace, cfg: Any, n_train: int) -> str | 
     checking that a run to resume was saved with these settings."""
     from pathlib import Path
 
-    from jaxnets import loop as jl
+    from jaxnets.app import loop as jl
 
     path = Path(args.checkpoint)
     if not args.resume:
@@ -248,8 +248,8 @@ def _checkpoint_note(args: argparse.Namespace, cfg: Any, n_train: int) -> str | 
 
 def _check_devices(args: argparse.Namespace, batch_size: int) -> None:
     """With ``--devices``/``--mesh``/``--distributed``: the batch must split evenly over the
-    mesh (call after :func:`jaxnets.loop.configure_runtime`)."""
-    from jaxnets import distributed
+    mesh (call after :func:`jaxnets.app.loop.configure_runtime`)."""
+    from jaxnets.training import distributed
 
     if args.devices is False and args.mesh is None and not args.distributed:
         return
@@ -273,7 +273,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train MODEL on MNIST in torch and/or JAX from one start and batch order; summary, plot."""
     import json
 
-    from jaxnets import loop as jl
+    from jaxnets.app import loop as jl
 
     frameworks = jl.parse_frameworks(args.framework)
     cfg = jl.TrainConfig(
@@ -325,15 +325,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         ]
     else:
         _need_torch("train --framework torch|both")
-        from torchref.loop import run_frameworks, set_torch_precision
+        from jaxnets.app.torch_runs import run_frameworks
+        from torchref.precision import set_precision
 
-        set_torch_precision(args.precision)
+        set_precision(args.precision)
         results = run_frameworks(cfg, dataset, frameworks, device=args.device, progress=progress)
     described = cfg.describe()
     print(f"\n{args.model} on MNIST, {described}, {args.dtype}\n")
     print(jl.result_table(results))
     if args.plot:
-        from jaxnets.plot import plot_loss_curves
+        from jaxnets.app.plot import plot_loss_curves
 
         sub = f"MNIST, {described}, {args.dtype}"
         print(f"\nloss curves: {plot_loss_curves(results, args.plot, subtitle=sub)}")
@@ -428,7 +429,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
     import math
 
     import jaxnets
-    from jaxnets.summary import parameter_table, side_by_side, torch_repr
+    from jaxnets.debug.summary import parameter_table, side_by_side, torch_repr
 
     config = _model_config(args.config, args.model)
     flax_text = torch_repr(jaxnets.create_model(args.model, **config))
@@ -459,7 +460,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 def _add_train_convert_summary(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model on MNIST in torch and/or JAX, side by side")
     p.add_argument("model", metavar="MODEL")
-    from jaxnets.loop import add_run_args
+    from jaxnets.app.loop import add_run_args
 
     add_run_args(p)
     p.add_argument("--config", action="append", metavar="KEY=VALUE", help="model config")
@@ -514,7 +515,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     import jaxnets
 
     jaxnets.match_models(args.model)  # an unknown name is refused before anything is timed
-    from torchref.bench import cli_main
+    from jaxnets.app.torch_bench import cli_main
 
     return cli_main(args)
 
@@ -565,7 +566,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         "--system-malloc",
         action="store_true",
         help="leave glibc malloc as it is (default on the CPU: keep freed memory for reuse, "
-        "jaxnets.host.retain_freed_memory, so XLA's large per-call temporaries are not "
+        "jaxnets.app.host.retain_freed_memory, so XLA's large per-call temporaries are not "
         "page-faulted in again on every call; torch in the same process gets the same)",
     )
     p.add_argument(

@@ -2,7 +2,7 @@
 
 For each model and batch size, four ways to train the same model on the same batches with
 ``SGD(lr=0.01)`` and the model's loss are timed in one process, interleaved round by round
-(:func:`jaxnets.bench.time_interleaved`):
+(:func:`jaxnets.app.bench.time_interleaved`):
 
 * ``torch_eager``: torch's loop body, ``zero_grad(); loss = f(model(x), y); loss.backward();
   opt.step()``, at torch's default thread count;
@@ -14,7 +14,7 @@ For each model and batch size, four ways to train the same model on the same bat
 Batch-1 inference latency is timed the same way (``torch.inference_mode()`` against the jitted
 ``Trainer.predict``, ``jax_jit``, and ``Trainer.frozen_predictor`` with the weights compiled
 in, ``jax_frozen``), each call waiting for its result. In the same rounds it times the
-cheapest jitted call on the same input (:func:`jaxnets.bench.dispatch_floor_variant`), so the
+cheapest jitted call on the same input (:func:`jaxnets.app.bench.dispatch_floor_variant`), so the
 JAX rows also say what JAX's dispatch alone costs here (``dispatch_floor_us``) and the
 best latency ratio any JAX call could reach (``ceiling_vs_torch_eager``).
 
@@ -29,7 +29,7 @@ checked to agree before anything is timed, so the numbers compare equal computat
 Every result is a median over repeats; speedups are medians of the per-round ratios
 ``time(torch_eager) / time(variant)``. Compile time (first call minus one steady call) is
 reported apart from steady-state time. Achieved GFLOP/s counts the FLOPs of the matrix
-products and convolutions of one step (:func:`jaxnets.bench.matmul_flops`), the same work
+products and convolutions of one step (:func:`jaxnets.app.bench.matmul_flops`), the same work
 for every variant.
 """
 
@@ -52,12 +52,14 @@ import torch
 
 import jaxnets
 import torchref
-from jaxnets import bench as jbench
-from jaxnets import host, optim
-from jaxnets.train import Trainer
+from jaxnets import optim
+from jaxnets.app import bench as jbench
+from jaxnets.app import host
+from jaxnets.app.torch_runs import torch_device
+from jaxnets.training.trainer import Trainer
 from torchref.bridge import torch_to_flax
-from torchref.loop import set_torch_precision, torch_device
 from torchref.parity import TORCH_LOSSES
+from torchref.precision import set_precision
 
 __all__ = [
     "INFER_JAX_VARIANTS",
@@ -392,8 +394,8 @@ def run(
     ``device="gpu"`` times both frameworks on the GPU (the caller selects JAX's CUDA backend
     first; :func:`cli_main` does) and has no peak (``peak`` is ignored).
 
-    ``batch_sizes`` overrides every model's defaults (:func:`jaxnets.bench.default_batch_sizes`)
-    and ``steps`` the steps per timed block (:func:`jaxnets.bench.default_steps`).
+    ``batch_sizes`` overrides every model's defaults (:func:`jaxnets.app.bench.default_batch_sizes`)
+    and ``steps`` the steps per timed block (:func:`jaxnets.app.bench.default_steps`).
     """
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
@@ -678,7 +680,7 @@ def dump_json(doc: dict[str, Any], path: str) -> None:
 
 
 def cli_main(args: Any) -> int:
-    """``jaxnets bench``: parse-free body of the command (``args`` from ``jaxnets.cli``)."""
+    """``jaxnets bench``: parse-free body of the command (``args`` from ``jaxnets.app.cli``)."""
     import sys
 
     note = ""
@@ -692,7 +694,7 @@ def cli_main(args: Any) -> int:
         print(f"jaxnets bench: {note}", file=sys.stderr)
     device = getattr(args, "device", "cpu")
     if device == "gpu":
-        from jaxnets.loop import select_jax_platform, set_jax_precision
+        from jaxnets.app.loop import select_jax_platform
 
         try:
             torch_device("gpu")
@@ -700,8 +702,7 @@ def cli_main(args: Any) -> int:
         except RuntimeError as exc:
             print(f"jaxnets bench: {exc}", file=sys.stderr)
             return 2
-        set_jax_precision("highest")  # true float32 on both sides, as the parity suite runs
-        set_torch_precision("highest")
+        set_precision("highest")  # true float32 on both sides, as the parity suite runs
     elif not getattr(args, "system_malloc", False):
         host.retain_freed_memory()  # both frameworks share it; the machine info records it
     names = jaxnets.match_models(args.model)
