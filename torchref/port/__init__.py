@@ -12,7 +12,7 @@ forward pass with ``torch.export``; :mod:`~torchref.port.graph` turns the export
 small IR of module calls and operations (module paths, the user's source lines);
 :mod:`~torchref.port.translate` maps each to jaxnets' torch-semantics layers
 (:mod:`~torchref.port.vocab`) while tracking the image layout (NCHW outside, NHWC inside);
-:mod:`~torchref.port.render` writes the source; :mod:`~torchref.port.prove` loads it, copies
+:mod:`~torchref.port.render` writes the source; :mod:`~torchref.port.proof` loads it, copies
 torch's weights with :func:`jaxnets.convert.load_state_dict` and runs the parity harness.
 What falls outside the vocabulary raises :class:`PortError` with one line that names the
 operation and the user's source line; no source is produced then.
@@ -36,8 +36,8 @@ from torchref.port.capture import (
     load_class,
 )
 from torchref.port.graph import lower
+from torchref.port.proof import Verdict, prove
 from torchref.port.render import generate
-from torchref.port.prove import Verdict, prove
 
 __all__ = ["PortError", "PortResult", "Verdict", "parse_init", "port", "port_source", "prove"]
 
@@ -120,7 +120,7 @@ def port(
         a built module.
       input_shape: the example batch's torch shape (float32 standard normal), e.g.
         ``(8, 1, 28, 28)``; or ``example``: the batch itself (any dtype, e.g. token ids).
-      check: run the proof (:func:`torchref.port.prove.prove`).
+      check: run the proof (:func:`torchref.port.proof.prove`).
 
     Returns a :class:`PortResult`; raises :class:`PortError` (one line) when the model is
     outside the vocabulary.

@@ -16,6 +16,7 @@ import linecache
 import os
 import re
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,7 +132,9 @@ def capture(model: nn.Module, example: torch.Tensor) -> torch.export.ExportedPro
     model.train()  # as training builds it: functional dropout and BatchNorm in training form
     dims = {0: torch.export.Dim.AUTO} if example.ndim else None
     try:
-        return torch.export.export(model, (example,), dynamic_shapes=(dims,), strict=False)
+        with warnings.catch_warnings():  # torch's notes on its own internals, not the user's
+            warnings.simplefilter("ignore")
+            return torch.export.export(model, (example,), dynamic_shapes=(dims,), strict=False)
     except Exception as exc:
         where = _user_line_of(exc)
         raise PortError(
@@ -193,9 +196,9 @@ def statement_at(file: str, line: int) -> Statement | None:
         if (
             isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign | ast.Return | ast.Expr)
             and node.lineno <= line <= (node.end_lineno or node.lineno)
+            and (best is None or node.lineno >= best.lineno)
         ):
-            if best is None or node.lineno >= best.lineno:
-                best = node
+            best = node
     if best is None:
         return None
     target = None

@@ -14,7 +14,7 @@ from typing import Any
 from torchref.port.capture import Source
 from torchref.port.graph import Value
 
-__all__ = ["ADD", "ATOM", "MUL", "POW", "UNARY", "Expr", "Slot", "Stmt", "atom", "call", "E"]
+__all__ = ["ADD", "ATOM", "MUL", "POW", "UNARY", "E", "Expr", "Slot", "Stmt", "atom", "call"]
 
 # Python's precedence levels, as far as the generated code needs them.
 ADD, MUL, UNARY, POW, ATOM = 11, 12, 13, 14, 100

@@ -98,9 +98,10 @@ def leaf_type(m: nn.Module) -> type | None:
     if is_container(m):
         return None
     for cls in type(m).__mro__:
+        if (cls.__module__ or "").startswith("torch."):
+            return cls  # the first torch class: the layer whose forward runs
         if "forward" in cls.__dict__:
-            mod = cls.__module__ or ""
-            return cls if mod.startswith("torch.") else None
+            return None  # a forward of the user's own
     return None
 
 
@@ -302,14 +303,37 @@ class _Lowering:
         nodes = self._nodes(call)
         source = _first_source(nodes)
         if call.kind == "leaf":
-            return Op("module", type(call.module).__name__, inputs, outputs, source, call.path,
-                      call.module)
+            return Op(
+                "module",
+                type(call.module).__name__,
+                inputs,
+                outputs,
+                source,
+                call.path,
+                call.module,
+            )
         if call.kind == "container":
-            return Op("seq", type(call.module).__name__, inputs, outputs, source, call.path,
-                      call.module, children=self._ops(call))
+            return Op(
+                "seq",
+                type(call.module).__name__,
+                inputs,
+                outputs,
+                source,
+                call.path,
+                call.module,
+                children=self._ops(call),
+            )
         scope = Scope(call.path, call.module, inputs, self._ops(call), outputs)
-        return Op("call", type(call.module).__name__, inputs, outputs, source, call.path,
-                  call.module, scope=scope)
+        return Op(
+            "call",
+            type(call.module).__name__,
+            inputs,
+            outputs,
+            source,
+            call.path,
+            call.module,
+            scope=scope,
+        )
 
     def _fn_op(self, node: fx.Node) -> Op:
         target = node.target

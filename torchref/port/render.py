@@ -84,18 +84,23 @@ class BodyWriter:
         for v, n in zip(code.inputs, arg_names, strict=True):
             self.name_of[v] = n
             self.binding[n] = v
-        self.last_of_line: dict[tuple[str, int], int] = {}
-        for i, s in enumerate(self.stmts):
-            k = _key(s.source)
-            if k is not None and s.expr is not None or s.loop is not None:
-                self.last_of_line[k] = i  # type: ignore[index]
+        self.segment = _segments(self.stmts)
+        self.fold = [self.foldable(i, st) for i, st in enumerate(self.stmts)]
+        self.last_root: dict[int, int] = {}  # segment -> its last statement written as a line
+        for i, st in enumerate(self.stmts):
+            if not self.fold[i] and (st.expr is not None or st.loop is not None):
+                self.last_root[self.segment[i]] = i
 
     def _return_source(self) -> tuple[str, int] | None:
         """The source line of the ``return`` statement, where the last output is made."""
-        for s in reversed(self.stmts):
+        self.ret_segment = -1
+        for i, s in reversed(list(enumerate(self.stmts))):
             if any(v in self.code.outputs_values for v in s.outs):
                 info = _stmt_info(s.source)
-                return _key(s.source) if info is not None and info.is_return else None
+                if info is not None and info.is_return:
+                    self.ret_segment = _segments(self.stmts)[i]
+                    return _key(s.source)
+                return None
         return None
 
     # -- rendering
@@ -145,7 +150,7 @@ class BodyWriter:
             if info is not None:
                 above = list(info.above) + above
                 if info.comment:
-                    trailing = f"{trailing}  {info.comment}" if trailing else info.comment
+                    trailing = f"{info.comment} -> {trailing}" if trailing else info.comment
         return above, trailing
 
     def write(self, code: str, above: list[str], trailing: str) -> None:
@@ -174,7 +179,7 @@ class BodyWriter:
                 if s.note and self.comments:
                     self.lines.append(f"{self.indent}# {s.note}")
                 continue
-            if self.foldable(i, s):
+            if self.fold[i]:
                 self.folded[s.outs[0]] = s.expr
                 continue
             if self.is_return(i, s):
@@ -192,19 +197,18 @@ class BodyWriter:
         return self.lines
 
     def foldable(self, i: int, s: Stmt) -> bool:
-        if len(s.outs) != 1 or s.note:
+        """Whether ``s`` is written inside the one expression that uses it: it makes one
+        value, used once, by a statement of the same execution of the same source line."""
+        if len(s.outs) != 1 or s.note or s.expr is None or s.loop is not None:
             return False
         v = s.outs[0]
-        if self.uses.get(v, 0) != 1:
+        if self.uses.get(v, 0) != 1 or _key(s.source) is None:
             return False
         j = self.consumer[v]
-        k = _key(s.source)
-        if k is None:
-            return False
         if j == self.ret_index:
-            return self.ret_source == k
+            return self.ret_source == _key(s.source) and self.ret_segment == self.segment[i]
         target = self.stmts[j]
-        return target.loop is None and _key(target.source) == k
+        return target.loop is None and self.segment[j] == self.segment[i]
 
     def is_return(self, i: int, s: Stmt) -> bool:
         """Write ``return expr`` for this statement: it makes the only output, on the return
@@ -219,8 +223,7 @@ class BodyWriter:
         return all(t.expr is None and t.loop is None for t in self.stmts[i + 1 :])
 
     def preferred(self, i: int, s: Stmt, j: int) -> str:
-        k = _key(s.source)
-        if k is not None and self.last_of_line.get(k) == i and len(s.outs) == 1:
+        if self.last_root.get(self.segment[i]) == i and len(s.outs) == 1:
             info = _stmt_info(s.source)
             if info is not None and info.target:
                 return info.target
@@ -253,6 +256,26 @@ class BodyWriter:
         self.write(f"return {', '.join(parts)}", [], "")
 
 
+def _segments(stmts: list[Stmt]) -> list[int]:
+    """Each statement's execution of its source line: a line's statements are one execution
+    until a layer of the same list comes again (``for layer in self.layers: x =
+    act(layer(x))`` runs its line once per layer)."""
+    out: list[int] = []
+    seg, key, seen = 0, None, set()
+    for s in stmts:
+        k = _key(s.source)
+        mod = s.meta.get("module")
+        sig = None
+        if mod is not None and "[" in mod[0]:
+            sig = mod[0].split("[")[0]
+        if k != key or (sig is not None and sig in seen):
+            seg, key, seen = seg + 1, k, set()
+        if sig is not None:
+            seen.add(sig)
+        out.append(seg)
+    return out
+
+
 def _reads(s: Stmt) -> list[Value]:
     if s.loop is not None:
         return [s.loop[1]]
@@ -267,7 +290,9 @@ def _loops(code: ScopeCode) -> list[Stmt]:
     stmts = list(code.stmts)
     groups = sorted(code.seq_groups, key=lambda g: -g[0])
     nested = {
-        (a, b) for a, b, _, _ in code.seq_groups for c, d, _, _ in code.seq_groups
+        (a, b)
+        for a, b, _, _ in code.seq_groups
+        for c, d, _, _ in code.seq_groups
         if (c, d) != (a, b) and a <= c and d <= b
     }
     reads: dict[Value, int] = {}
@@ -285,7 +310,7 @@ def _loops(code: ScopeCode) -> list[Stmt]:
             continue
         ok = True
         prev: Value | None = None
-        for s, child in zip(body, op.children, strict=True):
+        for s in body:
             mod = s.meta.get("module")
             if mod is None or not mod[1] or len(s.outs) != 1 or s.loop is not None:
                 ok = False
@@ -357,13 +382,14 @@ class Generator:
         seen_text: dict[tuple[str, str], str] = {}
         used_names = {self.name}
         registrations: list[str] = []
-        # user modules, children before parents, in the order of named_modules
+        # user modules, children before parents (post-order): a class is defined before
+        # the classes that hold it, and its name is known when theirs are written
         user_modules = [
             (p, m)
-            for p, m in self.model.named_modules()
-            if p and not is_container(m) and leaf_type(m) is None
+            for p, m in _post_order(self.model)
+            if not is_container(m) and leaf_type(m) is None
         ]
-        for path, m in reversed(user_modules):
+        for path, m in user_modules:
             info = self.class_for(m, path, top=False)
             key = (type(m).__name__, info.plain)
             if key in seen_text:
@@ -385,7 +411,7 @@ class Generator:
         top.name = self.name
         classes.append(self.render_class(top, top=True, shared=False))
         registrations += self.registration(top)
-        return self.file_text(list(reversed(classes[:-1])) + [classes[-1]], registrations)
+        return self.file_text(classes, registrations)
 
     def _shared(self, m: nn.Module, user_modules: list[tuple[str, nn.Module]]) -> bool:
         return sum(type(o) is type(m) for _, o in user_modules) > 1
@@ -448,9 +474,7 @@ class Generator:
             if p is None:
                 continue
             info.raw_params.append(name)
-            lines.append(
-                "        # nn.Parameter in torch; its values come with torch's state dict"
-            )
+            lines.append("        # nn.Parameter in torch; its values come with torch's state dict")
             add(name, self.param_ctor(p))
         for name, b in m._buffers.items():
             if b is not None and name not in m._non_persistent_buffers_set:
@@ -484,9 +508,7 @@ class Generator:
 
     def ctor(self, child: nn.Module, path: str, overrides: dict[str, dict[str, Any]]) -> str:
         if type(child) in (nn.Sequential, nn.ModuleList):
-            items = [
-                self.ctor(c, f"{path}.{n}", overrides) for n, c in child._modules.items()
-            ]
+            items = [self.ctor(c, f"{path}.{n}", overrides) for n, c in child._modules.items()]
             return "nnx.List([" + ", ".join(items) + "])"
         if isinstance(child, nn.ModuleDict):
             items = [
@@ -513,9 +535,7 @@ class Generator:
         return [f"convert.register_rule({info.name}, ({rules},))"]
 
     # -- the class
-    def render_class(
-        self, info: _ClassInfo, top: bool, shared: bool, dry: bool = False
-    ) -> str:
+    def render_class(self, info: _ClassInfo, top: bool, shared: bool, dry: bool = False) -> str:
         m = info.module
         init, uses_kw = self.init_lines(info)
         if dry:
@@ -596,6 +616,16 @@ class Generator:
                 + "\n"
             )
         return out
+
+
+def _post_order(m: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
+    """Submodules of ``m`` (not ``m`` itself), children before their parent."""
+    out: list[tuple[str, nn.Module]] = []
+    for name, child in m.named_children():
+        path = f"{prefix}.{name}" if prefix else name
+        out += _post_order(child, path)
+        out.append((path, child))
+    return out
 
 
 def _builtin(cls: type) -> bool:

@@ -178,9 +178,9 @@ class Translator:
     def alias_to(self, out: Value, v: Value, perm: Perm | None = None) -> None:
         src = self.ref(v)
         if src.param is not None:  # an alias of a parameter: read it once, as torch
-            self.emit(Stmt(E(self.param_expr(src)), [out], self.current_source, "p"), [
-                identity(out.rank)
-            ])
+            self.emit(
+                Stmt(E(self.param_expr(src)), [out], self.current_source, "p"), [identity(out.rank)]
+            )
             return
         self.alias[out] = src
         self.perm[out] = perm if perm is not None else self.perm_of(src)
@@ -226,8 +226,7 @@ class Translator:
         if rule is None:
             where = f" at {op.source}" if op.source else ""
             raise PortError(
-                f"nn.{cls.__name__} ({op.path}){where} is outside the vocabulary of jaxnets "
-                f"port"
+                f"nn.{cls.__name__} ({op.path}){where} is outside the vocabulary of jaxnets port"
             )
         if len(op.inputs) != 1 or len(op.outputs) != 1:
             raise PortError(
@@ -260,8 +259,11 @@ class Translator:
         args = [self.as_perm(v, natural(v)) for v in op.inputs]
         text = attr_text(self.rel(op.path))
         stmt = Stmt(call(text, *args), list(op.outputs), op.source, _hint(op.path), stateful=True)
-        stmt.meta["module"] = (text, all(a is self.ref(v) for a, v in zip(args, op.inputs,
-                                                                           strict=True)), False)
+        stmt.meta["module"] = (
+            text,
+            all(a is self.ref(v) for a, v in zip(args, op.inputs, strict=True)),
+            False,
+        )
         self.calls.append(op)
         self.emit(stmt, [natural(v) for v in op.outputs])
 
@@ -417,8 +419,14 @@ def fuse(ops: list[Op]) -> list[Op]:
 
 
 def _fused(conv: Op, act: Op | None, k: int, last: Op) -> Op:
-    return Op("fused", "conv2d_max_pool2d", list(conv.inputs), list(last.outputs), last.source,
-              args=(conv, act, k))
+    return Op(
+        "fused",
+        "conv2d_max_pool2d",
+        list(conv.inputs),
+        list(last.outputs),
+        last.source,
+        args=(conv, act, k),
+    )
 
 
 # --- the functional vocabulary ---------------------------------------------------------------
@@ -490,8 +498,9 @@ def _elu(t: Translator, op: Op) -> None:
     scale = op.args[2] if len(op.args) > 2 else 1
     in_scale = op.args[3] if len(op.args) > 3 else 1
     if scale != 1 or in_scale != 1:
-        raise PortError(f"torch operation elu with scale at {op.source} is outside the "
-                        f"vocabulary (selu/celu)")
+        raise PortError(
+            f"torch operation elu with scale at {op.source} is outside the vocabulary (selu/celu)"
+        )
     t.lib.use("jax")
     kw = {} if alpha == 1.0 else {"alpha": fmt(alpha)}
     _elementwise(t, op, lambda x: call("jax.nn.elu", x, **kw))
@@ -519,8 +528,9 @@ def _reciprocal(t: Translator, op: Op) -> None:
 def _pow(t: Translator, op: Op) -> None:
     base, exp = op.args[0], op.args[1]
     if not isinstance(base, Value) or isinstance(exp, Value):
-        raise PortError(f"torch operation pow of two tensors at {op.source} is outside the "
-                        f"vocabulary")
+        raise PortError(
+            f"torch operation pow of two tensors at {op.source} is outside the vocabulary"
+        )
     _elementwise(t, op, lambda x: E(Slot(x, ATOM), f" ** {fmt(exp)}", prec=POW))
 
 
@@ -589,18 +599,27 @@ def _binop(t: Translator, op: Op) -> None:
     a, b = op.args[0], op.args[1]
     alpha = op.kwargs.get("alpha", 1)
     if name == "div" and op.kwargs.get("rounding_mode") is not None:
-        raise PortError(f"torch operation div(rounding_mode=...) at {op.source} is outside "
-                        f"the vocabulary")
+        raise PortError(
+            f"torch operation div(rounding_mode=...) at {op.source} is outside the vocabulary"
+        )
     if name == "rsub":
         name, a, b = "sub", b, a
     coerce, perm = _binary_perm(t, op)
     left, right = _operand(t, a, coerce), _operand(t, b, coerce)
     if alpha != 1:
-        right = E(fmt(alpha), " * ", Slot(right, MUL + 1) if not isinstance(right, str) else
-                  right, prec=MUL)
+        right = E(
+            fmt(alpha),
+            " * ",
+            Slot(right, MUL + 1) if not isinstance(right, str) else right,
+            prec=MUL,
+        )
     sym, prec = _BINOPS[name]
-    expr = E(Slot(left, prec) if not isinstance(left, str) else left, sym,
-             Slot(right, prec + 1) if not isinstance(right, str) else right, prec=prec)
+    expr = E(
+        Slot(left, prec) if not isinstance(left, str) else left,
+        sym,
+        Slot(right, prec + 1) if not isinstance(right, str) else right,
+        prec=prec,
+    )
     t.emit(Stmt(expr, [op.outputs[0]], op.source, name), [perm])
 
 
@@ -634,8 +653,9 @@ def _softmax(t: Translator, op: Op) -> None:
     axis = perm.index(_norm_dim(dim, x.rank))
     fn = "jax.nn.log_softmax" if "log" in op.name else "jax.nn.softmax"
     t.lib.use("jax")
-    stmt = Stmt(call(fn, t.value(x), axis=str(axis)), [op.outputs[0]], op.source,
-                op.name.strip("_"))
+    stmt = Stmt(
+        call(fn, t.value(x), axis=str(axis)), [op.outputs[0]], op.source, op.name.strip("_")
+    )
     t.emit(stmt, [perm])
 
 
@@ -644,13 +664,16 @@ def _reduce(t: Translator, op: Op, method: str) -> None:
     dims = op.args[1] if len(op.args) > 1 else None
     keep = op.args[2] if len(op.args) > 2 else op.kwargs.get("keepdim", False)
     if op.kwargs.get("dtype") is not None:
-        raise PortError(f"torch operation {op.name}(dtype=...) at {op.source} is outside the "
-                        f"vocabulary")
+        raise PortError(
+            f"torch operation {op.name}(dtype=...) at {op.source} is outside the vocabulary"
+        )
     out = op.outputs[0]
     perm = t.perm_of(t.ref(x))
     if dims is None or dims == []:
-        t.emit(Stmt(E(atom(t.value(x)), f".{method}()"), [out], op.source, method),
-               [identity(out.rank)])
+        t.emit(
+            Stmt(E(atom(t.value(x)), f".{method}()"), [out], op.source, method),
+            [identity(out.rank)],
+        )
         return
     dims = [dims] if isinstance(dims, int) else list(dims)
     tdims = sorted(_norm_dim(d, x.rank) for d in dims)
@@ -721,8 +744,10 @@ def _size_expr(t: Translator, size: Any, sources: list[Value]) -> Expr | str:
                 if found is not None:
                     break
             if found is None:
-                raise PortError(f"a size in {t.current_source} depends on the batch size in "
-                                f"a way jaxnets port cannot express")
+                raise PortError(
+                    f"a size in {t.current_source} depends on the batch size in "
+                    f"a way jaxnets port cannot express"
+                )
             parts[s] = found
         if size in parts:
             return parts[size]
@@ -737,8 +762,9 @@ def _size_expr(t: Translator, size: Any, sources: list[Value]) -> Expr | str:
             if piece:
                 items.append(piece)
         return E(*items, prec=ADD)
-    raise PortError(f"a size {size!r} at {t.current_source} is outside what jaxnets port "
-                    f"can express")
+    raise PortError(
+        f"a size {size!r} at {t.current_source} is outside what jaxnets port can express"
+    )
 
 
 def _reshape_to(t: Translator, op: Op, x: Value, sizes: list[Any]) -> None:
@@ -819,8 +845,10 @@ def _permute_to(t: Translator, op: Op, x: Value, p: Perm) -> None:
         t.stmts.append(Stmt(None, [out], op.source, "x", note=_relabel_note(op, relabel, out)))
         return
     q = tuple(have.index(d) for d in p)
-    t.emit(Stmt(E(atom(t.value(x)), f".transpose{fmt(q)}"), [out], op.source, "x"),
-           [identity(out.rank)])
+    t.emit(
+        Stmt(E(atom(t.value(x)), f".transpose{fmt(q)}"), [out], op.source, "x"),
+        [identity(out.rank)],
+    )
 
 
 def _relabel_note(op: Op, relabel: Perm, out: Value) -> str:
@@ -912,8 +940,9 @@ def _one(v: Any) -> Any:
 @_fn("max_pool2d")
 def _max_pool(t: Translator, op: Op) -> None:
     x = op.args[0]
-    a = _pool_args(op, ["kernel_size", "stride", "padding", "dilation", "ceil_mode"],
-                   [None, [], 0, 1, False])
+    a = _pool_args(
+        op, ["kernel_size", "stride", "padding", "dilation", "ceil_mode"], [None, [], 0, 1, False]
+    )
     k = _one(a["kernel_size"])
     stride = _one(a["stride"]) if a["stride"] not in ([], None) else k
     kw: dict[str, str] = {}
@@ -945,8 +974,12 @@ def _avg_pool(t: Translator, op: Op) -> None:
     kw: dict[str, str] = {}
     if stride != k:
         kw["stride"] = fmt(stride)
-    for name, default in (("padding", 0), ("ceil_mode", False), ("count_include_pad", True),
-                          ("divisor_override", None)):
+    for name, default in (
+        ("padding", 0),
+        ("ceil_mode", False),
+        ("count_include_pad", True),
+        ("divisor_override", None),
+    ):
         if _one(a[name]) != default:
             kw[name] = fmt(_one(a[name]))
     fn = t.lib.F("avg_pool2d", "F.avg_pool2d")

@@ -29,8 +29,10 @@ def fmt(v: Any) -> str:
         return repr(v)
     if isinstance(v, tuple | list):
         inner = ", ".join(fmt(x) for x in v)
-        return f"({inner},)" if isinstance(v, tuple) and len(v) == 1 else (
-            f"({inner})" if isinstance(v, tuple) else f"[{inner}]"
+        return (
+            f"({inner},)"
+            if isinstance(v, tuple) and len(v) == 1
+            else (f"({inner})" if isinstance(v, tuple) else f"[{inner}]")
         )
     return repr(v)
 
@@ -47,7 +49,7 @@ class Lib:
 
     def __init__(self) -> None:
         self.used: set[str] = set()
-        self.nn_module = "jaxnets.nn" if _importable("jaxnets.nn") else "jaxnets.layers"
+        self.nn_module = "jaxnets.nn"
         self.f_module = "jaxnets.nn.functional" if _importable("jaxnets.nn.functional") else None
         self.fast_module = "jaxnets.fast" if _importable("jaxnets.fast") else None
 
@@ -67,29 +69,23 @@ class Lib:
     def nn(self, name: str, what: str) -> str:
         """``nn.NAME``; ``what`` names the torch side for the refusal."""
         if not self.has_nn(name):
-            raise PortError(
-                f"{what} needs jaxnets.nn.{name}, which this jaxnets does not have yet"
-            )
+            raise PortError(f"{what} needs jaxnets.nn.{name}, which this jaxnets does not have yet")
         self.used.add("nn")
         return f"nn.{name}"
 
     def F(self, name: str, what: str) -> str:  # noqa: N802 - torch's F
         if not self.has_f(name):
             raise PortError(
-                f"{what} needs jaxnets.nn.functional.{name}, which this jaxnets does not have "
-                f"yet"
+                f"{what} needs jaxnets.nn.functional.{name}, which this jaxnets does not have yet"
             )
         self.used.add("F")
         return f"F.{name}"
 
     def fast(self, name: str) -> str | None:
-        """``fast.NAME`` (or the layers module's, where the fast forms still live there)."""
+        """``fast.NAME``, one of jaxnets' faster forms (None if this jaxnets lacks it)."""
         if self.fast_module is not None and self._get(self.fast_module, name) is not None:
             self.used.add("fast")
             return f"fast.{name}"
-        if self.has_nn(name):
-            self.used.add("nn")
-            return f"nn.{name}"
         return None
 
     def kw(self, qualified: str) -> str:
@@ -98,8 +94,9 @@ class Lib:
         prefix, _, name = qualified.partition(".")
         module = {"nn": self.nn_module, "nnx": "flax.nnx"}.get(prefix)
         obj = self._get(module, name)
+        target = obj.__init__ if isinstance(obj, type) else obj
         try:
-            params = inspect.signature(obj).parameters if obj is not None else {}
+            params = inspect.signature(target).parameters if obj is not None else {}
         except (TypeError, ValueError):
             params = {}
         if "rngs" in params and "param_dtype" in params:
@@ -112,24 +109,17 @@ class Lib:
         self.used.add(name)
 
     def imports(self) -> list[str]:
-        lines = ["from typing import Any", ""]
-        if "jax" in self.used or True:
-            lines.append("import jax")
+        """The import lines, grouped and sorted as ruff's isort does."""
+        lines = ["from typing import Any", "", "import jax"]
         if "jnp" in self.used:
             lines.append("import jax.numpy as jnp")
-        lines.append("from flax import nnx")
-        lines.append("")
-        jx = []
-        if "convert" in self.used:
-            jx.append("from jaxnets import convert")
-        if "fast" in self.used:
-            jx.append("from jaxnets import fast")
-        if "nn" in self.used:
-            mod = self.nn_module.rpartition(".")[2]
-            jx.append("from jaxnets import nn" if mod == "nn" else f"from jaxnets import {mod} as nn")
+        lines += ["from flax import nnx", ""]
+        names = sorted(n for n in ("convert", "fast", "nn") if n in self.used)
+        if names:
+            lines.append(f"from jaxnets import {', '.join(names)}")
         if "F" in self.used:
-            jx.append("from jaxnets.nn import functional as F")
-        return lines + sorted(jx)
+            lines.append("from jaxnets.nn import functional as F")
+        return lines
 
 
 def _ctor(lib: Lib, name: str, what: str, pos: list[Any], kw: dict[str, Any]) -> str:
@@ -139,6 +129,11 @@ def _ctor(lib: Lib, name: str, what: str, pos: list[Any], kw: dict[str, Any]) ->
     if extra:
         args.append(extra)
     return f"{fn}({', '.join(args)})"
+
+
+def _params(obj: Any) -> Any:
+    """The parameters of a function, or of a class's constructor."""
+    return inspect.signature(obj.__init__ if isinstance(obj, type) else obj).parameters
 
 
 def _single(v: Any) -> Any:
@@ -196,10 +191,12 @@ def _conv(lib: Lib, m: nn.Conv1d | nn.Conv2d, _: dict) -> str:
         kw["padding_mode"] = m.padding_mode
     if kw.get("padding_mode") or name != "Conv2d":
         fn = lib.nn(name, _what(m))
-        sig = inspect.signature(lib._get(lib.nn_module, name)).parameters
+        sig = _params(lib._get(lib.nn_module, name))
         if "padding_mode" in kw and "padding_mode" not in sig:
-            raise PortError(f"{_what(m)}(padding_mode={m.padding_mode!r}) needs {fn} with "
-                            f"padding_mode, which this jaxnets does not have yet")
+            raise PortError(
+                f"{_what(m)}(padding_mode={m.padding_mode!r}) needs {fn} with "
+                f"padding_mode, which this jaxnets does not have yet"
+            )
     pos = [m.in_channels, m.out_channels, _single(m.kernel_size)]
     return _ctor(lib, name, _what(m), pos, kw)
 
@@ -210,7 +207,7 @@ def _bn(lib: Lib, m: nn.modules.batchnorm._BatchNorm, _: dict) -> str:
         kw["track_running_stats"] = False
     name = type(m).__name__
     fn = lib.nn(name, _what(m))
-    sig = inspect.signature(lib._get(lib.nn_module, name)).parameters
+    sig = _params(lib._get(lib.nn_module, name))
     for k in kw:
         if k not in sig:
             raise PortError(
@@ -221,8 +218,10 @@ def _bn(lib: Lib, m: nn.modules.batchnorm._BatchNorm, _: dict) -> str:
 
 
 def _layernorm(lib: Lib, m: nn.LayerNorm, _: dict) -> str:
-    shape = _single(tuple(m.normalized_shape)) if len(m.normalized_shape) == 1 else tuple(
-        m.normalized_shape
+    shape = (
+        _single(tuple(m.normalized_shape))
+        if len(m.normalized_shape) == 1
+        else tuple(m.normalized_shape)
     )
     kw: dict[str, Any] = {}
     if m.eps != 1e-5:
@@ -248,8 +247,11 @@ def _dropout(lib: Lib, m: nn.Module, _: dict) -> str:
     return _ctor(lib, type(m).__name__, _what(m), [m.p], {})
 
 
-def _plain(name: str, pos: Callable[[nn.Module], list[Any]] = lambda m: [],
-           kw: Callable[[nn.Module], dict[str, Any]] = lambda m: {}) -> Callable[..., str]:
+def _plain(
+    name: str,
+    pos: Callable[[nn.Module], list[Any]] = lambda m: [],
+    kw: Callable[[nn.Module], dict[str, Any]] = lambda m: {},
+) -> Callable[..., str]:
     def build(lib: Lib, m: nn.Module, extra: dict) -> str:
         return _ctor(lib, name, _what(m), pos(m), {**kw(m), **extra})
 
