@@ -74,6 +74,9 @@ class BodyWriter:
             for v in o.values() if isinstance(o, Expr) else [o]:
                 self.uses[v] = self.uses.get(v, 0) + 1
                 self.consumer[v] = self.ret_index
+        self.out_values = [
+            v for o in code.outputs for v in (o.values() if isinstance(o, Expr) else [o])
+        ]
         self.ret_source = self._return_source()
         self.remaining = dict(self.uses)
         self.name_of: dict[Value, str] = {}
@@ -95,7 +98,7 @@ class BodyWriter:
         """The source line of the ``return`` statement, where the last output is made."""
         self.ret_segment = -1
         for i, s in reversed(list(enumerate(self.stmts))):
-            if any(v in self.code.outputs_values for v in s.outs):
+            if any(v in self.out_values for v in s.outs):
                 info = _stmt_info(s.source)
                 if info is not None and info.is_return:
                     self.ret_segment = _segments(self.stmts)[i]
@@ -136,12 +139,15 @@ class BodyWriter:
         self.name_of[v] = name
         self.binding[name] = v
 
-    def comment_for(self, s: Stmt, shape: str | None) -> tuple[list[str], str]:
+    def comment_for(self, s: Stmt, v: Value | None) -> tuple[list[str], str]:
         """Lines above and the trailing comment of the first line written for ``s``'s source
-        line: the user's comments there, and the shape."""
+        line: the user's comments there, and the shape of ``v`` here. The user's trailing
+        comment is marked ``torch:`` where the twin holds the value in another layout (its
+        shapes would be torch's)."""
         above: list[str] = []
         if s.note:
             above.append(s.note)
+        shape = self.shape_of(v) if v is not None else None
         trailing = shape or ""
         k = _key(s.source)
         if self.comments and k is not None and k not in self.commented:
@@ -149,21 +155,23 @@ class BodyWriter:
             info = _stmt_info(s.source)
             if info is not None:
                 above = list(info.above) + above
-                if info.comment:
-                    trailing = f"{info.comment} -> {trailing}" if trailing else info.comment
+                comment = info.comment
+                if comment and v is not None and self.permuted(v):
+                    comment = f"torch: {comment}"
+                if comment and shape and shape in comment:
+                    trailing = comment
+                elif comment:
+                    trailing = f"{trailing}  {comment}" if trailing else comment
         return above, trailing
+
+    def permuted(self, v: Value) -> bool:
+        perm = self.code.perms.get(v)
+        return perm is not None and perm != tuple(range(len(perm)))
 
     def write(self, code: str, above: list[str], trailing: str) -> None:
         for a in above:
             self.lines.append(f"{self.indent}# {a}")
-        line = f"{self.indent}{code}"
-        if trailing:
-            full = f"{line}  # {trailing}"
-            if len(full) <= LINE:
-                line = full
-            else:
-                self.lines.append(f"{self.indent}# {trailing}")
-        self.lines.append(line)
+        self.lines.extend(fit(code, self.indent, trailing))
 
     def shape_of(self, v: Value) -> str | None:
         if v.shape is None or not self.comments:
@@ -190,8 +198,7 @@ class BodyWriter:
             for v, n in zip(s.outs, names, strict=True):
                 self.bind(v, n)
             target = ", ".join(names) if names else "_"
-            shape = self.shape_of(s.outs[0]) if len(s.outs) == 1 else None
-            above, trailing = self.comment_for(s, shape)
+            above, trailing = self.comment_for(s, s.outs[0] if len(s.outs) == 1 else None)
             self.write(f"{target} = {expr}", above, trailing)
         self.write_return(None)
         return self.lines
@@ -238,7 +245,7 @@ class BodyWriter:
             self.write(f"{new} = {name}", [], "")
             name = new
         self.bind(out, name)
-        above, trailing = self.comment_for(s, self.shape_of(out))
+        above, trailing = self.comment_for(s, out)
         self.write(f"for layer in {text}:", above, trailing)
         self.lines.append(f"{self.indent}    {name} = layer({name})")
 
@@ -249,7 +256,7 @@ class BodyWriter:
     def write_return(self, s: Stmt | None) -> None:
         if s is not None:
             expr = self.render(s.expr)  # type: ignore[arg-type]
-            above, trailing = self.comment_for(s, self.shape_of(s.outs[0]))
+            above, trailing = self.comment_for(s, s.outs[0])
             self.write(f"return {expr}", above, trailing)
             return
         parts = [self.render(o) for o in self.code.outputs]
@@ -441,6 +448,7 @@ class Generator:
     def init_lines(self, info: _ClassInfo) -> tuple[list[str], bool]:
         m = info.module
         lines: list[str] = []
+        info.raw_params = []
         uses_kw = False
         statements = init_statements(type(m)) if self.comments else {}
         extra: dict[str, str] = {}
@@ -459,23 +467,21 @@ class Generator:
             if attr in statements:
                 _, st = statements[attr]
                 above, trailing = list(st.above), st.comment or ""
-            code = f"self.{attr} = {text}"
             for a in above:
                 lines.append(f"        # {a}")
-            full = f"        {code}" + (f"  # {trailing}" if trailing else "")
-            if len(full) <= LINE:
-                lines.append(full)
-            else:
-                if trailing:
-                    lines.append(f"        # {trailing}")
-                lines.extend(_wrap(f"self.{attr} = ", text, " " * 8))
+            lines.extend(fit(f"self.{attr} = {text}", " " * 8, trailing))
 
         for name, p in m._parameters.items():
             if p is None:
                 continue
             info.raw_params.append(name)
-            lines.append("        # nn.Parameter in torch; its values come with torch's state dict")
-            add(name, self.param_ctor(p))
+            text = self.param_ctor(p)
+            if "random" in text:
+                lines.append(
+                    "        # an nn.Parameter drawn in torch's __init__: load torch's state dict "
+                    "for its values"
+                )
+            add(name, text)
         for name, b in m._buffers.items():
             if b is not None and name not in m._non_persistent_buffers_set:
                 raise PortError(
@@ -525,14 +531,16 @@ class Generator:
                 f"nn.{cls.__name__} ({path}){_init_where(self.model, path)} is outside the "
                 f"vocabulary of jaxnets port"
             )
-        return rule.build(self.lib, child, overrides.get(path, {}))
+        what = f"nn.{cls.__name__} ({path}){_init_where(self.model, path)}"
+        return rule.build(self.lib, child, overrides.get(path, {}), what)
 
     def registration(self, info: _ClassInfo) -> list[str]:
         if not info.raw_params:
             return []
         self.lib.use("convert")
-        rules = ", ".join(f"convert.Rule({n!r}, {n!r})" for n in info.raw_params)
-        return [f"convert.register_rule({info.name}, ({rules},))"]
+        rules = ", ".join(f'convert.Rule("{n}", "{n}")' for n in info.raw_params)
+        rules = f"({rules},)" if len(info.raw_params) == 1 else f"({rules})"
+        return fit(f"convert.register_rule({info.name}, {rules})", "", "")
 
     # -- the class
     def render_class(self, info: _ClassInfo, top: bool, shared: bool, dry: bool = False) -> str:
@@ -645,15 +653,64 @@ def _init_where(model: nn.Module, path: str) -> str:
     return f" at {found[0]}" if found else ""
 
 
-def _wrap(prefix: str, text: str, indent: str) -> list[str]:
-    """``self.net = nnx.List([...])`` over several lines, one item a line (ruff's format)."""
-    if text.startswith("nnx.List([") and text.endswith("])"):
-        items = _split_top(text[len("nnx.List([") : -2])
-        out = [f"{indent}{prefix}nnx.List(", f"{indent}    ["]
-        out += [f"{indent}        {it}," for it in items]
-        out += [f"{indent}    ]", f"{indent})"]
-        return out
-    return [f"{indent}{prefix}{text}"]
+def fit(code: str, indent: str, trailing: str = "") -> list[str]:
+    """``code`` at ``indent`` within the line length, split as ruff's formatter splits it:
+    the comment moves above when it does not fit, then the outermost brackets are split,
+    their contents on one line if that fits, else one item a line with a trailing comma."""
+    line = f"{indent}{code}"
+    if trailing and len(f"{line}  # {trailing}") <= LINE:
+        return [f"{line}  # {trailing}"]
+    above = [f"{indent}# {trailing}"] if trailing else []
+    if len(line) <= LINE:
+        return [*above, line]
+    return above + _split(code, indent)
+
+
+def _split(code: str, indent: str) -> list[str]:
+    """``head(items)tail`` over several lines (the last top-level bracket pair of ``code``)."""
+    opening = _outer_bracket(code)
+    if opening is None:
+        return [f"{indent}{code}"]
+    close = _matching(code, opening)
+    head, inner, tail = code[: opening + 1], code[opening + 1 : close], code[close:]
+    items = _split_top(inner)
+    one = f"{indent}    {inner.strip()}"
+    magic = inner.rstrip().endswith(",")
+    if len(one) <= LINE and not magic:
+        return [f"{indent}{head}", one, f"{indent}{tail}"]
+    if len(items) == 1:
+        return [f"{indent}{head}", *_split(items[0], indent + "    "), f"{indent}{tail}"]
+    body = [f"{indent}    {it}," for it in items]
+    out = [f"{indent}{head}"]
+    for b in body:
+        out += [b] if len(b) <= LINE else _split(b, indent + "    ")
+    return [*out, f"{indent}{tail}"]
+
+
+def _outer_bracket(code: str) -> int | None:
+    """The index of the opening bracket whose pair closes at the end of ``code``'s first
+    top-level bracket group ending the expression (``f(`` in ``x = f(a, b)``)."""
+    depth = 0
+    for i, ch in enumerate(code):
+        if ch in "([{":
+            if depth == 0:
+                return i
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+    return None
+
+
+def _matching(code: str, opening: int) -> int:
+    depth = 0
+    for i in range(opening, len(code)):
+        if code[i] in "([{":
+            depth += 1
+        elif code[i] in ")]}":
+            depth -= 1
+            if depth == 0:
+                return i
+    return len(code) - 1
 
 
 def _split_top(s: str) -> list[str]:

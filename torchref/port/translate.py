@@ -567,22 +567,23 @@ def _dropout(t: Translator, op: Op) -> None:
 # -- arithmetic
 
 
-def _operand(t: Translator, a: Any, perm: Perm | None) -> Any:
+def _operand(t: Translator, a: Any, torch_order: bool) -> Any:
     if isinstance(a, Value):
-        return t.value(a) if perm is None else t.as_perm(a, perm)
+        return t.torch_order(a) if torch_order else t.value(a)
     return fmt(a)
 
 
-def _binary_perm(t: Translator, op: Op) -> tuple[Perm | None, Perm]:
-    """The layout to compute a broadcasting binary operation in: the operands' own when they
-    share it (same rank), torch's order otherwise (broadcasting aligns torch's dims)."""
+def _binary_layout(t: Translator, op: Op) -> tuple[bool, Perm]:
+    """Whether to compute a broadcasting binary operation in torch's order, and the result's
+    layout: the operands' own layout when they all have it at the result's rank, torch's
+    order otherwise (broadcasting aligns torch's trailing dims)."""
     out = op.outputs[0]
     tensors = [a for a in op.args[:2] if isinstance(a, Value) and a.rank > 0]
     perms = {t.perm_of(t.ref(a)) for a in tensors}
     ranks = {a.rank for a in tensors}
     if len(perms) == 1 and ranks == {out.rank}:
-        return None, perms.pop()
-    return identity(out.rank), identity(out.rank)
+        return False, perms.pop()
+    return True, identity(out.rank)
 
 
 _BINOPS = {
@@ -604,7 +605,7 @@ def _binop(t: Translator, op: Op) -> None:
         )
     if name == "rsub":
         name, a, b = "sub", b, a
-    coerce, perm = _binary_perm(t, op)
+    coerce, perm = _binary_layout(t, op)
     left, right = _operand(t, a, coerce), _operand(t, b, coerce)
     if alpha != 1:
         right = E(

@@ -168,21 +168,17 @@ class LayerRule:
     """
 
     layout: str
-    build: Callable[[Lib, nn.Module, dict[str, Any]], str]
+    build: Callable[[Lib, nn.Module, dict[str, Any], str], str]
     function: bool = False
     dim: str | None = None  # the attribute holding a torch dim the layout rewrites
 
 
-def _what(m: nn.Module) -> str:
-    return f"nn.{type(m).__name__}"
-
-
-def _linear(lib: Lib, m: nn.Linear, _: dict) -> str:
+def _linear(lib: Lib, m: nn.Linear, _: dict, what: str) -> str:
     kw = {} if m.bias is not None else {"bias": False}
-    return _ctor(lib, "Linear", _what(m), [m.in_features, m.out_features], kw)
+    return _ctor(lib, "Linear", what, [m.in_features, m.out_features], kw)
 
 
-def _conv(lib: Lib, m: nn.Conv1d | nn.Conv2d, _: dict) -> str:
+def _conv(lib: Lib, m: nn.Conv1d | nn.Conv2d, _: dict, what: str) -> str:
     name = type(m).__name__
     kw = _nondefault(m, {"stride": 1, "padding": 0, "dilation": 1, "groups": 1})
     if m.bias is None:
@@ -190,34 +186,34 @@ def _conv(lib: Lib, m: nn.Conv1d | nn.Conv2d, _: dict) -> str:
     if m.padding_mode != "zeros":
         kw["padding_mode"] = m.padding_mode
     if kw.get("padding_mode") or name != "Conv2d":
-        fn = lib.nn(name, _what(m))
+        fn = lib.nn(name, what)
         sig = _params(lib._get(lib.nn_module, name))
         if "padding_mode" in kw and "padding_mode" not in sig:
             raise PortError(
-                f"{_what(m)}(padding_mode={m.padding_mode!r}) needs {fn} with "
+                f"{what}: padding_mode={m.padding_mode!r} needs {fn} with "
                 f"padding_mode, which this jaxnets does not have yet"
             )
     pos = [m.in_channels, m.out_channels, _single(m.kernel_size)]
-    return _ctor(lib, name, _what(m), pos, kw)
+    return _ctor(lib, name, what, pos, kw)
 
 
-def _bn(lib: Lib, m: nn.modules.batchnorm._BatchNorm, _: dict) -> str:
+def _bn(lib: Lib, m: nn.modules.batchnorm._BatchNorm, _: dict, what: str) -> str:
     kw = _nondefault(m, {"eps": 1e-5, "momentum": 0.1, "affine": True})
     if not m.track_running_stats:
         kw["track_running_stats"] = False
     name = type(m).__name__
-    fn = lib.nn(name, _what(m))
+    fn = lib.nn(name, what)
     sig = _params(lib._get(lib.nn_module, name))
     for k in kw:
         if k not in sig:
             raise PortError(
-                f"{_what(m)}({k}={getattr(m, k)!r}) needs {fn} with {k}, which this jaxnets "
+                f"{what}: {k}={getattr(m, k)!r} needs {fn} with {k}, which this jaxnets "
                 f"does not have yet"
             )
-    return _ctor(lib, name, _what(m), [m.num_features], kw)
+    return _ctor(lib, name, what, [m.num_features], kw)
 
 
-def _layernorm(lib: Lib, m: nn.LayerNorm, _: dict) -> str:
+def _layernorm(lib: Lib, m: nn.LayerNorm, _: dict, what: str) -> str:
     shape = (
         _single(tuple(m.normalized_shape))
         if len(m.normalized_shape) == 1
@@ -230,21 +226,21 @@ def _layernorm(lib: Lib, m: nn.LayerNorm, _: dict) -> str:
         kw["elementwise_affine"] = False
     elif m.bias is None:
         kw["bias"] = False
-    return _ctor(lib, "LayerNorm", _what(m), [shape], kw)
+    return _ctor(lib, "LayerNorm", what, [shape], kw)
 
 
-def _embedding(lib: Lib, m: nn.Embedding, _: dict) -> str:
+def _embedding(lib: Lib, m: nn.Embedding, _: dict, what: str) -> str:
     if m.max_norm is not None or m.sparse or m.scale_grad_by_freq:
         raise PortError(
-            "nn.Embedding with max_norm, sparse or scale_grad_by_freq is outside the "
-            "vocabulary (jaxnets.nn.Embedding has no such option)"
+            f"{what}: max_norm, sparse and scale_grad_by_freq are outside the vocabulary "
+            f"(jaxnets.nn.Embedding has no such option)"
         )
     kw = {} if m.padding_idx is None else {"padding_idx": m.padding_idx}
-    return _ctor(lib, "Embedding", _what(m), [m.num_embeddings, m.embedding_dim], kw)
+    return _ctor(lib, "Embedding", what, [m.num_embeddings, m.embedding_dim], kw)
 
 
-def _dropout(lib: Lib, m: nn.Module, _: dict) -> str:
-    return _ctor(lib, type(m).__name__, _what(m), [m.p], {})
+def _dropout(lib: Lib, m: nn.Module, _: dict, what: str) -> str:
+    return _ctor(lib, type(m).__name__, what, [m.p], {})
 
 
 def _plain(
@@ -252,14 +248,14 @@ def _plain(
     pos: Callable[[nn.Module], list[Any]] = lambda m: [],
     kw: Callable[[nn.Module], dict[str, Any]] = lambda m: {},
 ) -> Callable[..., str]:
-    def build(lib: Lib, m: nn.Module, extra: dict) -> str:
-        return _ctor(lib, name, _what(m), pos(m), {**kw(m), **extra})
+    def build(lib: Lib, m: nn.Module, extra: dict, what: str) -> str:
+        return _ctor(lib, name, what, pos(m), {**kw(m), **extra})
 
     return build
 
 
 def _function(text: str) -> Callable[..., str]:
-    def build(lib: Lib, m: nn.Module, _: dict) -> str:
+    def build(lib: Lib, m: nn.Module, _: dict, what: str) -> str:
         lib.use("jnp" if text.startswith("jnp.") else "jax")
         return text
 
@@ -273,14 +269,14 @@ def _pool_kw(m: nn.Module, defaults: dict[str, Any]) -> dict[str, Any]:
     return kw
 
 
-def _maxpool(lib: Lib, m: nn.MaxPool2d, _: dict) -> str:
+def _maxpool(lib: Lib, m: nn.MaxPool2d, _: dict, what: str) -> str:
     if m.return_indices:
-        raise PortError("nn.MaxPool2d(return_indices=True) is outside the vocabulary")
+        raise PortError(f"{what}: return_indices=True is outside the vocabulary")
     kw = _pool_kw(m, {"stride": None, "padding": 0, "dilation": 1, "ceil_mode": False})
-    return _ctor(lib, "MaxPool2d", _what(m), [_single(m.kernel_size)], kw)
+    return _ctor(lib, "MaxPool2d", what, [_single(m.kernel_size)], kw)
 
 
-def _avgpool(lib: Lib, m: nn.AvgPool2d, _: dict) -> str:
+def _avgpool(lib: Lib, m: nn.AvgPool2d, _: dict, what: str) -> str:
     kw = _pool_kw(
         m,
         {
@@ -291,28 +287,28 @@ def _avgpool(lib: Lib, m: nn.AvgPool2d, _: dict) -> str:
             "divisor_override": None,
         },
     )
-    return _ctor(lib, "AvgPool2d", _what(m), [_single(m.kernel_size)], kw)
+    return _ctor(lib, "AvgPool2d", what, [_single(m.kernel_size)], kw)
 
 
-def _adaptive(lib: Lib, m: nn.Module, _: dict) -> str:
+def _adaptive(lib: Lib, m: nn.Module, _: dict, what: str) -> str:
     if getattr(m, "return_indices", False):
-        raise PortError(f"{_what(m)}(return_indices=True) is outside the vocabulary")
+        raise PortError(f"{what}: return_indices=True is outside the vocabulary")
     size = m.output_size
     size = _single(tuple(size)) if isinstance(size, tuple | list) else size
-    return _ctor(lib, type(m).__name__, _what(m), [size], {})
+    return _ctor(lib, type(m).__name__, what, [size], {})
 
 
-def _gelu(lib: Lib, m: nn.GELU, _: dict) -> str:
+def _gelu(lib: Lib, m: nn.GELU, _: dict, what: str) -> str:
     kw = {} if m.approximate == "none" else {"approximate": m.approximate}
-    return _ctor(lib, "GELU", _what(m), [], kw)
+    return _ctor(lib, "GELU", what, [], kw)
 
 
-def _flatten(lib: Lib, m: nn.Flatten, _: dict) -> str:
-    return _ctor(lib, "Flatten", _what(m), [], _nondefault(m, {"start_dim": 1, "end_dim": -1}))
+def _flatten(lib: Lib, m: nn.Flatten, _: dict, what: str) -> str:
+    return _ctor(lib, "Flatten", what, [], _nondefault(m, {"start_dim": 1, "end_dim": -1}))
 
 
-def _softmax(lib: Lib, m: nn.Module, extra: dict) -> str:
-    return _ctor(lib, type(m).__name__, _what(m), [], {"dim": extra.get("dim", m.dim)})
+def _softmax(lib: Lib, m: nn.Module, extra: dict, what: str) -> str:
+    return _ctor(lib, type(m).__name__, what, [], {"dim": extra.get("dim", m.dim)})
 
 
 LAYERS: dict[type, LayerRule] = {
