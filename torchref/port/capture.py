@@ -52,11 +52,14 @@ _TORCH_DIR = os.path.dirname(torch.__file__)
 _FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<fn>\S+)\n(?P<code>.*)')
 
 
-def source_of_frames(stack_trace: str | None) -> Source | None:
-    """The innermost frame of ``stack_trace`` that is the user's code (not torch's own)."""
+def source_of_frames(
+    stack_trace: str | None, within: tuple[str, int, int] | None = None
+) -> Source | None:
+    """The innermost frame of ``stack_trace`` that is the user's code (not torch's own); with
+    ``within`` (file, first line, last line), the innermost one there if there is one."""
     if not stack_trace:
         return None
-    found = None
+    found = inside = None
     for m in _FRAME.finditer(stack_trace):
         file = m.group("file")
         if file.startswith(_TORCH_DIR) or not os.path.isabs(file):
@@ -64,7 +67,13 @@ def source_of_frames(stack_trace: str | None) -> Source | None:
         if "/site-packages/" in file or "/dist-packages/" in file:
             continue
         found = Source(file, int(m.group("line")), m.group("code").strip())
-    return found
+        if (
+            within is not None
+            and os.path.realpath(file) == within[0]
+            and within[1] <= found.line <= within[2]
+        ):
+            inside = found
+    return inside or found
 
 
 def load_class(spec: str) -> type[nn.Module]:
@@ -169,6 +178,7 @@ class Statement:
     assignment target name (``x = ...``) or ``return``, and its comments."""
 
     target: str | None  # 'x' for "x = ...", None otherwise
+    targets: tuple[str, ...]  # ('a', 'b') for "a, b = ..."
     is_return: bool
     comment: str | None  # the trailing comment of its first line
     above: tuple[str, ...]  # whole-line comments right above it
@@ -202,14 +212,18 @@ def statement_at(file: str, line: int) -> Statement | None:
     if best is None:
         return None
     target = None
+    targets: tuple[str, ...] = ()
     if isinstance(best, ast.Assign) and len(best.targets) == 1:
         t = best.targets[0]
         target = t.id if isinstance(t, ast.Name) else None
+        if isinstance(t, ast.Tuple) and all(isinstance(e, ast.Name) for e in t.elts):
+            targets = tuple(e.id for e in t.elts)  # type: ignore[attr-defined]
     elif isinstance(best, ast.AnnAssign) and isinstance(best.target, ast.Name):
         target = best.target.id
     lines = linecache.getlines(file)
     return Statement(
         target=target,
+        targets=targets,
         is_return=isinstance(best, ast.Return),
         comment=_trailing_comment(lines[best.lineno - 1]) if best.lineno <= len(lines) else None,
         above=_comments_above(lines, best.lineno),
@@ -271,7 +285,11 @@ def init_statements(cls: type) -> dict[str, tuple[Source, Statement]]:
                     lineno = start + node.lineno - 1
                     text = all_lines[lineno - 1] if lineno <= len(all_lines) else ""
                     stmt = Statement(
-                        None, False, _trailing_comment(text), _comments_above(all_lines, lineno)
+                        None,
+                        (),
+                        False,
+                        _trailing_comment(text),
+                        _comments_above(all_lines, lineno),
                     )
                     out[t.attr] = (Source(file, lineno, text.strip()), stmt)
     return out

@@ -12,7 +12,10 @@ jaxnets layer of the same type), a user-defined submodule becomes a ``'call'`` o
 
 from __future__ import annotations
 
+import functools
+import inspect
 import operator
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -225,6 +228,7 @@ class _Lowering:
                     self.values[node.name] = v
         # uses: node -> consumers
         self.users: dict[str, list[fx.Node]] = {n.name: list(n.users) for n in ep.graph.nodes}
+        self._data: dict[str, bool] = {}
         out_node = next(n for n in ep.graph.nodes if n.op == "output")
         self.graph_outputs = [a for a in fx.node.map_arg(out_node.args[0], lambda n: n)]
         self.output_names = {
@@ -232,6 +236,18 @@ class _Lowering:
             for spec in sig.output_specs
             if spec.kind.name == "USER_OUTPUT" and hasattr(spec.arg, "name")
         }
+
+    def is_data(self, node: fx.Node) -> bool:
+        """Whether ``node`` depends on the model's input (not only on parameters and buffers:
+        BatchNorm's ``num_batches_tracked += 1`` is state, not data)."""
+        if node.name in self._data:
+            return self._data[node.name]
+        if node.op == "placeholder":
+            out = any(v is self.values.get(node.name) for v in self.user_inputs)
+        else:
+            out = any(self.is_data(a) for a in node.all_input_nodes)
+        self._data[node.name] = out
+        return out
 
     # -- values of an argument
     def val(self, a: Any) -> Any:
@@ -246,7 +262,7 @@ class _Lowering:
     def lower(self) -> Scope:
         tree = _call_tree(self.ep, self.root)
         outputs = [self.val(n) for n in self.graph_outputs]
-        return Scope("", self.root, list(self.user_inputs), self._ops(tree), outputs)
+        return Scope("", self.root, list(self.user_inputs), self._ops(tree, self.root), outputs)
 
     # -- nodes inside a call, and what flows in and out
     def _nodes(self, call: _Call) -> list[fx.Node]:
@@ -261,7 +277,7 @@ class _Lowering:
         inputs: list[Value] = []
         for n in nodes:
             for a in n.all_input_nodes:
-                if a.name in inside:
+                if a.name in inside or not self.is_data(a):
                     continue
                 v = self.val(a)
                 if (
@@ -273,6 +289,8 @@ class _Lowering:
                     inputs.append(v)
         outputs: list[Value] = []
         for n in nodes:
+            if not self.is_data(n):
+                continue  # a buffer's update (BatchNorm's counter), not a result
             escapes = n.name in self.output_names or any(
                 u.name not in inside for u in self.users[n.name] if u.op != "output"
             )
@@ -287,58 +305,36 @@ class _Lowering:
                         outputs.append(self.val(u))
         return inputs, outputs
 
-    def _ops(self, call: _Call) -> list[Op]:
+    def _ops(self, call: _Call, owner: nn.Module) -> list[Op]:
+        """The operations of ``call``, run by the forward of ``owner`` (a user module)."""
         ops: list[Op] = []
         for item in call.items:
             if isinstance(item, _Call):
-                ops.append(self._call_op(item))
+                ops.append(self._call_op(item, owner))
             elif item.target is operator.getitem:
                 continue  # read through by val()
             else:
-                ops.append(self._fn_op(item))
+                ops.append(self._fn_op(item, owner))
         return ops
 
-    def _call_op(self, call: _Call) -> Op:
+    def _call_op(self, call: _Call, owner: nn.Module) -> Op:
         inputs, outputs = self._io(call)
-        nodes = self._nodes(call)
-        source = _first_source(nodes)
+        source = _first_source(self._nodes(call), owner)
+        name = type(call.module).__name__
         if call.kind == "leaf":
-            return Op(
-                "module",
-                type(call.module).__name__,
-                inputs,
-                outputs,
-                source,
-                call.path,
-                call.module,
-            )
+            return Op("module", name, inputs, outputs, source, call.path, call.module)
         if call.kind == "container":
+            children = self._ops(call, owner)
             return Op(
-                "seq",
-                type(call.module).__name__,
-                inputs,
-                outputs,
-                source,
-                call.path,
-                call.module,
-                children=self._ops(call),
+                "seq", name, inputs, outputs, source, call.path, call.module, children=children
             )
-        scope = Scope(call.path, call.module, inputs, self._ops(call), outputs)
-        return Op(
-            "call",
-            type(call.module).__name__,
-            inputs,
-            outputs,
-            source,
-            call.path,
-            call.module,
-            scope=scope,
-        )
+        scope = Scope(call.path, call.module, inputs, self._ops(call, call.module), outputs)
+        return Op("call", name, inputs, outputs, source, call.path, call.module, scope=scope)
 
-    def _fn_op(self, node: fx.Node) -> Op:
+    def _fn_op(self, node: fx.Node, owner: nn.Module) -> Op:
         target = node.target
         name = _op_name(target)
-        source = source_of_frames(node.meta.get("stack_trace"))
+        source = source_of_frames(node.meta.get("stack_trace"), _class_span(type(owner)))
         args = tuple(self.val(a) for a in node.args)
         kwargs = {k: self.val(v) for k, v in node.kwargs.items()}
         inputs = [v for v in _flat(args) + _flat(tuple(kwargs.values())) if isinstance(v, Value)]
@@ -373,12 +369,26 @@ def _op_name(target: Any) -> str:
     return "sym_" + getattr(target, "__name__", str(target))
 
 
-def _first_source(nodes: list[fx.Node]) -> Source | None:
+def _first_source(nodes: list[fx.Node], owner: nn.Module) -> Source | None:
+    """The line of ``owner``'s forward (or of a method of its class) that the first of
+    ``nodes`` comes from: for a submodule's call, the caller's line, not the callee's."""
+    span = _class_span(type(owner))
     for n in nodes:
-        src = source_of_frames(n.meta.get("stack_trace"))
+        src = source_of_frames(n.meta.get("stack_trace"), span)
         if src is not None:
             return src
     return None
+
+
+@functools.cache
+def _class_span(cls: type) -> tuple[str, int, int] | None:
+    """``(file, first line, last line)`` of a class's source (None where it has none)."""
+    try:
+        file = inspect.getsourcefile(cls)
+        lines, start = inspect.getsourcelines(cls)
+    except (OSError, TypeError):
+        return None
+    return (os.path.realpath(file), start, start + len(lines) - 1) if file else None
 
 
 def lower(ep: torch.export.ExportedProgram, root: nn.Module) -> Scope:

@@ -230,10 +230,14 @@ class BodyWriter:
         return all(t.expr is None and t.loop is None for t in self.stmts[i + 1 :])
 
     def preferred(self, i: int, s: Stmt, j: int) -> str:
-        if self.last_root.get(self.segment[i]) == i and len(s.outs) == 1:
+        """The name the user gave this value: the target of its line when it is the line's
+        result (``x = ...``, or ``a, b = ...`` for several values), else a hint."""
+        if self.last_root.get(self.segment[i]) == i:
             info = _stmt_info(s.source)
-            if info is not None and info.target:
+            if info is not None and info.target and len(s.outs) == 1:
                 return info.target
+            if info is not None and len(info.targets) == len(s.outs):
+                return info.targets[j]
         return s.hint if j == 0 else f"{s.hint}_{j}"
 
     def write_loop(self, s: Stmt) -> None:
@@ -518,7 +522,7 @@ class Generator:
             return "nnx.List([" + ", ".join(items) + "])"
         if isinstance(child, nn.ModuleDict):
             items = [
-                f"{n!r}: {self.ctor(c, f'{path}.{n}', overrides)}"
+                f'"{n}": {self.ctor(c, f"{path}.{n}", overrides)}'
                 for n, c in child._modules.items()
             ]
             return "nnx.Dict({" + ", ".join(items) + "})"

@@ -131,9 +131,14 @@ class Translator:
         return v
 
     def perm_of(self, v: Value) -> Perm:
+        """The layout of ``v`` in the twin (an alias has its own: a permute relabels)."""
         if v.param is not None:
             return identity(v.rank)
-        return self.perm.get(v, identity(v.rank))
+        if v in self.perm:
+            return self.perm[v]
+        if v in self.alias:
+            return self.perm_of(self.alias[v])
+        return identity(v.rank)
 
     def value(self, v: Value) -> Expr | Value:
         """``v`` as the twin holds it (a parameter read as ``self.name[...]``)."""
@@ -160,7 +165,7 @@ class Translator:
 
     def as_perm(self, v: Value, want: Perm) -> Expr | Value:
         """``v`` in layout ``want``: the value itself, or a transpose of it."""
-        have = self.perm_of(self.ref(v))
+        have = self.perm_of(v)
         base = self.value(v)
         if have == want:
             return base
@@ -183,7 +188,7 @@ class Translator:
             )
             return
         self.alias[out] = src
-        self.perm[out] = perm if perm is not None else self.perm_of(src)
+        self.perm[out] = perm if perm is not None else self.perm_of(v)
 
     # -- the scope ---------------------------------------------------------------------------
     current_source: Source | None = None
@@ -235,7 +240,7 @@ class Translator:
                 f"output"
             )
         (x,), (out,) = op.inputs, op.outputs
-        have = self.perm_of(self.ref(x))
+        have = self.perm_of(x)
         if rule.layout == "features":
             want = identity(x.rank)
         elif rule.layout == "channels":
@@ -446,8 +451,7 @@ def _fn(*names: str) -> Callable[[Callable[[Translator, Op], None]], Callable[..
 def _elementwise(t: Translator, op: Op, build: Callable[[Expr | Value], Expr]) -> None:
     x = op.args[0]
     out = op.outputs[0]
-    src = t.ref(x)
-    perm = t.perm_of(src)
+    perm = t.perm_of(x)
     t.emit(Stmt(build(t.value(x)), [out], op.source, op.name.rstrip("_")), [perm])
 
 
@@ -557,7 +561,7 @@ def _dropout(t: Translator, op: Op) -> None:
     ctor = t.lib.nn(name, f"F.{name.lower()}")
     kw = t.lib.kw(ctor)
     attr = t.synth_attr(name.lower(), f"{ctor}({fmt(p)}{', ' + kw if kw else ''})")
-    want = channels_last(x.rank) if feature else t.perm_of(t.ref(x))
+    want = channels_last(x.rank) if feature else t.perm_of(x)
     arg = t.as_perm(x, want)
     stmt = Stmt(call(attr, arg), list(op.outputs), op.source, "x", stateful=True)
     stmt.note = f"F.{name.lower()} in torch; {attr} follows model.train() / model.eval()"
@@ -579,7 +583,7 @@ def _binary_layout(t: Translator, op: Op) -> tuple[bool, Perm]:
     order otherwise (broadcasting aligns torch's trailing dims)."""
     out = op.outputs[0]
     tensors = [a for a in op.args[:2] if isinstance(a, Value) and a.rank > 0]
-    perms = {t.perm_of(t.ref(a)) for a in tensors}
+    perms = {t.perm_of(a) for a in tensors}
     ranks = {a.rank for a in tensors}
     if len(perms) == 1 and ranks == {out.rank}:
         return False, perms.pop()
@@ -650,7 +654,7 @@ def _linear(t: Translator, op: Op) -> None:
 @_fn("softmax", "_softmax", "log_softmax", "_log_softmax")
 def _softmax(t: Translator, op: Op) -> None:
     x, dim = op.args[0], op.args[1]
-    perm = t.perm_of(t.ref(x))
+    perm = t.perm_of(x)
     axis = perm.index(_norm_dim(dim, x.rank))
     fn = "jax.nn.log_softmax" if "log" in op.name else "jax.nn.softmax"
     t.lib.use("jax")
@@ -669,7 +673,7 @@ def _reduce(t: Translator, op: Op, method: str) -> None:
             f"torch operation {op.name}(dtype=...) at {op.source} is outside the vocabulary"
         )
     out = op.outputs[0]
-    perm = t.perm_of(t.ref(x))
+    perm = t.perm_of(x)
     if dims is None or dims == []:
         t.emit(
             Stmt(E(atom(t.value(x)), f".{method}()"), [out], op.source, method),
@@ -705,7 +709,7 @@ def _cat(t: Translator, op: Op) -> None:
     tensors = list(op.args[0])
     dim = op.args[1] if len(op.args) > 1 else op.kwargs.get("dim", 0)
     out = op.outputs[0]
-    perms = {t.perm_of(t.ref(v)) for v in tensors}
+    perms = {t.perm_of(v) for v in tensors}
     perm = perms.pop() if len(perms) == 1 else identity(out.rank)
     items: list[Any] = ["["]
     for i, v in enumerate(tensors):
@@ -838,7 +842,7 @@ def _permute_to(t: Translator, op: Op, x: Value, p: Perm) -> None:
     result's layout (identity or channels last), a transpose otherwise."""
     out = op.outputs[0]
     src = t.ref(x)
-    have = t.perm_of(src)
+    have = t.perm_of(x)
     pinv = _inverse(p)
     relabel = tuple(pinv[a] for a in have)  # the twin's array as a permutation of the result
     if relabel in (identity(out.rank), natural(out)) and src.param is None:
@@ -853,8 +857,10 @@ def _permute_to(t: Translator, op: Op, x: Value, p: Perm) -> None:
 
 
 def _relabel_note(op: Op, relabel: Perm, out: Value) -> str:
-    what = "torch's order" if relabel == identity(out.rank) else "channels last"
-    return f"torch: {op.source.text if op.source else op.name}: here already {what}"
+    text = op.source.text if op.source else op.name
+    if relabel == identity(out.rank):
+        return f"torch: {text}; this array is already in that order, nothing moves"
+    return f"torch: {text}; images stay channels last here, nothing moves"
 
 
 @_fn("permute")
@@ -893,8 +899,7 @@ def _slice(t: Translator, op: Op) -> None:
     if out.shape == x.shape:
         t.alias_to(out, x)
         return
-    src = t.ref(x)
-    perm = t.perm_of(src)
+    perm = t.perm_of(x)
     axis = perm.index(dim)
     if start in (None, 0):
         start = None
@@ -912,7 +917,7 @@ def _select(t: Translator, op: Op) -> None:
     x, dim, index = op.args[0], op.args[1], op.args[2]
     dim = _norm_dim(dim, x.rank)
     out = op.outputs[0]
-    perm = t.perm_of(t.ref(x))
+    perm = t.perm_of(x)
     axis = perm.index(dim)
     idx = ", ".join([":"] * axis + [str(index)])
     left = [p for p in perm if p != dim]
