@@ -80,11 +80,23 @@ def example_input(
         arr = np.asarray(example)
         if arr.ndim == 0:
             raise PortError("the example input is a scalar; give a batch (its first dim is N)")
+        _check_batch(arr.shape)
         return arr
     shape = tuple(input_shape or ())
     if not shape or any(not isinstance(d, int) or d < 1 for d in shape):
         raise PortError(f"input shape must be positive integers such as 8,1,28,28, got {shape}")
+    _check_batch(shape)
     return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def _check_batch(shape: tuple[int, ...]) -> None:
+    """A batch of one would be captured as a constant 1 (torch.export specialises sizes 0 and
+    1), and the twin would then only take batches of one."""
+    if shape[0] < 2:
+        raise PortError(
+            f"the example batch {tuple(shape)} has N={shape[0]}; give 2 or more examples, so "
+            f"that the twin takes any batch size (and BatchNorm can train on it)"
+        )
 
 
 def port_source(model: nn.Module, example: np.ndarray, name: str | None = None) -> str:

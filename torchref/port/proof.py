@@ -177,12 +177,19 @@ def _set_mode(torch_model: nn.Module, twin: nnx.Module, mode: str) -> None:
         twin.eval()
 
 
-def _loss_and_targets(out: torch.Tensor, rng: np.random.Generator) -> tuple[str, np.ndarray]:
-    """Cross-entropy on random classes for ``(N, K)`` float output (K >= 2), else MSE to a
-    random target of the output's shape."""
-    if out.dtype.is_floating_point and out.ndim == 2 and out.shape[1] >= 2:
+def _loss_and_targets(out: torch.Tensor, rng: np.random.Generator) -> tuple[str, np.ndarray | None]:
+    """Cross-entropy on random classes for ``(N, K)`` float output (K >= 2), MSE to a random
+    target of the output's shape for other float output, and no loss (outputs compared
+    only) for integer output, which has no gradient."""
+    if not out.dtype.is_floating_point:
+        return "none", None
+    if out.ndim == 2 and out.shape[1] >= 2:
         return "cross_entropy", rng.integers(0, out.shape[1], size=out.shape[0])
     return "mse", rng.standard_normal(tuple(out.shape))
+
+
+def _targets(y: np.ndarray | None, loss: str, dtype: str) -> np.ndarray | None:
+    return y.astype(dtype) if loss == "mse" and y is not None else y
 
 
 def prove(
@@ -261,7 +268,7 @@ def _check(
     torch_model: nn.Module,
     cls: type[nnx.Module],
     x: np.ndarray,
-    y: np.ndarray,
+    y: np.ndarray | None,
     loss: str,
     dtype: str,
     mode: str,
@@ -274,15 +281,14 @@ def _check(
     except Exception as exc:  # the generated class does not build: a generator bug
         return Check(dtype, mode, None, f"building the twin raised {type(exc).__name__}: {exc}")
     _set_mode(t, twin, mode)
-    targets = y if loss == "cross_entropy" else y.astype(dtype)
     try:
         with _dropout_off() if mode == "train" else contextlib.nullcontext():
             report = compare(
                 t,
                 twin,
                 _as(x, dtype),
-                targets,
-                loss=loss,
+                _targets(y, loss, dtype),
+                loss=None if loss == "none" else loss,
                 layout="image" if image else "features",
                 mode=None,
                 name=f"{name} [{mode}]",
@@ -298,7 +304,7 @@ def _explain(
     torch_model: nn.Module,
     cls: type[nnx.Module],
     x: np.ndarray,
-    y: np.ndarray,
+    y: np.ndarray | None,
     loss: str,
     dtype: str,
     mode: str,
@@ -311,14 +317,13 @@ def _explain(
     try:
         t, twin = _pair(torch_model, cls, dtype, seed)
         _set_mode(t, twin, mode)
-        targets = y if loss == "cross_entropy" else y.astype(dtype)
         with _dropout_off() if mode == "train" else contextlib.nullcontext():
             report = explain(
                 t,
                 twin,
                 _as(x, dtype),
-                targets,
-                loss=loss,
+                _targets(y, loss, dtype),
+                loss=None if loss == "none" else loss,
                 layout="image" if image else "features",
                 mode=None,
                 name=f"{name} [{dtype}, {mode}]",
