@@ -210,6 +210,28 @@ def test_unsupported_operation_is_refused_with_its_source_line(tmp_path: Path) -
     )
 
 
+def test_forward_that_branches_on_training_is_refused(tmp_path: Path) -> None:
+    # the twin has one __call__; a forward that differs by mode would be half ported
+    src = tmp_path / "noisy.py"
+    src.write_text(
+        "import torch\n"
+        "import torch.nn as nn\n"
+        "\n"
+        "\n"
+        "class Noisy(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.fc = nn.Linear(4, 3)\n"
+        "\n"
+        "    def forward(self, x):\n"
+        "        if self.training:\n"
+        "            x = x + 0.1 * torch.tanh(x)\n"
+        "        return self.fc(x)\n"
+    )
+    with pytest.raises(PortError, match=r"in eval mode than in training mode at noisy.py:12 "):
+        port(f"{src}:Noisy", input_shape=(2, 4), check=False)
+
+
 # --- the command ------------------------------------------------------------------------------
 
 

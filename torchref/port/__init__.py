@@ -30,12 +30,13 @@ from torch import nn
 
 from torchref.port.capture import (
     PortError,
+    Source,
     build_model,
     capture,
     example_tensor,
     load_class,
 )
-from torchref.port.graph import lower
+from torchref.port.graph import Op, Scope, lower
 from torchref.port.proof import Verdict, prove
 from torchref.port.render import generate
 
@@ -101,8 +102,9 @@ def _check_batch(shape: tuple[int, ...]) -> None:
 
 def port_source(model: nn.Module, example: np.ndarray, name: str | None = None) -> str:
     """The Flax NNX source of ``model`` (a built torch module) traced on ``example``."""
-    ep = capture(model, example_tensor(example))
-    root = lower(ep, model)
+    x = example_tensor(example)
+    root = lower(capture(model, x), model)
+    _same_in_eval_mode(root, lower(capture(model, x, train=False), model))
     if len(root.inputs) != 1:
         raise PortError(
             f"{type(model).__name__}.forward takes {len(root.inputs)} tensors; jaxnets port "
@@ -114,6 +116,43 @@ def port_source(model: nn.Module, example: np.ndarray, name: str | None = None) 
             f"proves models of one output"
         )
     return generate(model, root, name)
+
+
+def _signature(ops: list[Op]) -> list[tuple[str, str, str, Source | None]]:
+    """What a forward pass runs, for comparing train and eval mode: each layer call and
+    operation, in order, without dropouts and the operations that compute nothing."""
+    out: list[tuple[str, str, str, Source | None]] = []
+    for op in ops:
+        if op.kind == "fn" and op.name.rstrip("_") in _MODE_OPS:
+            continue
+        out.append((op.kind, op.name, op.path, op.source))
+        out += _signature(op.children)
+        if op.scope is not None:
+            out += _signature(op.scope.ops)
+    return out
+
+
+# functional dropout (an identity in eval mode) and operations that compute nothing
+_MODE_OPS = {"dropout", "feature_dropout", "alpha_dropout", "clone", "contiguous", "alias"}
+
+
+def _same_in_eval_mode(train: Scope, eval_: Scope) -> None:
+    """Refuse a forward that branches on ``self.training``: the twin has one ``__call__``
+    (its layers follow train/eval themselves)."""
+    a, b = _signature(train.ops), _signature(eval_.ops)
+    if [s[:3] for s in a] == [s[:3] for s in b]:
+        return
+    i = next(
+        (i for i, (s, t) in enumerate(zip(a, b, strict=False)) if s[:3] != t[:3]),
+        min(len(a), len(b)),
+    )
+    src = (a[i] if i < len(a) else b[i] if i < len(b) else (None,) * 4)[3]
+    where = f" at {src}" if src else ""
+    raise PortError(
+        f"the forward pass runs other operations in eval mode than in training mode{where} "
+        f"(it branches on self.training); jaxnets port writes one forward for both: move the "
+        f"difference into a layer that follows model.train()/model.eval(), such as nn.Dropout"
+    )
 
 
 def port(

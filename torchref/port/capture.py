@@ -135,12 +135,15 @@ def example_tensor(example: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(arr)
 
 
-def capture(model: nn.Module, example: torch.Tensor) -> torch.export.ExportedProgram:
-    """``torch.export`` the forward pass of ``model`` on ``example``, the batch size left
-    symbolic where the model allows it (so that ``x.view(x.size(0), -1)`` stays general)."""
-    model.train()  # as training builds it: functional dropout and BatchNorm in training form
+def capture(
+    model: nn.Module, example: torch.Tensor, *, train: bool = True
+) -> torch.export.ExportedProgram:
+    """``torch.export`` the forward pass of ``model`` on ``example`` in training mode (or eval
+    mode), the batch size left symbolic where the model allows it (so that
+    ``x.view(x.size(0), -1)`` stays general). The model is left in training mode."""
     dims = {0: torch.export.Dim.AUTO} if example.ndim else None
     try:
+        model.train(train)
         with warnings.catch_warnings():  # torch's notes on its own internals, not the user's
             warnings.simplefilter("ignore")
             return torch.export.export(model, (example,), dynamic_shapes=(dims,), strict=False)
@@ -150,6 +153,8 @@ def capture(model: nn.Module, example: torch.Tensor) -> torch.export.ExportedPro
             f"torch.export could not capture {type(model).__name__}.forward"
             f"{' at ' + where if where else ''}: {type(exc).__name__}: {_first(exc)}"
         ) from exc
+    finally:
+        model.train()
 
 
 def _user_line_of(exc: BaseException) -> str | None:
