@@ -100,8 +100,16 @@ def _check_batch(shape: tuple[int, ...]) -> None:
         )
 
 
-def port_source(model: nn.Module, example: np.ndarray, name: str | None = None) -> str:
-    """The Flax NNX source of ``model`` (a built torch module) traced on ``example``."""
+def port_source(
+    model: nn.Module,
+    example: np.ndarray,
+    name: str | None = None,
+    init_args: dict[int, dict[str, Any]] | None = None,
+) -> str:
+    """The Flax NNX source of ``model`` (a built torch module) traced on ``example``.
+
+    ``init_args``: the constructor arguments of its modules, as :func:`build_model` records
+    them; instances of one class built with other sizes then share one class."""
     x = example_tensor(example)
     root = lower(capture(model, x), model)
     _same_in_eval_mode(root, lower(capture(model, x, train=False), model))
@@ -115,7 +123,7 @@ def port_source(model: nn.Module, example: np.ndarray, name: str | None = None) 
             f"{type(model).__name__}.forward returns {len(root.outputs)} tensors; jaxnets port "
             f"proves models of one output"
         )
-    return generate(model, root, name)
+    return generate(model, root, name, init_args)
 
 
 def _signature(ops: list[Op]) -> list[tuple[str, str, str, Source | None]]:
@@ -178,15 +186,16 @@ def port(
     """
     if isinstance(model, str):
         model = load_class(model)
+    init_args = None
     if isinstance(model, type):
         if not issubclass(model, nn.Module):
             raise PortError(f"{model.__name__} is not an nn.Module subclass")
-        model = build_model(model, init)
+        model, init_args = build_model(model, init)
     elif init:
         raise PortError("init is for a class; this model is already built")
     x = example_input(input_shape, example, seed)
     name = type(model).__name__
     with torch.no_grad():
-        source = port_source(model, x, name)
+        source = port_source(model, x, name, init_args)
     verdict = prove(model, source, x, name=name, seed=seed) if check else None
     return PortResult(name, source, verdict)

@@ -10,6 +10,8 @@ needs both, to map operations back to torch's attribute names and to the user's 
 from __future__ import annotations
 
 import ast
+import contextlib
+import functools
 import importlib.util
 import inspect
 import linecache
@@ -17,6 +19,7 @@ import os
 import re
 import sys
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,16 +118,70 @@ def _first(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def build_model(cls: type[nn.Module], init: dict[str, Any] | None = None) -> nn.Module:
-    """``cls(**init)`` in float32, with a message naming the class when it raises."""
+def build_model(
+    cls: type[nn.Module], init: dict[str, Any] | None = None
+) -> tuple[nn.Module, dict[int, dict[str, Any]]]:
+    """``cls(**init)`` in float32, with a message naming the class when it raises; and the
+    constructor arguments of each of its own modules, by ``id`` (see :func:`record_init_args`)."""
     try:
-        model = cls(**(init or {}))
+        with record_init_args() as args:
+            model = cls(**(init or {}))
     except Exception as exc:
         raise PortError(
             f"{cls.__name__}(**{init or {}}) raised {type(exc).__name__}: {_first(exc)}; pass "
             f"the constructor's arguments with --init '{{\"name\": value}}'"
         ) from exc
-    return model.float()
+    return model.float(), args
+
+
+def _user_classes() -> list[type]:
+    out, todo = [], [nn.Module]
+    while todo:
+        cls = todo.pop()
+        for sub in cls.__subclasses__():
+            todo.append(sub)
+            if not (sub.__module__ or "").startswith("torch") and "__init__" in sub.__dict__:
+                out.append(sub)
+    return out
+
+
+@contextlib.contextmanager
+def record_init_args() -> Iterator[dict[int, dict[str, Any]]]:
+    """While open, record the arguments each user-defined module is constructed with (its
+    own ``__init__``'s, bound to its signature with the defaults): ``{id(module): {name:
+    value}}``. The port gives several instances of one class, built with other sizes, one
+    class whose constructor takes those sizes."""
+    records: dict[int, dict[str, Any]] = {}
+    saved = {}
+
+    def wrap(cls: type) -> Any:
+        original = cls.__dict__["__init__"]
+        try:
+            sig = inspect.signature(original)
+        except (TypeError, ValueError):
+            return original
+
+        @functools.wraps(original)
+        def init(self: Any, *args: Any, **kwargs: Any) -> None:
+            if id(self) not in records:  # the most derived class's arguments
+                try:
+                    bound = sig.bind(self, *args, **kwargs)
+                    bound.apply_defaults()
+                    records[id(self)] = dict(list(bound.arguments.items())[1:])
+                except TypeError:
+                    records[id(self)] = {}
+            original(self, *args, **kwargs)
+
+        return init
+
+    for cls in _user_classes():
+        saved[cls] = cls.__dict__["__init__"]
+        cls.__init__ = wrap(cls)
+    try:
+        yield records
+    finally:
+        for cls, original in saved.items():
+            cls.__init__ = original
 
 
 def example_tensor(example: np.ndarray) -> torch.Tensor:

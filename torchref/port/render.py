@@ -10,6 +10,7 @@ own comment.
 
 from __future__ import annotations
 
+import ast
 import builtins
 import inspect
 import keyword
@@ -354,6 +355,16 @@ class _ClassInfo:
     text: str = ""
     plain: str = ""  # the text without shape comments (classes shared by several instances)
     raw_params: list[str] = field(default_factory=list)
+    lifted: list[tuple[str, type]] | None = None  # constructor parameters of a shared class
+    lifted_texts: list[str] | None = None  # its __init__ items with those parameters
+
+
+@dataclass
+class _InitItem:
+    attr: str
+    text: str  # the constructor expression
+    above: list[str]
+    trailing: str
 
 
 def _arg_names(module: nn.Module, n: int) -> list[str]:
@@ -370,7 +381,14 @@ def _arg_names(module: nn.Module, n: int) -> list[str]:
 
 
 class Generator:
-    def __init__(self, model: nn.Module, root: Scope, name: str, comments: bool = True) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        root: Scope,
+        name: str,
+        comments: bool = True,
+        init_args: dict[int, dict[str, Any]] | None = None,
+    ) -> None:
         self.model = model
         self.root = root
         self.name = name
@@ -378,6 +396,8 @@ class Generator:
         self.lib = Lib()
         self.codes: dict[int, list[tuple[Scope, ScopeCode]]] = {}
         self.class_names: dict[int, str] = {}
+        self.ctor_args: dict[int, str] = {}  # instance -> its constructor's lifted arguments
+        self.init_args = init_args or {}
         self.order: list[nn.Module] = []
 
     def collect(self, scope: Scope, top: bool) -> None:
@@ -389,40 +409,118 @@ class Generator:
 
     def run(self) -> str:
         self.collect(self.root, True)
-        classes: list[str] = []
-        seen_text: dict[tuple[str, str], str] = {}
-        used_names = {self.name}
-        registrations: list[str] = []
-        # user modules, children before parents (post-order): a class is defined before
-        # the classes that hold it, and its name is known when theirs are written
-        user_modules = [
+        self.classes: list[str] = []
+        self.registrations: list[str] = []
+        self.used_names = {self.name}
+        # every user module's instances, in post-order (children before parents)
+        self.user_modules = [
             (p, m)
             for p, m in _post_order(self.model)
             if not is_container(m) and leaf_type(m) is None
         ]
-        for path, m in user_modules:
-            info = self.class_for(m, path, top=False)
-            key = (type(m).__name__, info.plain)
-            if key in seen_text:
-                self.class_names[id(m)] = seen_text[key]
-                continue
-            base = type(m).__name__
-            cname, i = base, 1
-            while cname in used_names:
-                i += 1
-                cname = f"{base}{i}"
-            used_names.add(cname)
-            info.name = cname
-            text = self.render_class(info, top=False, shared=self._shared(m, user_modules))
-            seen_text[key] = cname
-            self.class_names[id(m)] = cname
-            classes.append(text)
-            registrations += self.registration(info)
+        for _, m in self.user_modules:
+            self.name_class(m)
         top = self.class_for(self.model, "", top=True)
         top.name = self.name
-        classes.append(self.render_class(top, top=True, shared=False))
-        registrations += self.registration(top)
-        return self.file_text(classes, registrations)
+        self.classes.append(self.render_class(top, top=True, shared=False))
+        self.registrations += self.registration(top)
+        return self.file_text(self.classes, self.registrations)
+
+    def name_class(self, m: nn.Module) -> None:
+        """Write the class of ``m``'s type (once for all its instances): one class when every
+        instance's code is the same, or differs only in numbers that are the constructor's
+        arguments (lifted into parameters); else one class per distinct code."""
+        if id(m) in self.class_names:
+            return
+        group = [(p, o) for p, o in self.user_modules if type(o) is type(m)]
+        for _, inst in group:  # the classes of their children first
+            for _, child in _post_order(inst):
+                if not is_container(child) and leaf_type(child) is None:
+                    self.name_class(child)
+        infos = [self.class_for(inst, path, top=False) for path, inst in group]
+        # instances whose code differs only in numbers: one class if those are arguments
+        clusters: dict[str, list[_ClassInfo]] = {}
+        for info in infos:
+            sp = _split_numbers(info.plain)
+            clusters.setdefault("\0".join(sp[0]) if sp else info.plain, []).append(info)
+        distinct: list[list[_ClassInfo]] = []
+        for members in clusters.values():
+            same: dict[str, list[_ClassInfo]] = {}
+            for info in members:
+                same.setdefault(info.plain, []).append(info)
+            if len(same) > 1 and (lifted := self.lift(members)) is not None:
+                members[0].lifted = lifted
+                distinct.append(members)
+            else:
+                distinct += list(same.values())
+        shared = len(group) > 1
+        for members in distinct:
+            info = members[0]
+            base, i = type(m).__name__, 1
+            cname = base
+            while cname in self.used_names:
+                i += 1
+                cname = f"{base}{i}"
+            self.used_names.add(cname)
+            info.name = cname
+            for other in members:
+                self.class_names[id(other.module)] = cname
+            self.classes.append(self.render_class(info, top=False, shared=shared))
+            self.registrations += self.registration(info)
+
+    def lift(self, infos: list[_ClassInfo]) -> list[tuple[str, type]] | None:
+        """The constructor parameters that make every instance's code one class, or None.
+
+        Every instance must have the same code but for number literals in ``__init__``; each
+        number that differs must equal one of the constructor's arguments (recorded when the
+        model was built) in every instance. Those arguments become the class's parameters,
+        and each instance is built with its own values."""
+        args = [self.init_args.get(id(i.module)) for i in infos]
+        if any(a is None for a in args):
+            return None
+        bodies = {
+            tuple(self.body(i.code, i.module, comments=False)) if i.code else () for i in infos
+        }
+        if len(bodies) > 1:
+            return None
+        items = [self.init_items(i) for i in infos]
+        if len({tuple(it.attr for it in its) for its in items}) > 1:
+            return None
+        params = list(args[0])  # signature order
+        used: dict[str, type] = {}
+        rewritten: list[list[str]] = [[] for _ in infos]
+        for k in range(len(items[0])):
+            texts = [its[k].text for its in items]
+            split = [_split_numbers(t) for t in texts]
+            if any(sp is None for sp in split) or len({tuple(sp[0]) for sp in split}) > 1:
+                return None
+            numbers = [sp[1] for sp in split]
+            names: list[str | None] = []
+            for slot in range(len(numbers[0])):
+                values = [nums[slot] for nums in numbers]
+                if len(set(values)) == 1:
+                    names.append(None)
+                    continue
+                name = next(
+                    (
+                        p
+                        for p in params
+                        if all(_same_number(a.get(p), v) for a, v in zip(args, values, strict=True))
+                    ),
+                    None,
+                )
+                if name is None:
+                    return None
+                used[name] = type(args[0][name])
+                names.append(name)
+            for idx, sp in enumerate(split):
+                rewritten[idx].append(_join_numbers(sp[0], sp[2], names))
+        for info, texts in zip(infos, rewritten, strict=True):
+            info.lifted_texts = texts
+        ordered = [(p, used[p]) for p in params if p in used]
+        for info, a in zip(infos, args, strict=True):
+            self.ctor_args[id(info.module)] = ", ".join(f"{p}={fmt(a[p])}" for p, _ in ordered)
+        return ordered
 
     def _shared(self, m: nn.Module, user_modules: list[tuple[str, nn.Module]]) -> bool:
         return sum(type(o) is type(m) for _, o in user_modules) > 1
@@ -449,11 +547,12 @@ class Generator:
         return BodyWriter(code, names, " " * 8, comments).run()
 
     # -- __init__
-    def init_lines(self, info: _ClassInfo) -> tuple[list[str], bool]:
+    def init_items(self, info: _ClassInfo) -> list[_InitItem]:
+        """One item per attribute of ``__init__``: torch's raw parameters, then its submodules
+        (torch's state-dict order), then modules the forward pass needs (``F.dropout``)."""
         m = info.module
-        lines: list[str] = []
+        items: list[_InitItem] = []
         info.raw_params = []
-        uses_kw = False
         statements = init_statements(type(m)) if self.comments else {}
         extra: dict[str, str] = {}
         overrides: dict[str, dict[str, Any]] = {}
@@ -463,29 +562,26 @@ class Generator:
             for _, code in entries:
                 overrides.update(code.overrides)
 
-        def add(attr: str, text: str) -> None:
-            nonlocal uses_kw
-            uses_kw = uses_kw or "**kw" in text
+        def add(attr: str, text: str, note: str | None = None) -> None:
             above: list[str] = []
             trailing = ""
             if attr in statements:
                 _, st = statements[attr]
                 above, trailing = list(st.above), st.comment or ""
-            for a in above:
-                lines.append(f"        # {a}")
-            lines.extend(fit(f"self.{attr} = {text}", " " * 8, trailing))
+            items.append(_InitItem(attr, text, [*above, *([note] if note else [])], trailing))
 
         for name, p in m._parameters.items():
             if p is None:
                 continue
             info.raw_params.append(name)
             text = self.param_ctor(p)
+            note = None
             if "random" in text:
-                lines.append(
-                    "        # an nn.Parameter drawn in torch's __init__: load torch's state dict "
-                    "for its values"
+                note = (
+                    "an nn.Parameter drawn in torch's __init__: load torch's state dict for its "
+                    "values"
                 )
-            add(name, text)
+            add(name, text, note)
         for name, b in m._buffers.items():
             if b is not None and name not in m._non_persistent_buffers_set:
                 raise PortError(
@@ -499,7 +595,18 @@ class Generator:
             add(name, self.ctor(child, path, overrides))
         for name, text in extra.items():
             add(name, text)
-        return lines, uses_kw
+        return items
+
+    def init_lines(self, info: _ClassInfo) -> tuple[list[str], bool]:
+        """The body of ``__init__`` and whether it uses ``kw``."""
+        items = self.init_items(info)
+        texts = info.lifted_texts or [it.text for it in items]
+        lines: list[str] = []
+        for it, text in zip(items, texts, strict=True):
+            for a in it.above:
+                lines.append(f"        # {a}")
+            lines.extend(fit(f"self.{it.attr} = {text}", " " * 8, it.trailing))
+        return lines, any("**kw" in t for t in texts)
 
     def param_ctor(self, p: torch.Tensor) -> str:
         self.lib.use("jnp")
@@ -528,7 +635,8 @@ class Generator:
             return "nnx.Dict({" + ", ".join(items) + "})"
         cls = leaf_type(child)
         if cls is None:
-            return f"{self.class_names[id(child)]}(**kw)"
+            args = self.ctor_args.get(id(child))
+            return f"{self.class_names[id(child)]}({args + ', ' if args else ''}**kw)"
         rule = layer_rule(cls)
         if rule is None:
             raise PortError(
@@ -557,9 +665,11 @@ class Generator:
         lines = [f"class {info.name}(nnx.Module):"]
         lines.append(f'    """{self.class_doc(info, top)}"""')
         lines.append("")
-        lines.append(
-            "    def __init__(self, *, rngs: nnx.Rngs, dtype: Any = None, "
-            "param_dtype: Any = None) -> None:"
+        lifted = "".join(f"{p}: {t.__name__}, " for p, t in info.lifted or [])
+        lines += fit(
+            f"def __init__(self, {lifted}*, rngs: nnx.Rngs, dtype: Any = None, "
+            "param_dtype: Any = None) -> None:",
+            "    ",
         )
         if uses_kw:
             lines.append("        kw = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype)")
@@ -735,9 +845,62 @@ def _split_top(s: str) -> list[str]:
     return out
 
 
-def generate(model: nn.Module, root: Scope, name: str | None = None) -> str:
-    """The twin's source for ``model`` (whose forward pass is ``root``)."""
-    return Generator(model, root, name or type(model).__name__).run()
+def generate(
+    model: nn.Module,
+    root: Scope,
+    name: str | None = None,
+    init_args: dict[int, dict[str, Any]] | None = None,
+) -> str:
+    """The twin's source for ``model`` (whose forward pass is ``root``). ``init_args``: each
+    user module's constructor arguments by ``id`` (:func:`torchref.port.capture.build_model`
+    records them), so that instances of one class with other sizes share one class."""
+    name = name or type(model).__name__
+    return Generator(model, root, name, init_args=init_args).run()
+
+
+def _split_numbers(text: str) -> tuple[list[str], list[Any], list[str]] | None:
+    """``text`` as the pieces between its number literals, the numbers and their text (None
+    when it does not tokenize)."""
+    import io
+    import textwrap
+    import tokenize
+
+    text = textwrap.dedent(text)
+    try:
+        toks = list(tokenize.generate_tokens(io.StringIO(text).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return None
+    offsets = [0]
+    for line in text.splitlines(keepends=True):
+        offsets.append(offsets[-1] + len(line))
+    pieces, numbers, raws, last = [], [], [], 0
+    for tok in toks:
+        if tok.type == tokenize.NUMBER:
+            start = offsets[tok.start[0] - 1] + tok.start[1]
+            end = offsets[tok.end[0] - 1] + tok.end[1]
+            pieces.append(text[last:start])
+            numbers.append(ast.literal_eval(tok.string))
+            raws.append(tok.string)
+            last = end
+    pieces.append(text[last:])
+    return pieces, numbers, raws
+
+
+def _join_numbers(pieces: list[str], raws: list[str], names: list[str | None]) -> str:
+    out = pieces[0]
+    for piece, raw, name in zip(pieces[1:], raws, names, strict=True):
+        out += (name if name is not None else raw) + piece
+    return out
+
+
+def _same_number(a: Any, b: Any) -> bool:
+    return (
+        isinstance(a, int | float)
+        and not isinstance(a, bool)
+        and isinstance(b, int | float)
+        and a == b
+        and type(a) is type(b)
+    )
 
 
 _ = (ATOM, Op)
