@@ -69,7 +69,7 @@ def source_of_frames(
             continue  # torch's modules, or a frame torch.export made up ("torch/fx/...")
         if "/site-packages/" in file or "/dist-packages/" in file:
             continue
-        found = Source(file, int(m.group("line")), m.group("code").strip())
+        found = Source(file, int(m.group("line")), _code(m.group("code")))
         if (
             within is not None
             and os.path.realpath(file) == within[0]
@@ -280,8 +280,8 @@ def statement_at(file: str, line: int) -> Statement | None:
         target = t.id if isinstance(t, ast.Name) else None
         if isinstance(t, ast.Tuple) and all(isinstance(e, ast.Name) for e in t.elts):
             targets = tuple(e.id for e in t.elts)  # type: ignore[attr-defined]
-    elif isinstance(best, ast.AnnAssign) and isinstance(best.target, ast.Name):
-        target = best.target.id
+    elif isinstance(best, ast.AnnAssign | ast.AugAssign) and isinstance(best.target, ast.Name):
+        target = best.target.id  # "x += y" names its result x too
     lines = linecache.getlines(file)
     return Statement(
         target=target,
@@ -290,6 +290,20 @@ def statement_at(file: str, line: int) -> Statement | None:
         comment=_trailing_comment(lines[best.lineno - 1]) if best.lineno <= len(lines) else None,
         above=_comments_above(lines, best.lineno),
     )
+
+
+def _code(text: str) -> str:
+    """A line of source without its trailing comment."""
+    import io
+    import tokenize
+
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(text.strip()).readline):
+            if tok.type == tokenize.COMMENT:
+                return text.strip()[: tok.start[1]].rstrip()
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        pass
+    return text.strip()
 
 
 def _trailing_comment(text: str) -> str | None:

@@ -13,11 +13,13 @@ from __future__ import annotations
 import ast
 import builtins
 import inspect
+import itertools
 import keyword
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -619,7 +621,9 @@ class Generator:
                 return f"nnx.Param(jnp.zeros({shape}, {dtype}))"
             if v == 1.0:
                 return f"nnx.Param(jnp.ones({shape}, {dtype}))"
-            return f"nnx.Param(jnp.full({shape}, {fmt(v)}, {dtype}))"
+            # the shortest text that gives the same float32 (0.01, not 0.009999999776482582)
+            text = str(np.float32(v)) if p.dtype == torch.float32 else repr(v)
+            return f"nnx.Param(jnp.full({shape}, {text}, {dtype}))"
         self.lib.use("jax")
         return f"nnx.Param(jax.random.normal(rngs.params(), {shape}, {dtype}))"
 
@@ -777,7 +781,33 @@ def fit(code: str, indent: str, trailing: str = "") -> list[str]:
     above = [f"{indent}# {trailing}"] if trailing else []
     if len(line) <= LINE:
         return [*above, line]
+    for prefix in ("return ", *(code[: i + 3] for i in [code.find(" = ")] if i > 0)):
+        if code.startswith(prefix):
+            operands = _top_level_operands(code[len(prefix) :])
+            if operands is not None:
+                lines = [f"{indent}{prefix}("]
+                lines += [f"{indent}    {op}" for op in operands]
+                return [*above, *lines, f"{indent})"]
     return above + _split(code, indent)
+
+
+def _top_level_operands(expr: str) -> list[str] | None:
+    """``a + f(b) - c`` as ``['a', '+ f(b)', '- c']``: split before the operators of the
+    lowest precedence outside brackets (None when there are none), as ruff breaks a long
+    expression inside parentheses."""
+    for ops in ((" + ", " - "), (" * ", " / ", " @ ")):
+        cuts, depth = [], 0
+        for i, ch in enumerate(expr):
+            if ch in "([{":
+                depth += 1
+            elif ch in ")]}":
+                depth -= 1
+            elif depth == 0 and any(expr.startswith(op, i) for op in ops):
+                cuts.append(i)
+        if cuts:
+            bounds = [0, *[c + 1 for c in cuts], len(expr)]
+            return [expr[a:b].strip() for a, b in itertools.pairwise(bounds)]
+    return None
 
 
 def _split(code: str, indent: str) -> list[str]:

@@ -257,7 +257,14 @@ class Translator:
         text = attr_text(self.rel(op.path))
         stateful = isinstance(op.module, nn.modules.batchnorm._BatchNorm | nn.Dropout)
         stmt = Stmt(call(text, arg), [out], op.source, _hint(op.path), stateful=stateful)
-        stmt.meta["module"] = (text, arg is self.ref(x) or arg is x, rule.function)
+        moved = not (arg is self.ref(x) or arg is x)
+        if moved and x.rank == 4 and want == identity(4):
+            stmt.note = (
+                "NHWC -> NCHW before flattening, so the features come in torch's (C, H, W) order"
+                if cls is nn.Flatten
+                else f"NHWC -> NCHW: nn.{cls.__name__} acts on torch's last dims"
+            )
+        stmt.meta["module"] = (text, not moved, rule.function)
         self.emit(stmt, [out_perm])
 
     def call_op(self, op: Op) -> None:
@@ -831,10 +838,15 @@ def _squeeze(t: Translator, op: Op) -> None:
     if not dims:
         t.alias_to(out, x)
         return
+    # size-1 dims go wherever the twin holds them; the others keep their order
+    perm = t.perm_of(x)
+    axes = sorted(perm.index(d) for d in dims)
+    left = [p for p in perm if p not in dims]
+    new = tuple(sorted(left).index(p) for p in left)
     t.lib.use("jnp")
-    axis = str(dims[0]) if len(dims) == 1 else fmt(tuple(dims))
-    expr = call("jnp.squeeze", t.torch_order(x), axis)
-    t.emit(Stmt(expr, [out], op.source, "x"), [identity(out.rank)])
+    axis = str(axes[0]) if len(axes) == 1 else fmt(tuple(axes))
+    expr = call("jnp.squeeze", t.value(x), axis)
+    t.emit(Stmt(expr, [out], op.source, "x"), [new])
 
 
 def _permute_to(t: Translator, op: Op, x: Value, p: Perm) -> None:

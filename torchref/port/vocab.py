@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,8 @@ def fmt(v: Any) -> str:
             if isinstance(v, tuple) and len(v) == 1
             else (f"({inner})" if isinstance(v, tuple) else f"[{inner}]")
         )
+    if isinstance(v, str):
+        return json.dumps(v)  # double quotes, as ruff writes strings
     return repr(v)
 
 
