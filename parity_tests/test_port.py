@@ -44,9 +44,21 @@ BATCH = 4  # examples in the captured and compared batch (BatchNorm trains on 2 
 
 SEEDS = torch_models.list_models()
 
-# name of the golden file -> (class in port_models.py, the example input's shape or array)
-USER_CASES: dict[str, tuple[str, tuple[int, ...]]] = {
+# name of the golden file -> (class in port_models.py, the example batch's torch shape); a
+# shape of ints in [0, 50) for token ids
+TOKENS = "tokens"
+USER_CASES: dict[str, tuple[str, tuple[int, ...] | str]] = {
+    "small_conv_net": ("SmallConvNet", (BATCH, 3, 8, 8)),
+    "tiny_resnet": ("TinyResNet", (BATCH, 1, 8, 8)),
+    "inception": ("Inception", (BATCH, 3, 6, 6)),
+    "text_classifier": ("TextClassifier", TOKENS),
+    "signal_net": ("SignalNet", (BATCH, 2, 12)),
+    "channel_mixer": ("ChannelMixer", (BATCH, 6, 5, 5)),
     "gated_mlp": ("GatedMLP", (BATCH, 3, 4)),
+    "activation_zoo": ("ActivationZoo", (BATCH, 10)),
+    "deep_narrow": ("DeepNarrow", (BATCH, 8)),
+    "pool_zoo": ("PoolZoo", (BATCH, 2, 12, 12)),
+    "channel_attention": ("ChannelAttention", (BATCH, 3, 7, 7)),
 }
 
 
@@ -109,9 +121,11 @@ def test_seed_model_twin_passes_parity(name: str) -> None:
         assert sum(k.kind == "grad" for k in c.report.comparisons) == n_params, str(verdict)
 
 
-def _user_example(case: tuple[str, tuple[int, ...]]) -> np.ndarray:
-    shape = case[1]
-    return np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+def _user_example(case: tuple[str, tuple[int, ...] | str]) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    if case[1] == TOKENS:
+        return rng.integers(0, 50, size=(BATCH, 7))  # int64 token ids
+    return rng.standard_normal(case[1]).astype(np.float32)
 
 
 @pytest.mark.parametrize("stem", sorted(USER_CASES))
@@ -130,9 +144,10 @@ def test_generated_twin_loads_torch_weights_with_the_converter() -> None:
     # the user's path: build the generated class, load torch's state dict, run it
     model, x = _seed_model("lenet")
     cls = load_twin(_seed_source("lenet"), "LeNet")
-    twin = cls(rngs=nnx.Rngs(0))
+    # built abstract (no initialiser runs: torch's weights replace them), then filled
+    twin = nnx.eval_shape(lambda: cls(rngs=nnx.Rngs(0)))
     convert.load_state_dict(twin, {k: v.numpy() for k, v in model.state_dict().items()})
-    out = np.asarray(twin(x.transpose(0, 2, 3, 1)))
+    out = np.asarray(nnx.jit(lambda m, x: m(x))(twin, x.transpose(0, 2, 3, 1)))
     with torch.no_grad():
         expected = model(torch.from_numpy(x)).numpy()
     tol = tolerance(np.float32)
@@ -245,6 +260,16 @@ def test_command_writes_the_twin_and_the_verdict(
     assert "XORNet: parity holds, 4 of 4 checks" in stdout
     assert f"wrote {out} (class XORNet)" in stdout
     assert out.read_text() == (GOLDEN / "xor_net.py").read_text()
+
+
+def test_command_takes_an_example_batch_of_token_ids(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tokens = tmp_path / "tokens.npy"
+    np.save(tokens, _user_example(USER_CASES["text_classifier"]))
+    argv = ["port", f"{USER_MODELS}:TextClassifier", "--example", str(tokens), "--no-check"]
+    assert main(argv) == 0
+    assert capsys.readouterr().out == (GOLDEN / "text_classifier.py").read_text()
 
 
 def test_failed_proof_prints_the_layer_report_and_exits_1(
