@@ -622,7 +622,8 @@ def check_resume(path: str | Path, cfg: TrainConfig, n_train: int | None = None)
 
     meta = ckpt.read_run_meta(path)
     _check_resumed_config(Path(path), meta, cfg, n_train)
-    return int(meta["epoch"]), len(meta["losses"])
+    # a run converted from a torch checkpoint has no losses of its earlier steps: its step
+    return int(meta["epoch"]), int(meta.get("step", len(meta["losses"])))
 
 
 def run_jax(
