@@ -6,7 +6,7 @@ run.
 
 The two models hold the same weights and differ only in their forward pass: ``fused`` is
 :class:`jaxnets.models.lenet.LeNet`, ``composed`` computes ``max_pool2d(relu(conv(x)), 2)``
-as torch writes it. Each is trained by its own :class:`jaxnets.training.trainer.Trainer`
+as torch writes it. Each is trained by its own :class:`jaxnets.Trainer`
 (``SGD(lr=0.01)``, LeNet's loss and XLA options) on the same synthetic batches, as
 ``jaxnets bench`` times it (:func:`jaxnets.app.bench.jax_train_variants`: ``jax_jit`` steps and
 the ``jax_scan`` epoch), all four in the same interleaved rounds

@@ -3,7 +3,7 @@ transposed, side by side in one run.
 
     PYTHONPATH=. .venv/bin/python benchmarks/epoch_layout.py --model mlp --batch-size 64 1024
 
-For each model and batch size, two :class:`jaxnets.training.trainer.Trainer` differ only in
+For each model and batch size, two :class:`jaxnets.Trainer` differ only in
 ``epoch_kernel_layout`` (``'in_out'``: ``(in, out)`` kernels, ``x @ W``; ``'out_in'``:
 torch's ``(out, in)``, ``x @ W.T``). Their ``jax_scan`` epochs
 (:func:`jaxnets.app.bench.jax_train_variants`, ``SGD(lr=0.01)`` on the same synthetic batches,

@@ -3,7 +3,7 @@
     PYTHONPATH=. .venv/bin/python benchmarks/step_profile.py --model lenet --batch-size 256
     PYTHONPATH=. .venv/bin/python benchmarks/step_profile.py --model lenet --scan   # run_epoch
 
-Builds the model's :class:`jaxnets.training.trainer.Trainer` as ``jaxnets bench`` does (``SGD(lr=0.01)``,
+Builds the model's :class:`jaxnets.Trainer` as ``jaxnets bench`` does (``SGD(lr=0.01)``,
 the model's loss, ``Trainer``'s per-model XLA options, freed memory kept on the CPU), runs
 ``--steps`` steps under ``jax.profiler.trace`` and adds up, per operation of the compiled
 step, the time its thunks took (XLA:CPU runs each fusion, library call or copy as one

@@ -9,7 +9,7 @@ compared across two processes, on a machine whose speed drifts between them. Her
 ``--options`` set (a JSON object of XLA debug options, as ``jax.jit(...,
 compiler_options=...)`` takes them) is laid over the model's own options
 (:func:`jaxnets.fast.training.default_compiler_options`; ``--from-xla-defaults`` starts from XLA's
-instead) and compiled into a :class:`jaxnets.training.trainer.Trainer` of its own. The first set is
+instead) and compiled into a :class:`jaxnets.Trainer` of its own. The first set is
 always the model's options unchanged, the baseline. Every set's ``jax_jit`` step and
 ``jax_scan`` epoch (:func:`jaxnets.app.bench.jax_train_variants`, ``SGD(lr=0.01)`` on the same
 synthetic batches) are then timed in the same interleaved rounds

@@ -1,6 +1,6 @@
 """What counts as a number and as an integer when an argument is checked, the same way for
 the optimizers (:mod:`jaxnets.optim`), the schedules (:mod:`jaxnets.schedules`) and the model
-configs (:mod:`jaxnets.models._config`): Python and numpy values alike, never a bool."""
+configs (:mod:`jaxnets.models._common`): Python and numpy values alike, never a bool."""
 
 from __future__ import annotations
 

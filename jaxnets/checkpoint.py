@@ -9,7 +9,7 @@ kind              keys and layout                     write / read
                   (``fc1.weight`` ``[out, in]``)      :func:`load_torch_layout`
 ``flax``          nnx paths, Flax layout              :func:`save_flax` / :func:`load_flax`
                   (``fc1.kernel`` ``[in, out]``)
-``run``           a :class:`~jaxnets.training.trainer.TrainState` :func:`save_run` / :func:`load_run`
+``run``           a :class:`~jaxnets.TrainState` :func:`save_run` / :func:`load_run`
                   and a JSON ``meta`` dict
 ================  ==================================  =========================================
 
@@ -669,7 +669,7 @@ def _run_structure(trainer: Any, state: Any) -> dict[str, Any]:
 
 
 def save_run(path: StrPath, trainer: Any, state: Any, *, meta: Mapping[str, Any]) -> Path:
-    """Save a whole training run atomically: ``state`` (a :class:`~jaxnets.training.trainer.TrainState`:
+    """Save a whole training run atomically: ``state`` (a :class:`~jaxnets.TrainState`:
     parameters, optimizer state, BatchNorm statistics, step) and ``meta``.
 
     ``meta`` is a JSON-serialisable dict of what the loop needs to continue exactly: epoch,

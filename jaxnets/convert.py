@@ -40,6 +40,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
@@ -47,11 +48,13 @@ from flax import nnx
 __all__ = [
     "RULES",
     "IncompatibleKeys",
+    "ParamSlot",
     "Rule",
     "StateDictError",
     "counter_problem",
     "dtype_problem",
     "load_state_dict",
+    "param_slots",
     "register_rule",
     "state_dict",
     "state_to_torch",
@@ -276,6 +279,30 @@ def state_to_torch(model: nnx.Module, state: nnx.State | Mapping[Any, Any]) -> d
     for slot in _slots(model):
         if slot.path in flat:
             out[slot.key] = np.array(slot.rule.to_torch(np.asarray(flat[slot.path])), order="C")
+    return out
+
+
+class ParamSlot(NamedTuple):
+    """One ``nnx.Param`` of a twin: its torch key (``'fc1.weight'``), its nnx path
+    (``'fc1.kernel'``) and the layout rule between the two (``rule.to_torch``/``to_flax``)."""
+
+    key: str
+    path: str
+    rule: Rule
+
+
+def param_slots(model: nnx.Module) -> list[ParamSlot]:
+    """Every ``nnx.Param`` of ``model`` in the order of
+    ``jax.tree.leaves(nnx.state(model, nnx.Param))``: the order of a Trainer's
+    ``state.params`` and of every optax state over those parameters, so the ``i``-th leaf of
+    a gradient or optimizer buffer belongs to ``param_slots(model)[i]``."""
+    by_path = {".".join(map(str, s.path)): s for s in _slots(model)}
+    out = []
+    for path, _ in jax.tree_util.tree_flatten_with_path(nnx.state(model, nnx.Param))[0]:
+        # a Param's own field ('.value') is not part of its name (checkpoint names it so too)
+        name = jax.tree_util.keystr(path, simple=True, separator=".").removesuffix(".value")
+        slot = by_path[name]
+        out.append(ParamSlot(slot.key, name, slot.rule))
     return out
 
 

@@ -82,6 +82,7 @@ __all__ = [
 LearningRate = optax.ScalarOrSchedule
 """A float, or an optax schedule ``f(count) -> lr`` with ``count`` the steps taken so far."""
 
+
 def _check(ok: bool | Callable[[], bool], message: str, **values: Any) -> None:
     """Raise ``ValueError(message)`` unless ``ok``: every builder's argument check.
 
@@ -101,7 +102,9 @@ def _check(ok: bool | Callable[[], bool], message: str, **values: Any) -> None:
 
 
 def _check_lr(lr: LearningRate) -> None:
-    if not callable(lr):
+    # A traced lr is optax.inject_hyperparams rebuilding the optimizer inside a jitted update
+    # (jaxnets.schedules.inject_lr): its value was checked where it was set.
+    if not callable(lr) and not isinstance(lr, jax.core.Tracer):
         _check(
             lambda: lr >= 0.0,
             f"Invalid learning rate: {lr}; it must be >= 0 (or a schedule).",

@@ -70,7 +70,7 @@ class ModelSpec:
     def make_config(self, **config: Any) -> Any:
         """Build the config dataclass from keyword arguments, rejecting unknown names.
 
-        The dataclass validates its own fields (``jaxnets.models._config.validate_config``);
+        The dataclass validates its own fields (``jaxnets.models._common.validate_config``);
         its ``TypeError``/``ValueError`` is re-raised with this model's registry name first.
         """
         fields = [f.name for f in dataclasses.fields(self.config_cls)]

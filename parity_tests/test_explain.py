@@ -1,4 +1,5 @@
-"""The layer-by-layer divergence report: capture, the table, and one planted fault per cause.
+"""The layer-by-layer divergence report: capture, the table, one planted fault per cause, and
+the registry of diagnoses by layer type.
 
 Each fault is planted in a COPY of a twin (an instance's attribute, an instance's class, or an
 unregistered subclass; registered classes are never touched), and the report must name the
@@ -30,7 +31,16 @@ from jaxnets.models.lenet import LeNet
 from jaxnets.nn import BatchNorm1d, Linear, max_pool2d
 from jaxnets.tolerances import TF32_RELATIVE_ERROR
 from torchref.bridge import torch_to_flax
-from torchref.explain import ExplainReport, explain, tf32_round
+from torchref.explain import (
+    DIAGNOSES,
+    Diagnosis,
+    ExplainReport,
+    diagnoses_for,
+    explain,
+    register_diagnosis,
+    tf32_round,
+)
+from torchref.explain.arrays import as_float64
 
 JIT = True  # one XLA program per explain call: cheaper than op-by-op compiles for one use
 
@@ -86,6 +96,7 @@ def _assert_diagnosis(report: ExplainReport, layer: str, cause: str, kind: str =
     assert report.first_row is not None, text
     assert report.first_row.name == layer, text
     assert report.first_kind == kind, text
+    assert report.causes, f"no cause named for {layer}:\n{text}"
     top = report.causes[0]
     assert (top.key, top.status) == (cause, "confirmed"), text
     others = {c.key for c in report.causes[1:] if c.status == "confirmed"} & PLANTED
@@ -410,3 +421,109 @@ def test_dropout_in_training_mode_is_named_as_the_cause(seed: int) -> None:
     assert report.causes[0].key == "dropout_random", str(report)
     assert "mode='eval'" in report.causes[0].fix
     assert explain(t, f, x, y, loss="cross_entropy", mode="eval", jit=JIT).ok
+
+
+# --- a diagnosis of your own: the registry ---------------------------------------------------
+
+
+class _TorchSwish(tnn.Module):
+    """A layer type of a user's own: ``x * sigmoid(beta * x)``."""
+
+    def __init__(self, beta: float) -> None:
+        super().__init__()
+        self.beta = beta
+
+    def forward(self, x):
+        return x * torch.sigmoid(self.beta * x)
+
+
+class _FlaxSwish(nnx.Module):
+    def __init__(self, beta: float) -> None:
+        self.beta = beta
+
+    def __call__(self, x):
+        return x * jax.nn.sigmoid(self.beta * x)
+
+
+class _TorchSwishNet(tnn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = tnn.Linear(6, 8)
+        self.act = _TorchSwish(1.5)
+        self.fc2 = tnn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class _FlaxSwishNet(nnx.Module):
+    def __init__(self, beta: float, *, rngs: nnx.Rngs) -> None:
+        self.fc1 = Linear(6, 8, rngs=rngs, param_dtype=jnp.float64)
+        self.act = _FlaxSwish(beta)
+        self.fc2 = Linear(8, 3, rngs=rngs, param_dtype=jnp.float64)
+
+    def __call__(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+
+def _diagnose_swish(diag: Diagnosis) -> None:
+    """What a user writes for their layer: compare the setting, recompute under the fault."""
+    ctx, fm = diag.ctx, diag.ctx.flax_module
+    if not isinstance(fm, _FlaxSwish) or fm.beta == ctx.module.beta:
+        return
+    title = f"Swish beta: twin {fm.beta:g}, torch {ctx.module.beta:g}"
+    diag.add("swish_beta", title, "config", fix=f"beta={ctx.module.beta:g}")
+    if ctx.x_f is not None:
+        x = as_float64(ctx.x_f)
+        diag.test("swish_beta", title, x * torch.sigmoid(fm.beta * x), f"beta={ctx.module.beta:g}")
+
+
+@pytest.fixture
+def registry():
+    """The diagnosis registry, restored after the test."""
+    saved = dict(DIAGNOSES)
+    yield DIAGNOSES
+    DIAGNOSES.clear()
+    DIAGNOSES.update(saved)
+
+
+def test_a_diagnosis_registered_for_a_layer_type_of_ones_own_is_used(registry, seed) -> None:
+    torch.manual_seed(seed)
+    t = _TorchSwishNet().double()
+    f = _uninitialised(lambda: _FlaxSwishNet(1.0, rngs=nnx.Rngs(seed)))
+    x, y = np.random.default_rng(seed).standard_normal((4, 6)), np.array([0, 1, 2, 1])
+
+    before = explain(t, f, x, y, jit=JIT)  # found, but nothing knows this layer type
+    assert before.first_row is not None and before.first_row.name == "act", str(before)
+    assert not any(c.key == "swish_beta" for c in before.causes), str(before)
+
+    register_diagnosis(_TorchSwish, _diagnose_swish)
+    register_diagnosis(_TorchSwish, _diagnose_swish)  # a second registration is a no-op
+    assert diagnoses_for(_TorchSwish) == (_diagnose_swish,)
+
+    class _SubSwish(_TorchSwish):
+        pass
+
+    assert diagnoses_for(_SubSwish) == (_diagnose_swish,)  # through the MRO, as convert
+    assert diagnoses_for(_TorchSwish, "buffers") == ()
+
+    report = explain(t, f, x, y, jit=JIT)
+    _assert_diagnosis(report, "act", "swish_beta")
+    assert "1.5" in report.causes[0].title and report.causes[0].fix == "beta=1.5"
+
+
+def test_register_diagnosis_refuses_bad_input_by_name(registry) -> None:
+    saved = dict(registry)
+    with pytest.raises(TypeError, match=r"takes the layer's class.*type\(layer\)"):
+        register_diagnosis(tnn.Linear(2, 2), _diagnose_swish)
+    with pytest.raises(TypeError, match=r"TORCH layer type.*Flax module Linear"):
+        register_diagnosis(nnx.Linear, _diagnose_swish)
+    with pytest.raises(TypeError, match=r"torch.nn.Module subclass, got int"):
+        register_diagnosis(int, _diagnose_swish)
+    with pytest.raises(TypeError, match=r"a function taking one Diagnosis, got str"):
+        register_diagnosis(_TorchSwish, "swish_beta")
+    with pytest.raises(TypeError, match=r"cannot be called with one argument.*def fn\(diag"):
+        register_diagnosis(_TorchSwish, lambda diag, base: None)
+    with pytest.raises(ValueError, match=r"kind must be one of \('forward', 'buffers'\)"):
+        register_diagnosis(_TorchSwish, _diagnose_swish, kind="backward")
+    assert registry == saved  # nothing half-registered

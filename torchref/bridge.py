@@ -13,6 +13,7 @@ from jaxnets import convert
 
 __all__ = [
     "flax_to_torch",
+    "flax_to_torch_problems",
     "from_numpy_state_dict",
     "to_numpy_state_dict",
     "torch_to_flax",
@@ -50,11 +51,13 @@ def torch_to_flax(torch_model: torch.nn.Module, flax_model: nnx.Module) -> nnx.M
     return flax_model
 
 
-def flax_to_torch(flax_model: nnx.Module, torch_model: torch.nn.Module) -> torch.nn.Module:
-    """Copy every variable of ``flax_model`` into ``torch_model`` in place (strict, exact
-    dtypes); returns ``torch_model``. Nothing is written when anything does not fit."""
-    state = convert.state_dict(flax_model)
-    target = torch_model.state_dict()
+def flax_to_torch_problems(flax_model: nnx.Module, torch_model: torch.nn.Module) -> list[str]:
+    """What keeps :func:`flax_to_torch` from copying ``flax_model`` into ``torch_model``:
+    one line per missing or unexpected key and shape or dtype mismatch; empty when it fits."""
+    return _problems(convert.state_dict(flax_model), torch_model.state_dict())
+
+
+def _problems(state: Mapping[str, np.ndarray], target: Mapping[str, torch.Tensor]) -> list[str]:
     problems = [f"missing key {k!r}" for k in target if k not in state]
     problems += [f"unexpected key {k!r}" for k in state if k not in target]
     for k, v in state.items():
@@ -64,6 +67,14 @@ def flax_to_torch(flax_model: nnx.Module, torch_model: torch.nn.Module) -> torch
                 problems.append(f"{k!r}: shape {v.shape} from the twin, {tuple(t.shape)} expected")
             elif t.dtype != _torch_dtype(v.dtype):
                 problems.append(f"{k!r}: dtype {v.dtype} from the twin, {t.dtype} expected")
+    return problems
+
+
+def flax_to_torch(flax_model: nnx.Module, torch_model: torch.nn.Module) -> torch.nn.Module:
+    """Copy every variable of ``flax_model`` into ``torch_model`` in place (strict, exact
+    dtypes); returns ``torch_model``. Nothing is written when anything does not fit."""
+    state = convert.state_dict(flax_model)
+    problems = _problems(state, torch_model.state_dict())
     if problems:
         raise convert.StateDictError(problems, type(torch_model).__name__)
     torch_model.load_state_dict(from_numpy_state_dict(state), strict=True)

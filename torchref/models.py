@@ -8,6 +8,8 @@ sides are built from the same numbers.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import itertools
 from collections.abc import Callable
 from typing import Any
@@ -31,6 +33,7 @@ __all__ = [
     "SimpleNN",
     "SimpleNeuralNetwork",
     "XORNet",
+    "config_of",
     "create_model",
     "list_models",
     "register_model",
@@ -39,16 +42,45 @@ __all__ = [
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
 
+_CONFIG_ATTR = "_registry_config"
+
+
 def register_model(name: str) -> Callable[[type], type]:
-    """Class decorator registering a torch reference under the twin's registry ``name``."""
+    """Class decorator registering a torch reference under the twin's registry ``name``.
+
+    Each instance remembers the arguments it was built with (:func:`config_of`), so the twin
+    of a model built with other sizes can be built from the registry too."""
 
     def decorate(cls: type) -> type:
         if name in _REGISTRY:
             raise ValueError(f"torch model {name!r} is already registered")
+        init = cls.__init__
+        signature = inspect.signature(init)
+
+        @functools.wraps(init)
+        def __init__(self: nn.Module, *args: Any, **kwargs: Any) -> None:  # noqa: N807
+            init(self, *args, **kwargs)
+            bound = signature.bind(self, *args, **kwargs)
+            bound.apply_defaults()
+            config = dict(list(bound.arguments.items())[1:])  # less self
+            self.__dict__[_CONFIG_ATTR] = (name, config)
+
+        cls.__init__ = __init__
         _REGISTRY[name] = cls
         return cls
 
     return decorate
+
+
+def config_of(model: nn.Module) -> tuple[str, dict[str, Any]] | None:
+    """``(registry name, config arguments)`` of a registered torch model, as it was built
+    (``BatchNormMLP(20, 8)`` gives ``('batchnorm_mlp', {'in_features': 20, 'hidden_size1':
+    8, ...})``), for ``jaxnets.create_model(name, **config)``; None for a model whose class
+    is not registered (a subclass of a registered class is not: it may change the layers)."""
+    entry = model.__dict__.get(_CONFIG_ATTR)
+    if entry is None or _REGISTRY.get(entry[0]) is not type(model):
+        return None
+    return entry[0], dict(entry[1])
 
 
 def list_models() -> list[str]:

@@ -10,7 +10,7 @@ the interleaved timer. ``jaxnets.app.torch_bench`` adds the torch side and runs 
   :func:`time_interleaved` times several of them round-robin, so that drift of a shared
   machine affects each alike, and returns every repeat (medians are taken by the caller).
 * :func:`jax_train_variants` and :func:`jax_infer_variants` build the JAX variants from a
-  :class:`jaxnets.training.trainer.Trainer`: ``jax_jit`` (one ``Trainer.step`` call per step) and
+  :class:`jaxnets.Trainer`: ``jax_jit`` (one ``Trainer.step`` call per step) and
   ``jax_scan`` (all steps of a block in one ``Trainer.run_epoch``); for inference
   ``jax_jit`` (``Trainer.predict``) and ``jax_frozen`` (``Trainer.frozen_predictor``, the
   weights compiled in).
@@ -451,7 +451,7 @@ def jax_train_variants(
     """The ``jax_jit`` and ``jax_scan`` training variants of one model at one batch size.
 
     Args:
-      trainer: a :class:`jaxnets.training.trainer.Trainer` (its model's mode is the one trained in).
+      trainer: a :class:`jaxnets.Trainer` (its model's mode is the one trained in).
       inputs: ``(steps * batch_size, ...)`` in the twin's layout (NHWC for images).
       targets: ``(steps * batch_size, ...)``.
       batch_size: examples per step.

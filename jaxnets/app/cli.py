@@ -368,12 +368,87 @@ def _is_zip(path: str) -> bool:
         return False
 
 
+def _is_run_file(path: str) -> bool:
+    """A jaxnets run file (``jaxnets train --checkpoint``): a .safetensors file whose header
+    says ``jaxnets_format=run`` (a damaged or misnamed file is not: the weights path names
+    what is wrong with it)."""
+    from pathlib import Path
+
+    p = Path(path)
+    if p.suffix.lower() != ".safetensors" or not p.exists():
+        return False
+    from jaxnets.checkpoint import FORMAT_KEY, CheckpointError, read_metadata
+
+    try:
+        return read_metadata(p).get(FORMAT_KEY) == "run"
+    except CheckpointError:
+        return False
+
+
+def _convert_run(args: argparse.Namespace) -> int:
+    """``convert --run``: a PyTorch training checkpoint -> a run file ``jaxnets train
+    --resume`` continues; and a run file -> a PyTorch training checkpoint."""
+    from jaxnets import checkpoint, convert
+
+    from_run = _is_run_file(args.input)
+    out = args.output.lower()
+    if from_run and out.endswith(".safetensors"):
+        raise CommandError(
+            f"{args.input} is a jaxnets run file; OUT is the PyTorch training checkpoint to "
+            f"write: name it .pt (or .pth, .ckpt)"
+        )
+    if not from_run and (not out.endswith(".safetensors") or out.endswith(".flax.safetensors")):
+        raise CommandError(
+            f"--run writes a jaxnets run file: name OUT *.safetensors (not .flax.safetensors), "
+            f"got {args.output}"
+        )
+    if from_run and (args.batch_size is not None or args.seed is not None or args.config):
+        raise CommandError(
+            "a run file holds its own settings: drop --batch-size, --seed and --config"
+        )
+    _need_torch("convert --run")
+    from jaxnets.app import torch_checkpoints as tc
+    from torchref.handoff import HandoffError
+
+    try:
+        if from_run:
+            cfg = tc.run_to_checkpoint(args.input, args.output, args.model)
+            print(
+                f"{args.input} (jaxnets run of {cfg.model}) -> {args.output} (PyTorch training "
+                f"checkpoint: model_state_dict, optimizer_state_dict, epoch)"
+            )
+            return 0
+        cfg = tc.checkpoint_to_run(
+            args.input,
+            args.output,
+            args.model,
+            _model_config(args.config, args.model),
+            batch_size=64 if args.batch_size is None else args.batch_size,
+            seed=0 if args.seed is None else args.seed,
+        )
+    except (checkpoint.CheckpointError, convert.StateDictError, HandoffError, OSError) as exc:
+        raise CommandError(str(exc)) from None
+    print(
+        f"{args.input} (PyTorch training checkpoint, {_plural(cfg.epochs, 'epoch')} trained, "
+        f"{cfg.describe().split(', batch')[0]}) -> {args.output} (jaxnets run)\n"
+        f"continue it with: {tc.train_command(cfg, args.output)}"
+    )
+    return 0
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     """Convert a checkpoint between torch layout (.pt/.pth/.safetensors state dict) and Flax
-    layout (*.flax.safetensors), through the registered twin (every key and shape checked)."""
+    layout (*.flax.safetensors), through the registered twin (every key and shape checked);
+    with ``--run`` (or a run file as IN) a whole training run, optimizer state included."""
     import jaxnets
     from jaxnets import checkpoint, convert
 
+    if args.run or _is_run_file(args.input):
+        return _convert_run(args)
+    if args.batch_size is not None or args.seed is not None:
+        raise CommandError(
+            "--batch-size and --seed are the settings of a converted run: they go with --run"
+        )
     dst_flax = args.output.lower().endswith(".flax.safetensors")
     reads_pickle = not args.input.lower().endswith(".safetensors")
     if args.key is not None and not reads_pickle:
@@ -406,7 +481,13 @@ def cmd_convert(args: argparse.Namespace) -> int:
             try:
                 state = load_torch_file(args.input, key=args.key)
             except NeedsKeyError as exc:  # the fix in this command's words
-                raise CommandError(exc.advice(cli=True)) from None
+                whole = (
+                    "; or --run to convert the whole training run (optimizer state included) "
+                    "to a run file jaxnets train --resume continues"
+                    if "optimizer_state_dict" in exc.non_tensor
+                    else ""
+                )
+                raise CommandError(exc.advice(cli=True) + whole) from None
             convert.load_state_dict(model, state)
         if dst_flax:
             out = checkpoint.save_flax(args.output, model, metadata=meta)
@@ -487,7 +568,13 @@ def _add_train_convert_summary(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "convert",
-        help="checkpoint: torch state dict <-> Flax layout (OUT *.flax.safetensors = Flax)",
+        help="checkpoint: torch state dict <-> Flax layout (OUT *.flax.safetensors = Flax); "
+        "--run: PyTorch training checkpoint <-> jaxnets run file",
+        description="Convert weights between torch layout and Flax layout; with --run, a "
+        "PyTorch training checkpoint (torch.save of model_state_dict, optimizer_state_dict, "
+        "epoch) into a run file that jaxnets train --resume continues. A run file as IN "
+        "becomes such a PyTorch checkpoint. No pickled code runs: torch.save files are read "
+        "with torch.load(weights_only=True).",
     )
     p.add_argument("input", metavar="IN", help=".pt/.pth/.safetensors or *.flax.safetensors")
     p.add_argument("output", metavar="OUT", help="*.flax.safetensors for Flax layout, else torch")
@@ -499,6 +586,22 @@ def _add_train_convert_summary(sub: argparse._SubParsersAction) -> None:
         help="the entry of a torch.save checkpoint dict that holds the state dict (e.g. "
         "model_state_dict; default: the file itself, or a state_dict/model_state_dict/model "
         "entry)",
+    )
+    p.add_argument(
+        "--run",
+        action="store_true",
+        help="IN is a PyTorch training checkpoint, OUT the run file (*.safetensors) that "
+        "jaxnets train --resume continues (SGD with momentum or Adam, constant lr)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=positive_int,
+        help="with --run: the batch size the run goes on with (jaxnets train's; default 64)",
+    )
+    p.add_argument(
+        "--seed",
+        type=nonnegative_int,
+        help="with --run: the seed of the run's batch order (jaxnets train's; default 0)",
     )
     p.set_defaults(func=cmd_convert)
 

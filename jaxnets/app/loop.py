@@ -324,7 +324,7 @@ def configure_runtime(args: Any) -> None:
 
 
 def make_trainer(model: nnx.Module, cfg: TrainConfig) -> Trainer:
-    """The :class:`~jaxnets.training.trainer.Trainer` for ``model`` under ``cfg``: the one place a run's
+    """The :class:`~jaxnets.Trainer` for ``model`` under ``cfg``: the one place a run's
     trainer is built: data-parallel over the mesh that ``--devices``/``--mesh`` set up
     (:func:`jaxnets.training.distributed.setup_from_args`), else one device."""
     return distributed.trainer_for(model, make_optimizer(cfg), cfg.spec.loss)
@@ -622,7 +622,8 @@ def check_resume(path: str | Path, cfg: TrainConfig, n_train: int | None = None)
 
     meta = ckpt.read_run_meta(path)
     _check_resumed_config(Path(path), meta, cfg, n_train)
-    return int(meta["epoch"]), len(meta["losses"])
+    # a run converted from a torch checkpoint has no losses of its earlier steps: its step
+    return int(meta["epoch"]), int(meta.get("step", len(meta["losses"])))
 
 
 def run_jax(

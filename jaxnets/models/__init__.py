@@ -1,10 +1,11 @@
-"""The Flax NNX twins, one module per tutorial family. Importing registers them all."""
+"""The Flax NNX twins, one module per kind of model. Importing registers them all."""
 
-from jaxnets.models.first_network import CustomNeuralNetwork, SimpleNeuralNetwork
 from jaxnets.models.lenet import LeNet
-from jaxnets.models.nn_module import BatchNormMLP, MyNetwork, Net, NeuralNetwork
+from jaxnets.models.mlp import MLP, MLPConfig
+from jaxnets.models.mnist_mlps import CustomNeuralNetwork, SimpleNeuralNetwork
 from jaxnets.models.regressors import AdvancedNN, SimpleNN
-from jaxnets.models.xor import MLP, MLPConfig, XORNet
+from jaxnets.models.sized_mlps import BatchNormMLP, MyNetwork, Net, NeuralNetwork
+from jaxnets.models.xor import XORNet
 
 __all__ = [
     "MLP",

@@ -13,24 +13,9 @@ import jax
 from flax import nnx
 
 from jaxnets.fast import conv2d_max_pool2d
-from jaxnets.models.first_network import FixedConfig, _check_float_input
+from jaxnets.models._common import FixedConfig, check_nhwc
 from jaxnets.nn import Conv2d, Linear
-from jaxnets.nn._common import NCHW_HINT as _NCHW_HINT
 from jaxnets.registry import register_model
-
-
-def _check_nhwc(x: jax.Array, hw: tuple[int, int], channels: int, model: str) -> None:
-    _check_float_input(x, model)
-    expected = (hw[0], hw[1], channels)
-    if x.ndim == 4 and tuple(x.shape[1:]) == expected:
-        return
-    hint = ""
-    if x.ndim == 4 and tuple(x.shape[1:]) == (channels, hw[0], hw[1]):
-        hint = f"; Flax twins take NHWC, and {_NCHW_HINT}"
-    raise ValueError(
-        f"{model} expects NHWC input of shape (N, {hw[0]}, {hw[1]}, {channels}), "
-        f"got {tuple(x.shape)}{hint}"
-    )
 
 
 @register_model(
@@ -57,7 +42,7 @@ class LeNet(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """Forward pass: NHWC ``(N, 32, 32, 1) -> (N, 10)`` logits."""
-        _check_nhwc(x, (32, 32), 1, type(self).__name__)
+        check_nhwc(x, (32, 32), 1, type(self).__name__)
         # torch: max_pool2d(relu(conv(x)), 2). relu and max commute, and the convolution
         # and its pooling are one product on CPU (conv2d_max_pool2d; 1.5x the training
         # speed at batch 256); elsewhere this is max_pool2d(conv(x), 2).

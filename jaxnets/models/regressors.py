@@ -12,17 +12,9 @@ from typing import Any
 import jax
 from flax import nnx
 
-from jaxnets.models.first_network import FixedConfig, _check_features
+from jaxnets.models._common import FixedConfig, check_features, constant
 from jaxnets.nn import Linear
 from jaxnets.registry import register_model
-
-
-def _ten(_: Any) -> tuple[int, ...]:
-    return (10,)
-
-
-def _one(_: Any) -> int:
-    return 1
 
 
 @register_model(
@@ -30,8 +22,8 @@ def _one(_: Any) -> int:
     config=FixedConfig,
     tutorial="002",
     description="fc1 10->50, fc2 50->1; relu",
-    input_shape=_ten,
-    output_size=_one,
+    input_shape=constant((10,)),
+    output_size=constant(1),
     loss="mse",
 )
 class SimpleNN(nnx.Module):
@@ -44,7 +36,7 @@ class SimpleNN(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """Forward pass: ``(N, 10) -> (N, 1)``."""
-        _check_features(x, 10, type(self).__name__)
+        check_features(x, 10, type(self).__name__)
         x = jax.nn.relu(self.fc1(x))
         return self.fc2(x)
 
@@ -54,8 +46,8 @@ class SimpleNN(nnx.Module):
     config=FixedConfig,
     tutorial="002",
     description="fc1 10->50, fc2 50->50, fc3 50->1; relu after fc1, sigmoid after fc2",
-    input_shape=_ten,
-    output_size=_one,
+    input_shape=constant((10,)),
+    output_size=constant(1),
     loss="mse",
 )
 class AdvancedNN(nnx.Module):
@@ -69,7 +61,7 @@ class AdvancedNN(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """Forward pass: ``(N, 10) -> (N, 1)``."""
-        _check_features(x, 10, type(self).__name__)
+        check_features(x, 10, type(self).__name__)
         x = jax.nn.relu(self.fc1(x))  # ReLU activation after first layer
         x = jax.nn.sigmoid(self.fc2(x))  # Sigmoid activation after second layer
         return self.fc3(x)

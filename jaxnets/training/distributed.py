@@ -342,7 +342,7 @@ def _fingerprint(tree: Any) -> int:
 
 
 class DataParallelTrainer(Trainer):
-    """:class:`~jaxnets.training.trainer.Trainer` whose step and scan-fused epoch run over a device mesh.
+    """:class:`~jaxnets.Trainer` whose step and scan-fused epoch run over a device mesh.
 
     The pure functions are the single-device trainer's (``_step``, and ``_step`` inside the
     scan); only the layout of their arguments and results changes, through ``jax.jit``'s
@@ -350,7 +350,7 @@ class DataParallelTrainer(Trainer):
 
     Args:
       model, optimizer, loss, donate, compiler_options, epoch_kernel_layout, gather_ahead: as
-        for :class:`~jaxnets.training.trainer.Trainer` (both epochs carry the kernels in that layout;
+        for :class:`~jaxnets.Trainer` (both epochs carry the kernels in that layout;
         ``run_batches`` gathers nothing).
       mesh: from :func:`make_mesh` (default: every device on one ``'data'`` axis).
 
@@ -432,7 +432,7 @@ class DataParallelTrainer(Trainer):
     # ---- placement -------------------------------------------------------------------------
 
     def init(self, model: nnx.Module | None = None) -> TrainState:
-        """A fresh :class:`~jaxnets.training.trainer.TrainState`, replicated on every device of the mesh.
+        """A fresh :class:`~jaxnets.TrainState`, replicated on every device of the mesh.
 
         With many processes, every process must build the model from the same seed; this
         checks that their parameters agree (a CRC of the bytes, gathered once)."""
@@ -715,8 +715,7 @@ def initialize_distributed(
             raise RuntimeError(
                 "initialize_distributed() must run before any other JAX call in this process "
                 "(creating a model, an array, or asking for jax.devices() starts the backend); "
-                "call it first thing, e.g. jaxnets.training.distributed.setup_from_args(args) right "
-                "after parsing the command line"
+                "call it first thing, right after parsing the command line"
             ) from exc
         if cfg.source == "auto-detect":
             raise RuntimeError(f"no multi-process environment found ({msg}); {_ENV_HELP}") from exc
@@ -811,7 +810,7 @@ def trainer_for(
     **kwargs: Any,
 ) -> Trainer:
     """A :class:`DataParallelTrainer` on ``mesh`` (default: the mesh :func:`setup_from_args`
-    made), or the single-device :class:`~jaxnets.training.trainer.Trainer` when there is none; the one
+    made), or the single-device :class:`~jaxnets.Trainer` when there is none; the one
     call a training loop needs to honour the device flags. ``kwargs`` go to the trainer."""
     mesh = mesh if mesh is not None else _DEFAULT_MESH
     if mesh is None:

@@ -450,8 +450,9 @@ class Trainer:
 
     def _apply_gradients(self, state: TrainState, grads: list[jax.Array]) -> TrainState:
         """torch's ``optimizer.step()`` with the given gradients (a list like ``state.params``,
-        e.g. summed over micro-batches with :func:`jaxnets.training.steps.accumulate`): the update of
-        :meth:`step` without its forward and backward pass, so ``state.rest`` is unchanged."""
+        e.g. summed over micro-batches with :func:`~jaxnets.training.steps.accumulate`): the
+        update of :meth:`step` without its forward and backward pass, so ``state.rest`` is
+        unchanged."""
         updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         return TrainState(params, opt_state, state.rest, state.step + 1)

@@ -18,30 +18,9 @@ from typing import Any
 import jax
 from flax import nnx
 
-from jaxnets.models._config import validate_config
-from jaxnets.models.first_network import _check_features, _check_float_input
+from jaxnets.models._common import check_batch_of_features, check_features, validate_config
 from jaxnets.nn import BatchNorm1d, Linear
 from jaxnets.registry import register_model
-
-
-def _check_batch_of_features(x: jax.Array, in_features: int, model: str) -> None:
-    """Refuse anything but 2-D ``(N, in_features)`` input to ``batchnorm_mlp``.
-
-    Unlike ``nn.Linear``, torch's ``BatchNorm1d`` reads a 3-D input as ``(N, C, L)``, channels
-    at dim 1: an ``(N, L, in_features)`` batch either fails in torch or, when ``L`` equals the
-    hidden width, is normalised over other axes than the twin's. Refusing it here keeps the
-    twin from ever computing something torch does not.
-    """
-    _check_float_input(x, model)
-    if x.ndim != 2 or x.shape[-1] != in_features:
-        raise ValueError(
-            f"{model} (batchnorm_mlp) expects input of shape (N, {in_features}), exactly 2-D, "
-            f"got {tuple(x.shape)}; reshape it to (N, {in_features}): x.reshape(len(x), -1) "
-            f"flattens a batch of images, x.reshape(-1, {in_features}) makes every row of "
-            f"{in_features} values one example. Leading dimensions are not free here as they "
-            f"are for nn.Linear: torch's BatchNorm1d reads 3-D input as (N, C, L), channels "
-            f"at dim 1"
-        )
 
 
 @dataclass(frozen=True)
@@ -113,7 +92,7 @@ class NeuralNetwork(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """Forward pass: ``(N, in_features) -> (N, output_size)``."""
-        _check_features(x, self.in_features, type(self).__name__)
+        check_features(x, self.in_features, type(self).__name__)
         x = self.fc1(x)
         x = self.activation1(x)
         x = self.fc2(x)
@@ -150,7 +129,7 @@ class MyNetwork(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """Forward pass: ``(N, input_dim) -> (N, output_dim)``."""
-        _check_features(x, self.input_dim, type(self).__name__)
+        check_features(x, self.input_dim, type(self).__name__)
         x = jax.nn.relu(self.layer1(x))
         return self.layer2(x)
 
@@ -184,7 +163,7 @@ class Net(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """Forward pass: ``(N, input_size) -> (N, output_size)``."""
-        _check_features(x, self.input_size, type(self).__name__)
+        check_features(x, self.input_size, type(self).__name__)
         out = self.layer1(x)
         out = self.relu(out)
         return self.layer2(out)
@@ -229,7 +208,7 @@ class BatchNormMLP(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """Forward pass: ``(N, in_features) -> (N, output_size)``; 2-D input only."""
-        _check_batch_of_features(x, self.in_features, type(self).__name__)
+        check_batch_of_features(x, self.in_features, type(self).__name__)
         x = self.activation1(self.bn1(self.fc1(x)))
         x = self.activation2(self.bn2(self.fc2(x)))
         return self.fc3(x)
