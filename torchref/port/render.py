@@ -455,9 +455,13 @@ class Generator:
                 distinct.append(members)
             else:
                 distinct += list(same.values())
-        shared = len(group) > 1
         for members in distinct:
             info = members[0]
+            # one commented body for every instance (their shapes agree), or none
+            bodies = {
+                tuple(self.body(o.code, o.module, comments=True)) if o.code else () for o in members
+            }
+            shared = len(bodies) > 1 or info.lifted is not None
             base, i = type(m).__name__, 1
             cname = base
             while cname in self.used_names:
@@ -772,23 +776,26 @@ def _init_where(model: nn.Module, path: str) -> str:
 
 
 def fit(code: str, indent: str, trailing: str = "") -> list[str]:
-    """``code`` at ``indent`` within the line length, split as ruff's formatter splits it:
-    the comment moves above when it does not fit, then the outermost brackets are split,
-    their contents on one line if that fits, else one item a line with a trailing comma."""
+    """``code`` at ``indent`` within the line length, split as ruff's formatter splits it: a
+    long expression of ``+``/``-`` (or ``*``/``/``) inside parentheses, one operand a line;
+    else the outermost brackets, their contents on one line if that fits, else one item a
+    line with a trailing comma. The comment goes after the last line, or above if too long."""
     line = f"{indent}{code}"
-    if trailing and len(f"{line}  # {trailing}") <= LINE:
-        return [f"{line}  # {trailing}"]
-    above = [f"{indent}# {trailing}"] if trailing else []
     if len(line) <= LINE:
-        return [*above, line]
-    for prefix in ("return ", *(code[: i + 3] for i in [code.find(" = ")] if i > 0)):
-        if code.startswith(prefix):
+        lines = [line]
+    else:
+        lines = _split(code, indent)
+        for prefix in ("return ", *(code[: i + 3] for i in [code.find(" = ")] if i > 0)):
             operands = _top_level_operands(code[len(prefix) :])
-            if operands is not None:
-                lines = [f"{indent}{prefix}("]
-                lines += [f"{indent}    {op}" for op in operands]
-                return [*above, *lines, f"{indent})"]
-    return above + _split(code, indent)
+            if code.startswith(prefix) and operands is not None:
+                body = [f"{indent}    {op}" for op in operands]
+                lines = [f"{indent}{prefix}(", *body, f"{indent})"]
+                break
+    if not trailing:
+        return lines
+    if len(f"{lines[-1]}  # {trailing}") <= LINE:
+        return [*lines[:-1], f"{lines[-1]}  # {trailing}"]
+    return [f"{indent}# {trailing}", *lines]
 
 
 def _top_level_operands(expr: str) -> list[str] | None:

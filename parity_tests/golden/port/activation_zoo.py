@@ -50,12 +50,11 @@ class ActivationZoo(nnx.Module):
         x = self.acts[3](self.layers[3](x))  # (N, 10)
         x = self.acts[4](self.layers[4](x))  # (N, 10)
         x = self.layers[5](x)  # (N, 10)
-        # (N, 10)
         x = (
             jax.nn.leaky_relu(x)
             + jax.nn.silu(x)
             + jax.nn.gelu(x, approximate=False)
             + jax.nn.relu(x)
             + jax.nn.elu(x, alpha=2.0)
-        )
+        )  # (N, 10)
         return self.softmax(x)

@@ -25,10 +25,10 @@ class BasicBlock(nnx.Module):
         self.bn2 = nn.BatchNorm2d(8, **kw)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        """Forward pass, as torch's ``forward``."""
-        out = jax.nn.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        out = out + x
+        """Forward pass: NHWC (N, 4, 4, 8) -> NHWC (N, 4, 4, 8)."""
+        out = jax.nn.relu(self.bn1(self.conv1(x)))  # (N, 4, 4, 8)
+        out = self.bn2(self.conv2(out))  # (N, 4, 4, 8)
+        out = out + x  # (N, 4, 4, 8)
         return jax.nn.relu(out)
 
 
