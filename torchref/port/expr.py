@@ -85,5 +85,4 @@ class Stmt:
     hint: str = "h"
     loop: tuple[str, Value] | None = None
     note: str | None = None  # a comment line placed above (why a transpose is there)
-    stateful: bool = False  # a call whose order matters (BatchNorm statistics, dropout keys)
     meta: dict[str, Any] = field(default_factory=dict)

@@ -24,8 +24,8 @@ import torch
 from torch import nn
 
 from torchref.port.capture import PortError, Source, Statement, init_statements, statement_at
-from torchref.port.expr import ATOM, Expr, Slot, Stmt
-from torchref.port.graph import Op, Scope, Value, is_container, leaf_type
+from torchref.port.expr import Expr, Slot, Stmt
+from torchref.port.graph import Scope, Value, is_container, leaf_type
 from torchref.port.translate import (
     ScopeCode,
     jax_shape,
@@ -402,15 +402,15 @@ class Generator:
         self.init_args = init_args or {}
         self.order: list[nn.Module] = []
 
-    def collect(self, scope: Scope, top: bool) -> None:
-        code = translate_scope(self.lib, scope, top)
+    def collect(self, scope: Scope) -> None:
+        code = translate_scope(self.lib, scope)
         self.codes.setdefault(id(scope.module), []).append((scope, code))
         for op in code.calls:
             if op.scope is not None:
-                self.collect(op.scope, False)
+                self.collect(op.scope)
 
     def run(self) -> str:
-        self.collect(self.root, True)
+        self.collect(self.root)
         self.classes: list[str] = []
         self.registrations: list[str] = []
         self.used_names = {self.name}
@@ -938,6 +938,3 @@ def _same_number(a: Any, b: Any) -> bool:
         and a == b
         and type(a) is type(b)
     )
-
-
-_ = (ATOM, Op)

@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sympy
-import torch
 from torch import nn
 
 from torchref.port.capture import PortError, Source
 from torchref.port.expr import ADD, ATOM, MUL, POW, UNARY, E, Expr, Slot, Stmt, atom, call
-from torchref.port.graph import Op, Scope, Value, is_container, leaf_type
+from torchref.port.graph import Op, Scope, Value, leaf_type
 from torchref.port.vocab import Lib, fmt, layer_rule
 
 __all__ = ["Perm", "ScopeCode", "channels_last", "identity", "natural", "translate_scope"]
@@ -84,7 +83,6 @@ class ScopeCode:
     extra_attrs: dict[str, str] = field(default_factory=dict)  # synthesized: name -> ctor
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # path -> ctor extras
     calls: list[Op] = field(default_factory=list)  # user submodule calls (for nested classes)
-    notes: list[str] = field(default_factory=list)
 
 
 def _norm_dim(d: int, rank: int) -> int:
@@ -102,10 +100,9 @@ def attr_text(rel: str) -> str:
 class Translator:
     """Statements for one scope (one user module's forward)."""
 
-    def __init__(self, lib: Lib, scope: Scope, top: bool) -> None:
+    def __init__(self, lib: Lib, scope: Scope) -> None:
         self.lib = lib
         self.scope = scope
-        self.top = top
         self.perm: dict[Value, Perm] = {}
         self.alias: dict[Value, Value] = {}
         self.stmts: list[Stmt] = []
@@ -255,8 +252,7 @@ class Translator:
         arg = self.as_perm(x, want)
         out_perm = _out_perm(rule.layout, want, out)
         text = attr_text(self.rel(op.path))
-        stateful = isinstance(op.module, nn.modules.batchnorm._BatchNorm | nn.Dropout)
-        stmt = Stmt(call(text, arg), [out], op.source, _hint(op.path), stateful=stateful)
+        stmt = Stmt(call(text, arg), [out], op.source, _hint(op.path))
         moved = not (arg is self.ref(x) or arg is x)
         if moved and x.rank == 4 and want == identity(4):
             stmt.note = (
@@ -270,7 +266,7 @@ class Translator:
     def call_op(self, op: Op) -> None:
         args = [self.as_perm(v, natural(v)) for v in op.inputs]
         text = attr_text(self.rel(op.path))
-        stmt = Stmt(call(text, *args), list(op.outputs), op.source, _hint(op.path), stateful=True)
+        stmt = Stmt(call(text, *args), list(op.outputs), op.source, _hint(op.path))
         stmt.meta["module"] = (
             text,
             all(a is self.ref(v) for a, v in zip(args, op.inputs, strict=True)),
@@ -292,7 +288,7 @@ class Translator:
         arg = self.as_perm(x, channels_last(4))
         inner = call(fn, attr_text(self.rel(conv.path)), arg, str(k))
         expr = inner if act is None else self.act_expr(act, inner)
-        self.emit(Stmt(expr, [out], op.source, "x", stateful=True), [channels_last(4)])
+        self.emit(Stmt(expr, [out], op.source, "x"), [channels_last(4)])
 
     def act_expr(self, act: Op, inner: Expr) -> Expr:
         if act.kind == "module":
@@ -570,7 +566,7 @@ def _dropout(t: Translator, op: Op) -> None:
     attr = t.synth_attr(name.lower(), f"{ctor}({fmt(p)}{', ' + kw if kw else ''})")
     want = channels_last(x.rank) if feature else t.perm_of(x)
     arg = t.as_perm(x, want)
-    stmt = Stmt(call(attr, arg), list(op.outputs), op.source, "x", stateful=True)
+    stmt = Stmt(call(attr, arg), list(op.outputs), op.source, "x")
     stmt.note = f"F.{name.lower()} in torch; {attr} follows model.train() / model.eval()"
     t.emit(stmt, [want])
 
@@ -1017,14 +1013,7 @@ def _adaptive(t: Translator, op: Op) -> None:
         t.perm[extra] = identity(extra.rank)
 
 
-def translate_scope(lib: Lib, scope: Scope, top: bool) -> ScopeCode:
+def translate_scope(lib: Lib, scope: Scope) -> ScopeCode:
     """Translate one scope's operations; :class:`PortError` names what is outside the
     vocabulary and where."""
-    for op in scope.ops:
-        if op.kind == "call" and op.scope is not None and is_container(op.module):
-            raise PortError(f"unexpected container call {op.path}")
-    return Translator(lib, scope, top).run()
-
-
-def torch_dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).removeprefix("torch.")
+    return Translator(lib, scope).run()
