@@ -59,6 +59,7 @@ USER_CASES: dict[str, tuple[str, tuple[int, ...] | str]] = {
     "deep_narrow": ("DeepNarrow", (BATCH, 8)),
     "pool_zoo": ("PoolZoo", (BATCH, 2, 12, 12)),
     "channel_attention": ("ChannelAttention", (BATCH, 3, 7, 7)),
+    "tensor_ops": ("TensorOps", (BATCH, 2, 8)),
 }
 
 

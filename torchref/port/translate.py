@@ -20,7 +20,7 @@ import sympy
 from torch import nn
 
 from torchref.port.capture import PortError, Source
-from torchref.port.expr import ADD, ATOM, MUL, POW, UNARY, E, Expr, Slot, Stmt, atom, call
+from torchref.port.expr import ADD, MUL, UNARY, E, Expr, Slot, Stmt, atom, call
 from torchref.port.graph import Op, Scope, Value, leaf_type
 from torchref.port.vocab import Lib, fmt, layer_rule
 
@@ -63,7 +63,8 @@ def shape_text(shape: tuple[Any, ...]) -> str:
     items = []
     for d in shape:
         if isinstance(d, sympy.Expr):
-            items.append(str(d.subs({s: BATCH for s in d.free_symbols})))
+            text = str(d.subs({s: BATCH for s in d.free_symbols}))
+            items.append(text.replace("**", "^").replace("*", " * ").replace("^", " ** "))
         else:
             items.append(str(d))
     return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
@@ -460,6 +461,7 @@ def _elementwise(t: Translator, op: Op, build: Callable[[Expr | Value], Expr]) -
 
 _UNARY_JAX = {
     "relu": "jax.nn.relu",
+    "relu6": "jax.nn.relu6",
     "sigmoid": "jax.nn.sigmoid",
     "silu": "jax.nn.silu",
     "tanh": "jnp.tanh",
@@ -538,7 +540,11 @@ def _pow(t: Translator, op: Op) -> None:
         raise PortError(
             f"torch operation pow of two tensors at {op.source} is outside the vocabulary"
         )
-    _elementwise(t, op, lambda x: E(Slot(x, ATOM), f" ** {fmt(exp)}", prec=POW))
+    t.lib.use("jnp")
+    if exp == 2:
+        _elementwise(t, op, lambda x: call("jnp.square", x))
+    else:
+        _elementwise(t, op, lambda x: call("jnp.power", x, fmt(exp)))
 
 
 @_fn("clone", "contiguous", "alias", "lift_fresh_copy")
@@ -612,6 +618,18 @@ def _binop(t: Translator, op: Op) -> None:
         )
     if name == "rsub":
         name, a, b = "sub", b, a
+    # x * 1 and x / 1 compute nothing (torch writes 1 / y as reciprocal(y) * 1)
+    out = op.outputs[0]
+    for x, one in {"mul": [(a, b), (b, a)], "div": [(a, b)]}.get(name, []):
+        if (
+            isinstance(x, Value)
+            and not isinstance(one, Value)
+            and one == 1
+            and tuple(x.shape) == tuple(out.shape)
+            and x.dtype == out.dtype
+        ):
+            t.alias_to(out, x)
+            return
     coerce, perm = _binary_layout(t, op)
     left, right = _operand(t, a, coerce), _operand(t, b, coerce)
     if alpha != 1:
@@ -760,8 +778,14 @@ def _size_expr(t: Translator, size: Any, sources: list[Value]) -> Expr | str:
         if size in parts:
             return parts[size]
         # an expression of the batch size (2 * N): the symbol as text, then substituted
+        if len(symbols) != 1:
+            raise PortError(
+                f"a size at {t.current_source} depends on several symbolic sizes; jaxnets "
+                f"port keeps only the batch size symbolic"
+            )
         (s,) = symbols
-        text = str(size).replace(str(s), "\0")
+        text = str(size).replace("**", "^").replace("*", " * ").replace("^", " ** ")
+        text = text.replace(str(s), "\0")
         pieces = text.split("\0")
         items: list[Any] = []
         for i, piece in enumerate(pieces):
