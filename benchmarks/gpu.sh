@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU figures of the README, in stages; run from the repository root on a CUDA machine
+# The GPU figures of docs/performance.md, in stages; run from the repository root on a CUDA machine
 # with jax[cuda], flax, optax and a CUDA build of torch installed:
 #
 #   benchmarks/gpu.sh tests  OUT        # the parity suite with JAX on the GPU (torch on the CPU)

@@ -1,8 +1,9 @@
-"""Reproduce the README's benchmark table: every model, its default batch sizes, all variants.
+"""Reproduce the benchmark tables of docs/performance.md: every model, its default batch
+sizes, all variants.
 
     .venv/bin/python benchmarks/harness.py [--out benchmarks/results] [jaxnets bench options]
 
-Runs ``jaxnets bench`` (see ``torchref/bench.py`` for what is timed and how) with the JSON
+Runs ``jaxnets bench`` (see ``jaxnets/app/torch_bench.py`` for what is timed and how) with the JSON
 written to ``OUT/cpu.json`` and the markdown table to ``OUT/cpu.md``. Extra arguments go to
 ``jaxnets bench`` unchanged (e.g. ``--model 'lenet' --repeats 3``). It takes a while: every
 model is compiled by XLA and by ``torch.compile``; ``--no-torch-compile`` is much quicker.

@@ -9,7 +9,7 @@ its first layer: the forward ``x @ W`` ``(B, 784) @ (784, 256)`` and the weight 
 ``Trainer`` compiles the MLP: XLA's default options) and timed by
 :func:`jaxnets.app.bench.time_interleaved` (``--repeats`` rounds, medians); the output says which
 library XLA:CPU gave each (YNNPACK or Eigen) and the GFLOP/s. Their sum is a lower bound on
-the step whatever else is done, the number the README's Speed section compares with torch's
+the step whatever else is done, the number docs/investigation.md compares with torch's
 step time.
 
 When torch is installed, the same two products as torch's ``nn.Linear`` computes them

@@ -2,16 +2,16 @@
 
 Three kinds of ``.safetensors`` file, each marked in its metadata (``jaxnets_format``):
 
-================  ==================================  =========================================
-kind              keys and layout                     write / read
-================  ==================================  =========================================
-``torch``         torch names and layout              :func:`save_torch_layout` /
-                  (``fc1.weight`` ``[out, in]``)      :func:`load_torch_layout`
-``flax``          nnx paths, Flax layout              :func:`save_flax` / :func:`load_flax`
-                  (``fc1.kernel`` ``[in, out]``)
-``run``           a :class:`~jaxnets.TrainState` :func:`save_run` / :func:`load_run`
-                  and a JSON ``meta`` dict
-================  ==================================  =========================================
+==========  ==============================================  =================================
+kind        keys and layout                                 write / read
+==========  ==============================================  =================================
+``torch``   torch names and layout                          :func:`save_torch_layout` /
+            (``fc1.weight`` ``[out, in]``)                  :func:`load_torch_layout`
+``flax``    nnx paths, Flax layout                          :func:`save_flax` / :func:`load_flax`
+            (``fc1.kernel`` ``[in, out]``)
+``run``     a :class:`~jaxnets.TrainState` and a JSON       :func:`save_run` / :func:`load_run`
+            ``meta`` dict
+==========  ==============================================  =================================
 
 A torch-layout file is an ordinary safetensors state dict: torch loads it with
 ``model.load_state_dict(safetensors.torch.load_file(path))``, and a file that torch wrote with

@@ -513,9 +513,11 @@ def clip_grad_norm_(
 def clip_grad_norm(
     max_norm: float, norm_type: float = 2.0, error_if_nonfinite: bool = False
 ) -> optax.GradientTransformation:
-    """:func:`clip_grad_norm_` as a stateless optax transformation; chain it first::
+    """:func:`clip_grad_norm_` as a stateless optax transformation; chain it first.
 
-    optax.chain(clip_grad_norm(1.0), adam(1e-3))   # torch: clip_grad_norm_ then opt.step()
+    As torch's ``clip_grad_norm_`` before ``optimizer.step()``::
+
+        optax.chain(clip_grad_norm(1.0), adam(1e-3))
     """
     norm_type = _check_norm_args(max_norm, norm_type)
 

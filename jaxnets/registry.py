@@ -46,10 +46,10 @@ class ModelSpec:
 
     Attributes:
       name: registry name, shared with ``torchref``.
-      factory: the Flax NNX class; called as ``factory(**config_fields, rngs=, dtype=,
-        param_dtype=)``.
+      factory: the Flax NNX class; called with the config's fields as keyword arguments
+        and ``rngs``, ``dtype``, ``param_dtype``.
       config_cls: frozen dataclass of the tutorial's constructor arguments with defaults.
-      tutorial: which tutorial in ``shared/seeds`` documents it (``'000'``..``'004'``).
+      tutorial: which tutorial in ``shared/seeds`` documents it (``'000'`` to ``'004'``).
       description: one line for listings.
       input_shape: per-example input shape IN TORCH LAYOUT, from a config.
       layout: ``'features'`` (``(N, F)`` on both sides) or ``'image'`` (torch NCHW, Flax NHWC).

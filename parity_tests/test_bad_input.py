@@ -1,4 +1,4 @@
-"""The README's bad-input table, one test per row.
+"""The bad-input table of docs/bad_input.md, one test per row.
 
 Each row asserts the error type, that the message names the cause AND the fix, and that every
 file and the model are exactly as they were before the call.

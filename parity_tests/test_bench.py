@@ -278,8 +278,9 @@ def _load_benchmark(name: str) -> Any:
 
 
 def test_conv_pool_script_runs(capsys) -> None:
-    """``benchmarks/conv_pool.py`` (the README's figures for LeNet's fused convolution and
-    pooling) times both forms of the same LeNet, jitted steps and scan, one line each."""
+    """``benchmarks/conv_pool.py`` (docs/investigation.md's figures for LeNet's fused
+    convolution and pooling) times both forms of the same LeNet, jitted steps and scan, one
+    line each."""
     module = _load_benchmark("conv_pool")
     assert module.main(["--batch-size", "2", "--steps", "2", "--repeats", "1"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -289,9 +290,9 @@ def test_conv_pool_script_runs(capsys) -> None:
 
 
 def test_mlp_products_script_runs(capsys) -> None:
-    """``benchmarks/mlp_products.py`` (the README's bound on the MLP's step) runs and reports
-    both products and their sum, with torch's same products beside them (torch is installed
-    here) or without them under ``--no-torch``."""
+    """``benchmarks/mlp_products.py`` (docs/investigation.md's bound on the MLP's step) runs
+    and reports both products and their sum, with torch's same products beside them (torch is
+    installed here) or without them under ``--no-torch``."""
     module = _load_benchmark("mlp_products")
     assert module.main(["--batch-size", "2", "--repeats", "1"]) == 0
     lines = capsys.readouterr().out.splitlines()

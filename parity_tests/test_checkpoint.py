@@ -356,7 +356,7 @@ def _child(args: list[str], tmp_path: Path, pace: float = 0.0) -> subprocess.Pop
     env = {**os.environ, "PYTHONPATH": str(REPO), "JAXNETS_TEST_PACE": str(pace)}
     if backend_name() == "gpu":
         # XLA:GPU may reduce with atomics in a run-dependent order; bit-identical runs on a GPU
-        # need its deterministic mode, as torch needs use_deterministic_algorithms (README)
+        # need its deterministic mode, as torch needs use_deterministic_algorithms (docs/testing.md)
         env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_gpu_deterministic_ops=true".strip()
     return subprocess.Popen(
         [sys.executable, str(script), *args],

@@ -357,13 +357,11 @@ def time_interleaved(
     like. The collector stays off until the last round ends (as in ``timeit``, for all
     rounds at once), so the blocks run back to back.
 
-    Why not collect before every block: a collection is a pause (45 ms in a process with
-    JAX, 90 ms with torch imported too) during which the second core idles, and on the
-    virtual machines this was measured on the next few milliseconds of work ran up to 2x
-    slower, whatever the pause was (a collection, a sleep, one busy thread). Charged to the
-    block after it, that made JAX's step at batch 1024 (``two_layer_net``, 2-CPU AVX-512
-    Xeon, jax 0.10.2) 3.6 ms instead of 2.0-2.2 ms, while torch's moved only from 2.28 to
-    2.23 ms: the pause cost one framework more than the other.
+    Why not collect before every block: a collection is a pause during which the second
+    core idles, and on small virtual machines the work right after such a pause ran slower,
+    whatever the pause was (a collection, a sleep, one busy thread). Charged to the block
+    after it, the pause cost one framework more than the other (the figures:
+    docs/investigation.md).
     """
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")

@@ -5,15 +5,13 @@ memory and frees it when the call returns. glibc's ``malloc`` serves a block tha
 (above ``M_MMAP_THRESHOLD``: 128 KiB at start, raised as blocks are freed, to at most
 32 MiB on 64-bit Linux) with fresh pages from ``mmap`` and gives them back with ``munmap``
 at ``free``, so the next call touches every page again: one page fault, and the kernel
-zeroing the page, per 4 KiB. LeNet's training step at batch 256 needs 38 MB of
-temporaries; a jitted step page-faulted 9,630 times, about 13 of its 38 ms (``getrusage``
-minor faults, jax 0.10.2 on a 2-CPU VM), and a ``lax.scan`` epoch paid the same once
-per call (1,204 faults a step over 8 steps). :func:`retain_freed_memory` makes glibc keep
-freed memory for reuse instead: the jitted step then ran in 25.5 ms and the scan in 25.3 ms
-(27.0 before), with no faults, under synchronous and asynchronous dispatch alike. Smaller
-steps (LeNet at batch 64, the MLPs at batch 64 and 1024) did not fault at all and are
-unchanged. Not covered: a single block over 64 MiB allocated off the main thread (with
-JAX's asynchronous dispatch), which glibc's per-thread arenas cannot hold.
+zeroing the page, per 4 KiB: a third of LeNet's training step at batch 256, whose
+temporaries are 38 MB, went to page faults. :func:`retain_freed_memory` makes glibc keep
+freed memory for reuse instead: no faults, under synchronous and asynchronous dispatch
+alike; steps too small to fault are unchanged (the figures, and the command that measures
+them again: docs/investigation.md). Not covered: a single block over 64 MiB allocated off
+the main thread (with JAX's asynchronous dispatch), which glibc's per-thread arenas cannot
+hold.
 
 ``jaxnets bench``, ``jaxnets train`` and ``examples/mnist.py`` call it on the CPU; in your own
 program, call it once at the start. No torch here.

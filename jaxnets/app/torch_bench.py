@@ -747,7 +747,7 @@ def _measured(target: dict[str, Any]) -> str:
 
 def markdown(doc: dict[str, Any]) -> str:
     """The results as a markdown table (one row per model, batch size and kind), followed by
-    the targets and the machine, for the README."""
+    the targets and the machine, for benchmarks/results."""
     by_key: dict[tuple[str, int, str], dict[str, dict[str, Any]]] = {}
     for r in doc["results"]:
         by_key.setdefault((r["model"], r["batch_size"], r["kind"]), {})[r["variant"]] = r

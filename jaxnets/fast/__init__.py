@@ -13,7 +13,7 @@ The switch::
     with jaxnets.fast.disabled():   # trace or call the model inside: plain XLA forms
         y = model(x)
 
-What each form gained, and the commands that measure it again: docs/performance.
+What each form gained, and the commands that measure it again: docs/investigation.md.
 """
 
 from jaxnets.fast._switch import ProductInfo, disabled, enabled, product_info

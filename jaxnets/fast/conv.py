@@ -40,9 +40,9 @@ def _windows(
 # The windows are joined one kernel row at a time, then the rows: XLA:CPU fuses a
 # concatenate of at most 8 operands with the slices that feed it into one loop
 # (kMaxConcatenateArguments in its cpu_instruction_fusion.cc), where a 3x3 kernel's 9
-# windows in one concatenate were 9 slice kernels and a copy. LeNet's batch-1 inference
-# (in-process A/B, jax 0.10.2): 31-32 -> 27-28 us; its jitted step at batch 64 3.2 ->
-# 2.9 ms. Same values in the same order, so the output is bit for bit the same.
+# windows in one concatenate were 9 slice kernels and a copy (the gain:
+# docs/investigation.md). Same values in the same order, so the output is bit for bit the
+# same.
 
 
 def _taps_major_patches(windows: list[list[jax.Array]]) -> jax.Array:
@@ -136,10 +136,8 @@ def conv2d_im2col(
         # transpose that XLA fuses into the consumer (the activation and pooling). XLA:CPU
         # joins the windows as whole blocks here, where the channels-last patches (a minor
         # axis of kH*kW) are interleaved value by value, and its weight-gradient product on
-        # this layout was faster too (jax.profiler: 0.74 vs 0.90 ms at batch 64). LeNet's
-        # step (in-process A/B, jax 0.10.2) ran 7.0 -> 6.2 ms at batch 64, 26.6 -> 24.1 ms at
-        # batch 256, batch-1 inference 122 -> 108 us. With more channels (conv2) the same
-        # layout gained nothing (6.94 vs 6.96 ms).
+        # this layout was faster too. With more channels (conv2) the same layout gained
+        # nothing (the figures: docs/investigation.md).
         patches = _taps_major_patches(windows)
         out = lax.dot_general(
             rhs.reshape(kh * kw, o),
@@ -226,13 +224,12 @@ def _pool_windows(x: jax.Array, k: int, wa: int, wb: int, ho: int, wo: int) -> j
     Window ``(p, q)`` holds ``x[:, k*p : k*p + wa, k*q : k*q + wb, :]``: the channels-last
     im2col patches of a ``wa x wb`` kernel at stride ``k`` (:func:`_channels_last_patches`).
     It has a gradient of its own: JAX's is a sum of ``wa*wb`` slices padded with ``k - 1`` zeros
-    between values, one loop in XLA:CPU that took 0.84 ms of LeNet's 5.9 ms step at batch
-    256 (``benchmarks/step_profile.py --scan``). This one splits the input's rows and
-    columns by their remainder mod ``k``: each remainder class is a sum of
-    ``ceil(wa/k) * ceil(wb/k)`` blocks of the window gradient, shifted (padded at the
-    edges only), and the classes are then interleaved: 0.25 ms there, and LeNet's step
-    1.09-1.13x as fast at batch 64 and 256 (in-process A/B). The same sums, so the same
-    gradient up to the order of the additions.
+    between values, one slow loop in XLA:CPU (``benchmarks/step_profile.py --scan`` shows
+    it). This one splits the input's rows and columns by their remainder mod ``k``: each
+    remainder class is a sum of ``ceil(wa/k) * ceil(wb/k)`` blocks of the window gradient,
+    shifted (padded at the edges only), and the classes are then interleaved, which XLA:CPU
+    runs several times faster (docs/investigation.md). The same sums, so the same gradient
+    up to the order of the additions.
     """
     n, c = x.shape[0], x.shape[-1]
     windows = _windows(x, wa, wb, (k, k), ho, wo)
@@ -310,9 +307,9 @@ def conv2d_max_pool2d(conv: nnx.Module, x: jax.Array, kernel_size: int = 2) -> j
     an elementwise maximum over ``k*k`` contiguous blocks. For LeNet's conv1 (3x3, pooled
     2x2) that is 16 taps instead of 9, but patches of a quarter as many positions (a 16-row
     matrix instead of a 9-row one four times as long), no reshuffling of the output for the
-    pooling and a gradient that is an elementwise select, no scatter: with the patches' own
-    gradient (``_pool_windows``) XLA:CPU ran LeNet's training step 1.54x as fast at batch 64
-    and 1.65x at batch 256 (``benchmarks/conv_pool.py``).
+    pooling and a gradient that is an elementwise select, no scatter. With the patches' own
+    gradient (``_pool_windows``) XLA:CPU runs LeNet's training step markedly faster
+    (``benchmarks/conv_pool.py`` measures both forms; the figures: docs/investigation.md).
     The bias is added after the maximum (the same value: adding a constant does not change
     which element is largest, and rounding is monotone).
 

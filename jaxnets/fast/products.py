@@ -20,7 +20,7 @@ __all__ = ["ELEMENTWISE_DOT_MAX", "dot_elementwise", "linear_dot_general"]
 # sum, which XLA fuses with its neighbours. Larger ones lose: XLA:CPU hands bigger sums to
 # YNNPACK, which is slow for them, and from a few thousand multiply-adds a blocked matrix
 # product wins anyway. The threshold stays below every case measured to lose
-# (docs/performance, "Small products").
+# (docs/investigation.md, "Small products elementwise").
 ELEMENTWISE_DOT_MAX = 1024
 """The most multiply-adds (``batch * in * out``) a ``Linear(impl='auto')`` computes
 elementwise on CPU."""

@@ -60,15 +60,12 @@ def is_layout_free(tx: optax.GradientTransformation) -> bool:
     return getattr(tx, "update", None) in _LAYOUT_FREE_UPDATES
 
 
-# XLA:CPU (jax 0.10) gives matrix products and reductions to YNNPACK by default. For the
-# im2col products of small convolutions ((N*H*W, k*k*C) @ (k*k*C, O) with O = 6 or 16) and
-# for reductions over their few channels it is many times slower than XLA's own loops and
-# Eigen: in LeNet's step at batch 64 (jax.profiler, XLA:CPU) conv1's forward product took
-# 1.5 ms with YNNPACK and 30 us without; the max-pool and bias-gradient reductions 0.5-1.7 ms
-# each. The whole step went from 10.3 to 7.4 ms, batch-1 inference from 181 to 121 us.
-# For the MLPs turning it off gained nothing (784-256-128-10 at batch 64: 1378 -> 1749 us in
-# one A/B, 2026 -> 1929 in another; batch 1024: 16428 -> 16910), so it is chosen per model,
-# where it was measured to help. An empty list turns every YNNPACK fusion type off.
+# XLA:CPU gives matrix products and reductions to YNNPACK by default. For the im2col
+# products of small convolutions ((N*H*W, k*k*C) @ (k*k*C, O) with O = 6 or 16) and for
+# reductions over their few channels it is many times slower than XLA's own loops and
+# Eigen; for the MLPs turning it off gained nothing. So it is chosen per model, where it
+# helped (the measurements: docs/investigation.md). An empty list turns every YNNPACK
+# fusion type off.
 _YNN_OFF: dict[str, Any] = {"xla_cpu_experimental_ynn_fusion_type": ""}
 
 
@@ -117,13 +114,10 @@ def default_gather_ahead(model: nnx.Module) -> bool:
     first. For an im2col convolution that is the loop that builds its patches, which reads
     each input value ``kH*kW`` times, so the gather's index arithmetic ran ``kH*kW`` times
     per value. Gathered one step ahead, the batch reaches the step through the loop's carry,
-    a plain array. LeNet's scan-fused epoch (in-process A/B, jax 0.10.2, 2-CPU Xeon), ms a
-    step: at batch 64 3.03 gathering in the step, 2.57 ahead; at batch 256 11.1 and 9.4 (and
-    2.69 and 9.9 with all the epoch's batches gathered before the loop, which also holds a
-    second copy of them). For a model whose first layer is a matrix product (the MLPs) the
-    product cannot fuse the gather, so it is done once either way, and carrying the batch
-    costs a copy: the 784-256-128-10 MLP at batch 1024 took 4.57 ms a step gathering in the
-    step, 4.77 ahead (at batch 64 the two were equal).
+    a plain array, which made LeNet's scan-fused epoch faster. For a model whose first layer
+    is a matrix product (the MLPs) the product cannot fuse the gather, so it is done once
+    either way, and carrying the batch only costs a copy. The measurements:
+    docs/investigation.md.
     """
     return jax.default_backend() == "cpu" and _has_im2col_convs(model)
 
@@ -184,8 +178,8 @@ def state_is_param_copies(optimizer: optax.GradientTransformation, params: list[
 
 
 # The fewest values a model's largest nnx.Linear kernel has for run_epoch to carry the
-# kernels transposed by default: measured faster from the 784x128 first layers up, slower
-# below (see default_epoch_kernel_layout).
+# kernels transposed by default: faster from the 784x128 first layers up, slower below
+# (see default_epoch_kernel_layout).
 _OUT_IN_MIN_KERNEL = 784 * 128
 
 
@@ -199,17 +193,14 @@ def default_epoch_kernel_layout(
     (as the model holds them) otherwise.
 
     Each step then computes ``x @ W.T`` and ``g.T @ x``, which XLA folds into the products'
-    operand order, and the optimizer updates the transposed arrays. Measured on XLA:CPU
-    (jax 0.10.2, 2-CPU Xeon, in-process A/B, ``benchmarks/epoch_layout.py``), scan-fused
-    step with ``'out_in'`` against ``'in_out'``: the MLPs with a 784x128 or 784x256 first
-    layer 1.10 to 1.15x as fast at batch 64 and 1.00 to 1.08x at batch 1024 (784-256-128-10
-    at batch 64: 358 against 410 us); LeNet (576x120) 0.97 to 0.99x and the small
-    regressors and XOR (at most 50x50) 0.69 to 1.07x, so they keep ``'in_out'``. Most of the
-    gain is the first layer's forward product right after the optimizer has rewritten its
-    weights: 154 us an iteration with ``(out, in)`` weights and 180 with ``(in, out)`` in a
-    loop of that product and the update alone. The results equal :meth:`Trainer.step`'s
-    within float32 rounding, not bit for bit (the sums may run in another order). Other
-    backends keep ``'in_out'``: nothing was measured there.
+    operand order, and the optimizer updates the transposed arrays. On XLA:CPU that made the
+    scan-fused step of the MLPs with a 784x128 or larger first layer faster, most of all the
+    first layer's forward product right after the optimizer has rewritten its weights;
+    LeNet, the small regressors and XOR were not faster, so they keep ``'in_out'``
+    (``benchmarks/epoch_layout.py`` measures it; the figures: docs/investigation.md). The
+    results equal :meth:`Trainer.step`'s within float32 rounding, not bit for bit (the sums
+    may run in another order). Other backends keep ``'in_out'``: nothing was measured
+    there.
     """
     if jax.default_backend() != "cpu" or not is_layout_free(optimizer):
         return "in_out"

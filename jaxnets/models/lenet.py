@@ -44,8 +44,8 @@ class LeNet(nnx.Module):
         """Forward pass: NHWC ``(N, 32, 32, 1) -> (N, 10)`` logits."""
         check_nhwc(x, (32, 32), 1, type(self).__name__)
         # torch: max_pool2d(relu(conv(x)), 2). relu and max commute, and the convolution
-        # and its pooling are one product on CPU (conv2d_max_pool2d; 1.5x the training
-        # speed at batch 256); elsewhere this is max_pool2d(conv(x), 2).
+        # and its pooling are one product on CPU (conv2d_max_pool2d, faster to train);
+        # elsewhere this is max_pool2d(conv(x), 2).
         x = jax.nn.relu(conv2d_max_pool2d(self.conv1, x, 2))  # (N, 15, 15, 6)
         x = jax.nn.relu(conv2d_max_pool2d(self.conv2, x, 2))  # (N, 6, 6, 16)
         # NHWC -> NCHW before flattening, so the features come in torch's (C, H, W) order

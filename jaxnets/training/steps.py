@@ -16,8 +16,8 @@ torch                                          jaxnets
 ``optimizer.step()`` on accumulated grads      ``trainer.apply_gradients(state, grads)``
 ``optimizer.state[p]['exp_avg']`` ...          ``optimizer_state_to_torch(model, opt_state,
                                                params)['fc1.weight']['exp_avg']``
-``optimizer.load_state_dict(...)`` of torch's   ``optimizer_state_from_torch(model,
-state                                          tx.init(params), params, torch_state)``
+``optimizer.load_state_dict(torch_state)``     ``optimizer_state_from_torch(model,
+                                               tx.init(params), params, torch_state)``
 "did my step recompile?"                       ``with count_compiles() as c: ...``
 =============================================  ==============================================
 
