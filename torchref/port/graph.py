@@ -229,13 +229,20 @@ class _Lowering:
         # uses: node -> consumers
         self.users: dict[str, list[fx.Node]] = {n.name: list(n.users) for n in ep.graph.nodes}
         self._data: dict[str, bool] = {}
-        out_node = next(n for n in ep.graph.nodes if n.op == "output")
-        self.graph_outputs = [a for a in fx.node.map_arg(out_node.args[0], lambda n: n)]
-        self.output_names = {
+        # the forward's own results (not the buffers or inputs it updates in place)
+        self.output_names = [
             spec.arg.name
             for spec in sig.output_specs
             if spec.kind.name == "USER_OUTPUT" and hasattr(spec.arg, "name")
-        }
+        ]
+        nodes = {n.name: n for n in ep.graph.nodes}
+        self.graph_outputs = [nodes[name] for name in self.output_names]
+        mutated = [s.kind.name for s in sig.output_specs if s.kind.name == "USER_INPUT_MUTATION"]
+        if mutated:
+            raise PortError(
+                "forward changes its input in place (an in-place operation on x); jaxnets port "
+                "needs a forward that leaves its input as it is"
+            )
 
     def is_data(self, node: fx.Node) -> bool:
         """Whether ``node`` depends on the model's input (not only on parameters and buffers:
