@@ -95,7 +95,7 @@ def test_conv_with_a_padding_mode_is_never_fused_with_its_pool(np_rng) -> None:
         ({"padding": "same", "stride": 2}, r"'same' is not supported for strided"),
         ({"padding": "full"}, r"padding must be an int, a tuple, 'same' or 'valid'"),
         ({"groups": 0}, r"groups must be a positive int"),
-        ({"groups": 3}, r"groups=3 must divide in_channels=4"),
+        ({"groups": 3}, r"groups=3 must be a positive divisor of in_channels=4"),
         ({"padding_mode": "mirror"}, r"padding_mode must be one of"),
     ],
 )

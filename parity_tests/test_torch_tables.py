@@ -48,6 +48,25 @@ def test_the_tables_cover_the_vocabulary() -> None:
     assert 0 < sum(not c.slow for c in CASES if c.area == "F.max_pool2d") < 100
 
 
+def test_the_default_max_pool2d_samples_cover_every_option() -> None:
+    """The default run's share of the max_pool2d tail holds each option both ways."""
+    seen: dict[str, set[bool]] = {}
+    for c in CASES:
+        if c.area != "F.max_pool2d" or c.slow:
+            continue
+        kw = c.run.args[1].kwargs  # the op_db SampleInput
+        for name, on in (
+            ("dilation", kw["dilation"] not in (1, (1, 1))),
+            ("padding", kw["padding"] not in (0, (0, 0))),
+            ("ceil_mode", kw["ceil_mode"]),
+            ("return_indices", kw["return_indices"]),
+            ("stride", kw["stride"] is not None),
+            ("unbatched", c.run.args[1].input.ndim == 3),
+        ):
+            seen.setdefault(name, set()).add(bool(on))
+    assert all(v == {True, False} for v in seen.values()), seen
+
+
 def test_the_table_counts_each_status() -> None:
     ok = torch_tables.Result("passed", worst=2e-16, used=0.5)
     refused = torch_tables.Result("unsupported", reason="max_norm renormalises the weight")

@@ -79,7 +79,8 @@ def _conv_geometry(
     if in_channels % groups or (out_channels is not None and out_channels % groups):
         out = f" and out_channels={out_channels}" if out_channels is not None else ""
         raise ValueError(
-            f"{fn}: groups={groups} must divide in_channels={in_channels}{out} (as in torch)"
+            f"{fn}: groups={groups} must be a positive divisor of in_channels={in_channels}"
+            f"{out} (as in torch)"
         )
     return kernel, strides, dilations, pads
 

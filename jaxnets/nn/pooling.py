@@ -15,8 +15,8 @@ windows that tile the input) is a crop, a reshape and a max, which is exact and 
 ``lax.reduce_window`` on the input padded to exactly the windows torch takes. Where a window
 holds its maximum more than once, the reshape form splits the gradient among the tied
 values, ``reduce_window``'s gradient (like torch's) gives it to the first. The indices
-(``return_indices=True``) come from the windows gathered and an argmax, whose gradient goes
-to the first maximum too.
+(``return_indices=True``) and dilated windows (whose ``reduce_window`` has no gradient in JAX)
+come from the windows gathered and an argmax, whose gradient goes to the first maximum too.
 """
 
 from __future__ import annotations
@@ -185,13 +185,17 @@ def max_pool2d(
     k, s, p, d = _geometry(kernel_size, stride, padding, dilation, fn)
     out = _output_shape(x, k, s, p, d, ceil_mode, fn)
     h, w = x.shape[1:3]
-    if return_indices:
+    if return_indices or d != (1, 1):
+        # the windows gathered and an argmax: the indices, and a gradient for dilated windows
+        # (JAX has no VJP of a dilated reduce_window max)
         rows = _window_indices(h, out[0], [i * s[0] - p[0] for i in range(out[0])],
                                [k[0]] * out[0], d[0])  # fmt: skip
         cols = _window_indices(w, out[1], [j * s[1] - p[1] for j in range(out[1])],
                                [k[1]] * out[1], d[1])  # fmt: skip
         y, idx = _gathered_max(x, rows, cols)
-        return (y[0], idx[0]) if unbatched else (y, idx)
+        if unbatched:
+            y, idx = y[0], idx[0]
+        return (y, idx) if return_indices else y
     if k == s and p == (0, 0) and d == (1, 1) and out == (h // k[0], w // k[1]):
         # the windows tile the input (after cropping the rows and columns floor mode drops):
         # crop, reshape and max, exact and fast (no reduce_window)
