@@ -197,8 +197,9 @@ def capture(
 ) -> torch.export.ExportedProgram:
     """``torch.export`` the forward pass of ``model`` on ``example`` in training mode (or eval
     mode), the batch size left symbolic where the model allows it (so that
-    ``x.view(x.size(0), -1)`` stays general). The model is left in training mode."""
+    ``x.view(x.size(0), -1)`` stays general). The model is left in the mode it had."""
     dims = {0: torch.export.Dim.AUTO} if example.ndim else None
+    was_training = model.training
     try:
         model.train(train)
         with warnings.catch_warnings():  # torch's notes on its own internals, not the user's
@@ -211,7 +212,7 @@ def capture(
             f"{' at ' + where if where else ''}: {type(exc).__name__}: {_first(exc)}"
         ) from exc
     finally:
-        model.train()
+        model.train(was_training)
 
 
 def _user_line_of(exc: BaseException) -> str | None:
