@@ -13,12 +13,18 @@ nnx.Linear        weight [out, in]             kernel [in, out]         (transpo
                   bias [out]                   bias [out]
 nnx.Conv (2-D)    weight [O, I, kH, kW]        kernel [kH, kW, I, O]    (2, 3, 1, 0)
                   bias [O]                     bias [O]
+nnx.Conv (1-D)    weight [O, I, k]             kernel [k, I, O]         (2, 1, 0)
 nnx.BatchNorm     weight [C] / bias [C]        scale [C] / bias [C]
                   running_mean / running_var   mean / var (BatchStat)
                   num_batches_tracked []       num_batches_tracked (jaxnets BatchNorm1d)
-nnx.LayerNorm     weight [C] / bias [C]        scale [C] / bias [C]
+nnx.LayerNorm     weight [*S] / bias [*S]      scale [*S] / bias [*S]   (S: normalized_shape)
 nnx.Embed         weight [V, D]                embedding [V, D]
 ================  ===========================  ======================================
+
+A layer without some of these (``affine=False`` or ``bias=False`` norms, a BatchNorm with
+``track_running_stats=False``, ``elementwise_affine=False``, ``bias=False`` convolutions)
+has neither the torch keys nor the Flax attributes, as torch's state dict has not; the
+jaxnets layers (:mod:`jaxnets.nn`) are subclasses of these nnx types and use their rules.
 
 Loading fails loudly BEFORE anything is written: every missing key, unexpected key, shape
 mismatch and dtype mismatch is listed in one :class:`StateDictError`. Round trips are
@@ -68,12 +74,14 @@ def _t2(x: Array) -> Array:  # Linear: [out, in] <-> [in, out]
     return np.transpose(x)
 
 
-def _conv_to_flax(w: Array) -> Array:  # [O, I, kH, kW] -> [kH, kW, I, O]
-    return np.transpose(w, (2, 3, 1, 0))
+def _conv_to_flax(w: Array) -> Array:
+    """[O, I, kH, kW] -> [kH, kW, I, O] (2-D); [O, I, k] -> [k, I, O] (1-D)."""
+    return np.transpose(w, (*range(2, w.ndim), 1, 0))
 
 
-def _conv_to_torch(k: Array) -> Array:  # [kH, kW, I, O] -> [O, I, kH, kW]
-    return np.transpose(k, (3, 2, 0, 1))
+def _conv_to_torch(k: Array) -> Array:
+    """[kH, kW, I, O] -> [O, I, kH, kW] (2-D); [k, I, O] -> [O, I, k] (1-D)."""
+    return np.transpose(k, (k.ndim - 1, k.ndim - 2, *range(k.ndim - 2)))
 
 
 @dataclass(frozen=True)

@@ -116,18 +116,22 @@ def test_conv2d_input_of_other_channels(impl, shape, fix):
 
 
 @pytest.mark.parametrize(
-    ("shape", "k", "cause", "fix"),
+    ("shape", "kwargs", "cause", "fix"),
     [
-        ((2, 4, 4, 1), 0, "kernel_size must be a positive int", "pooling window"),
-        ((2, 4, 4, 1), 2.0, "kernel_size must be a positive int", "pooling window"),
-        ((2, 3, 3, 1), 4, r"4x4 window does not fit the input's 3x3", "smaller kernel_size"),
-        ((3, 3, 1), 2, r"expects NHWC input \(N, H, W, C\), got shape \(3, 3, 1\)", "NHWC"),
+        ((2, 4, 4, 1), {"kernel_size": 0}, "kernel_size must be positive", "1 or more"),
+        ((2, 4, 4, 1), {"kernel_size": 2.0}, "kernel_size must be an int or a tuple", "2 ints"),
+        ((2, 4, 4, 1), {"kernel_size": 2, "stride": -1}, "stride must be positive", "1 or more"),
+        ((2, 4, 4, 1), {"kernel_size": 3, "padding": 2}, "at most half the kernel", r"\(3, 3\)"),
+        ((2, 3, 3, 1), {"kernel_size": 4}, r"4x4 window .*does not fit the input's 3x3",
+         "smaller kernel_size"),
+        ((3, 3), {"kernel_size": 2}, r"non-empty \(N, H, W, C\) or unbatched \(H, W, C\)",
+         r"got shape \(3, 3\)"),
     ],
-    ids=["zero", "float", "too-small", "3d"],
-)
-def test_max_pool2d_bad_window_or_input(shape, k, cause, fix):
+    ids=["zero", "float", "stride", "padding", "too-small", "2d"],
+)  # fmt: skip
+def test_max_pool2d_bad_window_or_input(shape, kwargs, cause, fix):
     # k=0 divided by zero; a window larger than the input gave an empty array (torch raises)
-    _raises(ValueError, cause, fix, jaxnets.nn.max_pool2d, jnp.ones(shape), k)
+    _raises(ValueError, cause, fix, jaxnets.nn.max_pool2d, jnp.ones(shape), **kwargs)
 
 
 # ---- weights -------------------------------------------------------------------------------

@@ -455,3 +455,18 @@ def test_compare_takes_several_model_globs(capsys):
     argv = ["compare", "--model", "xor_net", "--model", "simple_nn", "--no-timing"]
     status, out, _ = run_cli(capsys, [*argv, "--format", "json"])
     assert status == 0 and [r["model"] for r in json.loads(out)] == ["simple_nn", "xor_net"]
+
+
+def test_port_never_writes_over_the_model_or_an_unnamed_file(tmp_path, capsys):
+    """``jaxnets port model.py:Net -o model.py`` would replace the model's own source: refused
+    before any work, as an existing ``-o`` file is without ``--overwrite``."""
+    src = tmp_path / "model.py"
+    src.write_text("import torch\n")
+    twin = tmp_path / "twin.py"
+    twin.write_text("# mine\n")
+    argv = ["port", f"{src}:Net", "--input-shape", "2,3", "-o"]
+    status, _, err = run_cli(capsys, [*argv, str(src), "--overwrite"])
+    assert status == 2 and "is the input file too" in err and "Traceback" not in err
+    status, _, err = run_cli(capsys, [*argv, str(twin)])
+    assert status == 2 and f"{twin} exists" in err and "--overwrite" in err
+    assert src.read_text() == "import torch\n" and twin.read_text() == "# mine\n"

@@ -272,3 +272,96 @@ def test_abstract_twin_with_dropout_runs_after_loading(seed) -> None:
     assert jnp.array_equal(
         jax.random.key_data(twin.drop.rngs.key.get_value()), jax.random.key_data(key)
     )
+
+
+class _TorchLayers(torch.nn.Module):
+    """Every jaxnets.nn layer with parameters or buffers, in its variants."""
+
+    def __init__(self, dtype: torch.dtype) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.conv1d = nn.Conv1d(3, 4, 3, padding_mode="circular", padding=1)
+        self.conv1d_nobias = nn.Conv1d(4, 2, (2,), bias=False)
+        self.conv2d = nn.Conv2d(2, 4, (3, 2), groups=2, padding_mode="reflect", padding=1)
+        self.ln = nn.LayerNorm(5)
+        self.ln_2d = nn.LayerNorm([2, 5], eps=1e-3)
+        self.ln_nobias = nn.LayerNorm(5, bias=False)
+        self.ln_plain = nn.LayerNorm(5, elementwise_affine=False)
+        self.emb = nn.Embedding(7, 3, padding_idx=2)
+        self.bn = nn.BatchNorm1d(4)
+        self.bn_noaffine = nn.BatchNorm2d(4, affine=False)
+        self.bn_nobias = nn.BatchNorm1d(4, bias=False)
+        self.bn_nostats = nn.BatchNorm2d(4, track_running_stats=False)
+        self.bn_bare = nn.BatchNorm1d(4, affine=False, track_running_stats=False, momentum=None)
+        self.to(dtype)
+
+
+class _FlaxLayers(nnx.Module):
+    def __init__(self, rngs: nnx.Rngs, param_dtype: object) -> None:
+        nn, kw = jaxnets.nn, {"rngs": rngs, "param_dtype": param_dtype}
+        self.conv1d = nn.Conv1d(3, 4, 3, padding_mode="circular", padding=1, **kw)
+        self.conv1d_nobias = nn.Conv1d(4, 2, (2,), bias=False, **kw)
+        self.conv2d = nn.Conv2d(2, 4, (3, 2), groups=2, padding_mode="reflect", padding=1, **kw)
+        self.ln = nn.LayerNorm(5, **kw)
+        self.ln_2d = nn.LayerNorm([2, 5], eps=1e-3, **kw)
+        self.ln_nobias = nn.LayerNorm(5, bias=False, **kw)
+        self.ln_plain = nn.LayerNorm(5, elementwise_affine=False, **kw)
+        self.emb = nn.Embedding(7, 3, padding_idx=2, **kw)
+        self.bn = nn.BatchNorm1d(4, **kw)
+        self.bn_noaffine = nn.BatchNorm2d(4, affine=False, **kw)
+        self.bn_nobias = nn.BatchNorm1d(4, bias=False, **kw)
+        self.bn_nostats = nn.BatchNorm2d(4, track_running_stats=False, **kw)
+        self.bn_bare = nn.BatchNorm1d(
+            4, affine=False, track_running_stats=False, momentum=None, **kw
+        )
+
+
+@pytest.mark.parametrize(("jdtype", "tdtype"), DTYPES, ids=DTYPE_IDS)
+def test_vocabulary_layers_round_trip_bit_exact_both_ways(jdtype, tdtype, seed) -> None:
+    torch.manual_seed(seed)
+    t = _TorchLayers(tdtype)
+    with torch.no_grad():  # every tensor non-trivial, counters included
+        for _, tensor in [*t.named_parameters(), *t.named_buffers()]:
+            if tensor.is_floating_point():
+                tensor.copy_(torch.rand_like(tensor) + 0.5)
+            else:
+                tensor.fill_(11)
+    before = bridge.to_numpy_state_dict(t)
+    f = _FlaxLayers(nnx.Rngs(seed), jdtype)
+    assert list(convert.state_dict(f)) == list(before)  # same keys, same order
+    bridge.torch_to_flax(t, f)
+    back = _TorchLayers(tdtype)
+    bridge.flax_to_torch(f, back)
+    after = bridge.to_numpy_state_dict(back)
+    for k in before:
+        assert after[k].dtype == before[k].dtype, k
+        np.testing.assert_array_equal(after[k], before[k], err_msg=k)
+    # and from the twin's own draws: flax -> torch -> flax
+    g = _FlaxLayers(nnx.Rngs(seed + 1), jdtype)
+    first = nnx.to_flat_state(nnx.state(g))
+    bridge.flax_to_torch(g, t)
+    h = _FlaxLayers(nnx.Rngs(seed + 2), jdtype)
+    bridge.torch_to_flax(t, h)
+    again = nnx.to_flat_state(nnx.state(h, nnx.Any(nnx.Param, nnx.BatchStat)))
+    first = [(p, v) for p, v in first if isinstance(v, nnx.Param | nnx.BatchStat)]
+    assert [p for p, _ in first] == [p for p, _ in again]
+    for (path, a), (_, b) in zip(first, again, strict=True):
+        np.testing.assert_array_equal(np.asarray(b[...]), np.asarray(a[...]), err_msg=str(path))
+
+
+def test_vocabulary_layouts_are_the_documented_ones() -> None:
+    f = _FlaxLayers(nnx.Rngs(0), jnp.float32)
+    sd = convert.state_dict(f)
+    assert sd["conv1d.weight"].shape == (4, 3, 3)  # [O, I, k] <- [k, I, O]
+    np.testing.assert_array_equal(
+        sd["conv1d.weight"], np.asarray(f.conv1d.kernel[...]).transpose(2, 1, 0)
+    )
+    assert sd["conv2d.weight"].shape == (4, 1, 3, 2)  # groups=2: [O, I/groups, kH, kW]
+    assert sd["ln_2d.weight"].shape == (2, 5) and "ln_plain.weight" not in sd
+    assert "ln_nobias.bias" not in sd and "bn_noaffine.weight" not in sd
+    assert "bn_nostats.running_mean" not in sd and "bn_nostats.weight" in sd
+    assert "bn_nobias.bias" not in sd and "bn_nobias.weight" in sd
+    assert not any(k.startswith("bn_bare.") for k in sd)
+    np.testing.assert_array_equal(sd["emb.weight"][2], np.zeros(3))  # padding row, as torch's
+    key_map = convert.torch_to_flax_key_map(f)
+    assert key_map["emb.weight"] == "emb.embedding" and key_map["ln_2d.weight"] == "ln_2d.scale"

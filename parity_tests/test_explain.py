@@ -26,6 +26,7 @@ from flax import nnx
 
 import jaxnets
 import torchref
+from jaxnets import nn as jnn
 from jaxnets.debug import intercept
 from jaxnets.models.lenet import LeNet
 from jaxnets.nn import BatchNorm1d, Linear, max_pool2d
@@ -54,6 +55,14 @@ PLANTED = {
     "tf32",
     "gelu_approximation",
     "layernorm_eps",
+    "conv_padding_mode",
+    "pool_padding",
+    "pool_pad_value",
+    "pool_ceil_mode",
+    "pool_stride",
+    "pool_count_include_pad",
+    "adaptive_windows",
+    "dropout_mode",
 }
 
 
@@ -421,6 +430,99 @@ def test_dropout_in_training_mode_is_named_as_the_cause(seed: int) -> None:
     assert report.causes[0].key == "dropout_random", str(report)
     assert "mode='eval'" in report.causes[0].fix
     assert explain(t, f, x, y, loss="cross_entropy", mode="eval", jit=JIT).ok
+
+
+# --- the pools, padding modes and dropout of jaxnets.nn: one planted fault each ----------------
+
+
+class _TorchPools(tnn.Module):
+    """14x14 images through a reflect-padded conv, a ceil-mode max pool, an average pool that
+    does not count its padding, an adaptive pool over a size that does not divide, dropout."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = tnn.Conv2d(1, 3, 3, padding=1, padding_mode="reflect")
+        self.pool = tnn.MaxPool2d(3, stride=2, padding=1, ceil_mode=True)  # 14 -> 8
+        self.avg = tnn.AvgPool2d(3, stride=2, padding=1, ceil_mode=True, count_include_pad=False)
+        self.adapt = tnn.AdaptiveAvgPool2d((3, 3))  # 5 -> 3: windows [0, 2), [1, 4), [3, 5)
+        self.drop = tnn.Dropout(0.5)
+        self.fc = tnn.Linear(27, 4)
+
+    def forward(self, x):
+        x = self.adapt(self.avg(self.pool(self.conv(x))))
+        return self.fc(self.drop(x.flatten(1)))
+
+
+class _FlaxPools(nnx.Module):
+    def __init__(self, *, rngs: nnx.Rngs) -> None:
+        kw = dict(rngs=rngs, param_dtype=jnp.float64)
+        self.conv = jnn.Conv2d(1, 3, 3, padding=1, padding_mode="reflect", **kw)
+        self.pool = jnn.MaxPool2d(3, stride=2, padding=1, ceil_mode=True)
+        self.avg = jnn.AvgPool2d(3, stride=2, padding=1, ceil_mode=True, count_include_pad=False)
+        self.adapt = jnn.AdaptiveAvgPool2d((3, 3))
+        self.drop = jnn.Dropout(0.5, rngs=rngs)
+        self.fc = jnn.Linear(27, 4, **kw)
+
+    def __call__(self, x):
+        x = self.adapt(self.avg(self.pool(self.conv(x))))
+        x = x.transpose(0, 3, 1, 2).reshape(x.shape[0], -1)  # NHWC -> torch's (C, H, W) order
+        return self.fc(self.drop(x))
+
+
+class _ZeroPaddedMaxPool(jnn.MaxPool2d):
+    """A hand port padding with zeros before a max pool (torch's padding is -inf)."""
+
+    def __call__(self, x):
+        x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+        return jnn.functional.max_pool2d(x, 3, 2, 0, ceil_mode=True)
+
+
+@pytest.fixture
+def pools(seed: int):
+    torch.manual_seed(seed)
+    t = _TorchPools().double().eval()
+    f = _FlaxPools(rngs=nnx.Rngs(seed))  # (a dropout key: not for _uninitialised)
+    f.eval()
+    x = np.random.default_rng(seed).standard_normal((2, 1, 14, 14))
+    return t, f, x, np.array([0, 3])
+
+
+def test_the_pools_twin_agrees(pools) -> None:
+    t, f, x, y = pools
+    report = explain(t, f, x, y, layout="image", jit=JIT)
+    assert report.ok, str(report)
+
+
+@pytest.mark.parametrize(
+    ("layer", "twin", "cause"),
+    [
+        ("conv", lambda r: jnn.Conv2d(1, 3, 3, padding=1, rngs=r, param_dtype=jnp.float64),
+         "conv_padding_mode"),
+        ("pool", lambda r: jnn.MaxPool2d(3, stride=2, ceil_mode=True), "pool_padding"),
+        ("pool", lambda r: _ZeroPaddedMaxPool(3, stride=2, padding=1, ceil_mode=True),
+         "pool_pad_value"),
+        ("pool", lambda r: jnn.MaxPool2d(3, stride=2, padding=1), "pool_ceil_mode"),
+        ("pool", lambda r: jnn.MaxPool2d(3, stride=1, padding=1, ceil_mode=True), "pool_stride"),
+        ("avg", lambda r: jnn.AvgPool2d(3, stride=2, padding=1, ceil_mode=True),
+         "pool_count_include_pad"),
+        ("adapt", lambda r: jnn.AvgPool2d(3, stride=1), "adaptive_windows"),
+    ],
+    ids=["padding-mode", "no-padding", "zero-padding", "floor-mode", "stride-1",
+         "count-include-pad", "adaptive-as-fixed"],
+)  # fmt: skip
+def test_pool_and_padding_faults_are_named(pools, layer, twin, cause) -> None:
+    t, f, x, y = pools
+    setattr(f, layer, twin(nnx.Rngs(0)))
+    report = explain(t, f, x, y, layout="image", jit=JIT)
+    _assert_diagnosis(report, layer, cause)
+
+
+def test_dropout_left_in_training_mode_is_named(pools) -> None:
+    t, f, x, y = pools
+    f.drop.train()  # torch is in eval mode: its dropout returns its input
+    report = explain(t, f, x, y, layout="image", jit=JIT)
+    _assert_diagnosis(report, "drop", "dropout_mode")
+    assert "model.eval()" in report.causes[0].fix
 
 
 # --- a diagnosis of your own: the registry ---------------------------------------------------

@@ -79,3 +79,89 @@ def test_side_by_side_aligns_columns() -> None:
 def test_rejects_non_module() -> None:
     with pytest.raises(TypeError, match=r"nnx\.Module"):
         torch_repr(object())  # type: ignore[arg-type]
+
+
+def test_vocabulary_layers_print_as_torch() -> None:
+    """Every layer of jaxnets.nn, with non-default options, prints as torch prints it."""
+
+    def pairs() -> list[tuple[nn.Module, object]]:
+        r = nnx.Rngs(0)
+        return [
+            (nn.Conv1d(3, 4, 3), jnn.Conv1d(3, 4, 3, rngs=r)),
+            (
+                nn.Conv1d(3, 4, (3,), stride=(2,), padding=1, padding_mode="reflect", bias=False),
+                jnn.Conv1d(3, 4, (3,), stride=(2,), padding=1, padding_mode="reflect",
+                           bias=False, rngs=r),
+            ),
+            (
+                nn.Conv2d(3, 4, 3, padding="same", padding_mode="circular"),
+                jnn.Conv2d(3, 4, 3, padding="same", padding_mode="circular", rngs=r),
+            ),
+            (nn.Conv2d(3, 4, 3, padding="valid"), jnn.Conv2d(3, 4, 3, padding="valid", rngs=r)),
+            (
+                nn.BatchNorm2d(3, affine=False, track_running_stats=False),
+                jnn.BatchNorm2d(3, affine=False, track_running_stats=False, rngs=r),
+            ),
+            (nn.BatchNorm1d(3, bias=False), jnn.BatchNorm1d(3, bias=False, rngs=r)),
+            (nn.LayerNorm(5), jnn.LayerNorm(5, rngs=r)),
+            (
+                nn.LayerNorm([2, 5], eps=1e-3, elementwise_affine=False),
+                jnn.LayerNorm([2, 5], eps=1e-3, elementwise_affine=False, rngs=r),
+            ),
+            (nn.LayerNorm(5, bias=False), jnn.LayerNorm(5, bias=False, rngs=r)),
+            (nn.Embedding(10, 3), jnn.Embedding(10, 3, rngs=r)),
+            (
+                nn.Embedding(10, 3, padding_idx=-1, scale_grad_by_freq=True, sparse=True),
+                jnn.Embedding(10, 3, padding_idx=-1, scale_grad_by_freq=True, sparse=True, rngs=r),
+            ),
+            (nn.Dropout(), jnn.Dropout(rngs=r)),
+            (nn.Dropout2d(0.2, inplace=True), jnn.Dropout2d(0.2, inplace=True, rngs=r)),
+            (nn.MaxPool2d(2), jnn.MaxPool2d(2)),
+            (
+                nn.MaxPool2d((3, 2), stride=(2, 1), padding=1, dilation=2, ceil_mode=True),
+                jnn.MaxPool2d((3, 2), stride=(2, 1), padding=1, dilation=2, ceil_mode=True),
+            ),
+            (nn.AvgPool2d(2), jnn.AvgPool2d(2)),
+            (
+                nn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False, divisor_override=2),
+                jnn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False, divisor_override=2),
+            ),
+            (nn.AdaptiveAvgPool2d((5, None)), jnn.AdaptiveAvgPool2d((5, None))),
+            (nn.AdaptiveAvgPool2d(1), jnn.AdaptiveAvgPool2d(1)),
+            (nn.AdaptiveMaxPool2d((2, 3)), jnn.AdaptiveMaxPool2d((2, 3))),
+            (nn.Flatten(), jnn.Flatten()),
+            (nn.Flatten(0, 2), jnn.Flatten(0, 2)),
+            (nn.Identity(), jnn.Identity()),
+            (nn.ReLU(), jnn.ReLU()),
+            (nn.ReLU(inplace=True), jnn.ReLU(inplace=True)),
+            (nn.LeakyReLU(), jnn.LeakyReLU()),
+            (nn.LeakyReLU(0.2, True), jnn.LeakyReLU(0.2, True)),
+            (nn.ELU(0.5), jnn.ELU(0.5)),
+            (nn.GELU(), jnn.GELU()),
+            (nn.GELU("tanh"), jnn.GELU("tanh")),
+            (nn.SiLU(), jnn.SiLU()),
+            (nn.Tanh(), jnn.Tanh()),
+            (nn.Sigmoid(), jnn.Sigmoid()),
+            (nn.Softmax(dim=1), jnn.Softmax(dim=1)),
+            (nn.Softmax(), jnn.Softmax()),
+            (nn.LogSoftmax(-1), jnn.LogSoftmax(-1)),
+        ]  # fmt: skip
+
+    for torch_layer, twin in pairs():
+        assert torch_repr(twin) == repr(torch_layer)
+
+    class Net(nn.Module):  # the same layers inside a model, as a port holds them
+        def __init__(self) -> None:
+            super().__init__()
+            self.features = nn.Sequential(nn.Conv2d(1, 2, 3), nn.GELU(), nn.MaxPool2d(2))
+            self.norm = nn.LayerNorm(8)
+            self.drop = nn.Dropout(0.1)
+
+    class Twin(nnx.Module):
+        def __init__(self, rngs: nnx.Rngs) -> None:
+            self.features = nnx.List([jnn.Conv2d(1, 2, 3, rngs=rngs), jnn.GELU(), jnn.MaxPool2d(2)])
+            self.norm = jnn.LayerNorm(8, rngs=rngs)
+            self.drop = jnn.Dropout(0.1, rngs=rngs)
+
+    text = torch_repr(Twin(nnx.Rngs(0)))
+    assert text.replace("Twin(", "Net(").replace("ModuleList(", "Sequential(") == repr(Net())

@@ -730,6 +730,9 @@ def build_parser() -> ArgumentParser:
     p.set_defaults(func=cmd_compare)
     _add_train_convert_summary(sub)
     _add_bench(sub)
+    from jaxnets.app.port import add_parser as _add_port
+
+    _add_port(sub)
     return parser
 
 

@@ -11,8 +11,10 @@ The tutorials print a model to show its architecture::
 :func:`torch_repr` writes that text for a Flax twin by walking its nnx module tree, in the
 order the attributes were assigned (torch lists submodules in registration order), with
 torch's names and constructor arguments for each layer: ``nnx.Linear`` -> ``Linear(...)``,
-``nnx.Conv`` -> ``Conv2d(...)``, :class:`jaxnets.nn.BatchNorm1d` (``2d``) ->
-``BatchNorm1d(...)`` (``BatchNorm2d(...)``),
+``nnx.Conv`` -> ``Conv2d(...)`` (``Conv1d``, with ``padding_mode``),
+:class:`jaxnets.nn.BatchNorm1d` (``2d``) -> ``BatchNorm1d(...)`` (``BatchNorm2d(...)``), the
+rest of :mod:`jaxnets.nn` (``LayerNorm``, ``Embedding``, ``Dropout``, the pools,
+``Flatten``, ``Identity``, the activation modules) with torch's arguments,
 ``nnx.List`` -> ``ModuleList(...)`` (with torch's ``(1-2): 2 x ...`` folding of repeats).
 The text equals ``repr(torchref.create_model(name))`` for every registered model under the
 installed torch; a test holds it to that. BatchNorm's repr gained ``bias=`` when torch's norm
@@ -40,6 +42,7 @@ import numpy as np
 from flax import nnx
 
 from jaxnets import convert
+from jaxnets import nn as jnn
 from jaxnets.models import MLP
 from jaxnets.nn import BatchNorm1d
 
@@ -89,26 +92,33 @@ def _tuple(v: Any, n: int = 2) -> tuple[Any, ...]:
 
 def _conv_repr(m: nnx.Conv) -> str:
     k = tuple(m.kernel_size)
-    if len(k) != 2:
-        return f"Conv{len(k)}d(...)"
-    pad = m.padding
-    if isinstance(pad, str):
-        padding: Any = pad.lower()  # torch prints padding=same, unquoted
+    n = len(k)
+    if n not in (1, 2):
+        return f"Conv{n}d(...)"
+    if isinstance(m, jnn.Conv1d | jnn.Conv2d):  # torch's own padding value and mode
+        padding: Any = m.torch_padding
     else:
-        pairs = [(p, p) if isinstance(p, int) else tuple(p) for p in _tuple(pad)]
-        symmetric = all(lo == hi for lo, hi in pairs)
-        padding = tuple(lo for lo, _ in pairs) if symmetric else tuple(pairs)
-    s = f"{m.in_features}, {m.out_features}, kernel_size={k}, stride={_tuple(m.strides or 1)}"
-    if padding != (0, 0):
+        pad = m.padding
+        if isinstance(pad, str):
+            padding = pad.lower()  # torch prints padding=same, unquoted
+        else:
+            pairs = [(p, p) if isinstance(p, int) else tuple(p) for p in _tuple(pad, n)]
+            symmetric = all(lo == hi for lo, hi in pairs)
+            padding = tuple(lo for lo, _ in pairs) if symmetric else tuple(pairs)
+    s = f"{m.in_features}, {m.out_features}, kernel_size={k}, stride={_tuple(m.strides or 1, n)}"
+    if padding != (0,) * n:
         s += f", padding={padding}"
-    dilation = _tuple(m.kernel_dilation or 1)
-    if dilation != (1, 1):
+    dilation = _tuple(m.kernel_dilation or 1, n)
+    if dilation != (1,) * n:
         s += f", dilation={dilation}"
     if m.feature_group_count != 1:
         s += f", groups={m.feature_group_count}"
     if not m.use_bias:
         s += ", bias=False"
-    return f"Conv2d({s})"
+    mode = getattr(m, "padding_mode", "zeros")
+    if mode != "zeros":
+        s += f", padding_mode={mode}"
+    return f"Conv{n}d({s})"
 
 
 @functools.cache
@@ -131,10 +141,69 @@ def _batchnorm_repr(m: nnx.BatchNorm) -> str:
     affine = bool(m.use_scale or m.use_bias)
     name = type(m).__name__ if isinstance(m, BatchNorm1d) else "BatchNorm"  # ...1d, ...2d
     bias = f"bias={bool(m.use_bias)}, " if _torch_bn_repr_has_bias() else ""
+    tracking = getattr(m, "track_running_stats", True)
     return (
         f"{name}({m.num_features}, eps={m.epsilon}, momentum={momentum}, affine={affine}, "
-        f"{bias}track_running_stats=True)"
+        f"{bias}track_running_stats={tracking})"
     )
+
+
+def _layernorm_repr(m: nnx.LayerNorm) -> str:
+    shape = m.normalized_shape if isinstance(m, jnn.LayerNorm) else (int(m.num_features),)
+    return (
+        f"LayerNorm({tuple(shape)}, eps={m.epsilon}, elementwise_affine={bool(m.use_scale)}, "
+        f"bias={bool(m.use_bias)})"
+    )
+
+
+def _embedding_repr(m: nnx.Embed) -> str:
+    s = f"{m.num_embeddings}, {m.features}"
+    if getattr(m, "padding_idx", None) is not None:
+        s += f", padding_idx={m.padding_idx}"
+    if getattr(m, "scale_grad_by_freq", False):
+        s += ", scale_grad_by_freq=True"
+    if getattr(m, "sparse", False):
+        s += ", sparse=True"
+    return f"Embedding({s})"
+
+
+def _inplace(m: Any, first: str = "") -> str:
+    """torch's activation repr arguments: ``first`` and ``inplace=True`` when set."""
+    parts = [first] if first else []
+    if getattr(m, "inplace", False):
+        parts.append("inplace=True")
+    return ", ".join(parts)
+
+
+# jaxnets.nn's argument-only modules -> torch's repr (subclasses before their bases)
+_REPRS: list[tuple[type, Any]] = [
+    (jnn.Dropout2d, lambda m: f"Dropout2d(p={m.p}, inplace={m.inplace})"),
+    (jnn.Dropout, lambda m: f"Dropout(p={m.p}, inplace={m.inplace})"),
+    (
+        jnn.MaxPool2d,
+        lambda m: (
+            f"MaxPool2d(kernel_size={m.kernel_size}, stride={m.stride}, padding={m.padding}, "
+            f"dilation={m.dilation}, ceil_mode={m.ceil_mode})"
+        ),
+    ),
+    (
+        jnn.AvgPool2d,
+        lambda m: f"AvgPool2d(kernel_size={m.kernel_size}, stride={m.stride}, padding={m.padding})",
+    ),
+    (jnn.AdaptiveAvgPool2d, lambda m: f"AdaptiveAvgPool2d(output_size={m.output_size})"),
+    (jnn.AdaptiveMaxPool2d, lambda m: f"AdaptiveMaxPool2d(output_size={m.output_size})"),
+    (jnn.Flatten, lambda m: f"Flatten(start_dim={m.start_dim}, end_dim={m.end_dim})"),
+    (jnn.Identity, lambda m: "Identity()"),
+    (jnn.ReLU, lambda m: f"ReLU({_inplace(m)})"),
+    (jnn.LeakyReLU, lambda m: f"LeakyReLU({_inplace(m, f'negative_slope={m.negative_slope}')})"),
+    (jnn.ELU, lambda m: f"ELU({_inplace(m, f'alpha={m.alpha}')})"),
+    (jnn.GELU, lambda m: f"GELU(approximate={m.approximate!r})"),
+    (jnn.SiLU, lambda m: f"SiLU({_inplace(m)})"),
+    (jnn.Tanh, lambda m: "Tanh()"),
+    (jnn.Sigmoid, lambda m: "Sigmoid()"),
+    (jnn.Softmax, lambda m: f"Softmax(dim={m.dim})"),
+    (jnn.LogSoftmax, lambda m: f"LogSoftmax(dim={m.dim})"),
+]
 
 
 def _leaf_repr(m: Any) -> str | None:
@@ -147,13 +216,12 @@ def _leaf_repr(m: Any) -> str | None:
     if isinstance(m, nnx.BatchNorm):
         return _batchnorm_repr(m)
     if isinstance(m, nnx.LayerNorm):
-        shape = (int(m.num_features),)
-        return (
-            f"LayerNorm({shape}, eps={m.epsilon}, elementwise_affine={bool(m.use_scale)}, "
-            f"bias={bool(m.use_bias)})"
-        )
+        return _layernorm_repr(m)
     if isinstance(m, nnx.Embed):
-        return f"Embedding({m.num_embeddings}, {m.features})"
+        return _embedding_repr(m)
+    for cls, text in _REPRS:
+        if isinstance(m, cls):
+            return text(m)
     if isinstance(m, nnx.Dropout):
         return f"Dropout(p={m.rate}, inplace=False)"
     return None

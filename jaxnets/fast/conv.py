@@ -196,8 +196,8 @@ def _fusable_conv_pool(conv: nnx.Module, x: jax.Array, k: int) -> bool:
     (dilation, groups, a mask, another output dtype) that the im2col product does not do."""
     if not isinstance(conv, nnx.Conv) or len(conv.kernel_size) != 2 or x.ndim != 4:
         return False
-    if not enabled():
-        return False
+    if not enabled() or getattr(conv, "mode_padding", None) is not None:
+        return False  # (a reflect/replicate/circular padding is applied by the layer's call)
     im2col = conv.conv_general_dilated is conv2d_im2col or (
         conv.conv_general_dilated is _conv_auto and jax.default_backend() == "cpu"
     )
@@ -319,7 +319,8 @@ def conv2d_max_pool2d(conv: nnx.Module, x: jax.Array, kernel_size: int = 2) -> j
 
     Falls back to ``max_pool2d(conv(x), kernel_size)`` where the fused form does not apply:
     a convolution that is not im2col (``impl='xla'``, or ``'auto'`` off the CPU), a stride,
-    dilation, groups, a mask, string padding other than ``'VALID'``, input that is not
+    dilation, groups, a mask, string padding other than ``'VALID'``, a ``padding_mode``
+    other than zeros, input that is not
     4-D NHWC, or inside :func:`jaxnets.fast.disabled` (as ``torchref.explain`` and
     :mod:`jaxnets.debug.intercept` use it, to see the convolution's own output).
     """

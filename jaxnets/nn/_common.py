@@ -5,7 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 from jax import lax
+
+from jaxnets._checks import as_int, is_real
 
 Dtype = Any
 
@@ -55,3 +58,68 @@ def pair(v: Any) -> tuple[int, int] | None:
     except (TypeError, ValueError):
         return None
     return (a, b) if isinstance(a, int) and isinstance(b, int) else None
+
+
+def ntuple(value: Any, n: int, name: str, fn: str) -> tuple[int, ...]:
+    """torch's ``_single``/``_pair``: an int is ``n`` copies, a sequence of ``n`` ints is kept,
+    and a sequence of one int stands for all ``n`` (torch accepts ``stride=(2,)`` for a 2-D
+    convolution). Anything else is a ``ValueError`` naming ``fn``'s argument ``name``."""
+    v = as_int(value)
+    if v is not None:
+        return (v,) * n
+    if isinstance(value, str) or not hasattr(value, "__len__"):
+        raise ValueError(f"{fn}: {name} must be an int or a tuple of {n} ints, got {value!r}")
+    items = [as_int(a) for a in value]
+    if len(items) == 1:
+        items = items * n
+    if len(items) != n or any(a is None for a in items):
+        raise ValueError(f"{fn}: {name} must be an int or a tuple of {n} ints, got {value!r}")
+    return tuple(items)  # type: ignore[arg-type]
+
+
+def check_positive(values: tuple[int, ...], name: str, fn: str) -> None:
+    """``ValueError`` unless every entry of ``values`` (``fn``'s ``name``) is at least 1."""
+    if any(v < 1 for v in values):
+        raise ValueError(
+            f"{fn}: {name} must be positive (as in torch), got {values}; give values of 1 or more"
+        )
+
+
+def check_non_negative(values: tuple[int, ...], name: str, fn: str) -> None:
+    """``ValueError`` unless every entry of ``values`` (``fn``'s ``name``) is at least 0."""
+    if any(v < 0 for v in values):
+        raise ValueError(
+            f"{fn}: {name} must be non-negative (as in torch), got {values}; give 0 or more"
+        )
+
+
+def check_real(value: Any, name: str, fn: str) -> float:
+    """``value`` as a float; ``TypeError`` naming ``fn``'s ``name`` unless it is a real number."""
+    if not is_real(value):
+        raise TypeError(f"{fn}: {name} must be a real number, got {value!r}")
+    return float(value)
+
+
+def check_dim(dim: Any, ndim: int, fn: str) -> int:
+    """torch's dimension wrapping: ``dim`` in ``[-ndim, ndim)`` (``[-1, 0]`` for a 0-d array)
+    as a non-negative axis; ``ValueError`` otherwise."""
+    d = as_int(dim)
+    lo, hi = -max(ndim, 1), max(ndim, 1) - 1
+    if d is None or not lo <= d <= hi:
+        raise ValueError(
+            f"{fn}: dim {dim!r} is out of range for an array of {ndim} dimension(s) "
+            f"(expected an int in [{lo}, {hi}], as torch)"
+        )
+    return d % max(ndim, 1)
+
+
+def check_floating(x: Any, fn: str) -> jax.Array:
+    """``x`` as a jax array; ``TypeError`` unless it is floating point (torch's layers compute
+    in floating point and refuse integer input)."""
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise TypeError(
+            f"{fn}: expects floating-point input, got dtype {x.dtype}; cast it, e.g. "
+            f"x.astype(jnp.float32)"
+        )
+    return x

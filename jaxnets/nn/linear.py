@@ -1,21 +1,19 @@
-"""``torch.nn.Linear`` as an ``nnx.Linear`` with torch's initialisation."""
+"""``torch.nn.Linear`` as an ``nnx.Linear`` with torch's init; ``Identity``; ``F.linear``."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from jaxnets import fast
-from jaxnets.nn._common import Dtype
+from jaxnets.nn._common import Dtype, check_floating
 
-__all__ = ["Linear", "LinearImpl", "torch_uniform_init"]
-
-LinearImpl = Literal["auto", "dot", "elementwise"]
+__all__ = ["Identity", "Linear", "LinearImpl", "linear", "torch_uniform_init"]
 
 
 def torch_uniform_init(fan_in: int) -> Callable[..., jax.Array]:
@@ -71,3 +69,47 @@ def Linear(  # noqa: N802 - mirrors torch.nn.Linear
         dot_general=fast.linear_dot_general(impl),
         rngs=rngs,
     )
+
+
+def linear(
+    input: jax.Array,
+    weight: jax.Array,
+    bias: jax.Array | None = None,
+) -> jax.Array:
+    """``F.linear(input, weight, bias)``: ``input @ weight.T + bias``, with torch's weight
+    layout ``(out_features, in_features)`` (a :func:`Linear` stores its ``kernel``
+    transposed, ``(in, out)``: pass ``layer.kernel[...].T``).
+
+    ``input (..., in)`` gives ``(..., out)``; a 1-D weight ``(in,)`` gives ``(...)``. The
+    three arrays must share one floating dtype, as in torch.
+    """
+    x = check_floating(input, "linear")
+    w = jnp.asarray(weight)
+    if w.ndim not in (1, 2) or x.ndim == 0 or x.shape[-1] != w.shape[-1]:
+        raise ValueError(
+            f"linear: input {tuple(x.shape)} and weight {tuple(w.shape)} do not fit: the weight "
+            f"is (out_features, in_features) in torch's layout and the input's last axis "
+            f"has in_features"
+        )
+    dtypes = {x.dtype, w.dtype} | ({jnp.asarray(bias).dtype} if bias is not None else set())
+    if len(dtypes) != 1:
+        raise ValueError(
+            f"linear: input, weight and bias must have the same dtype (as in torch), got "
+            f"{sorted(str(d) for d in dtypes)}; cast them to one"
+        )
+    y = x @ w.T if w.ndim == 2 else x @ w
+    if bias is not None:
+        y = y + jnp.asarray(bias)
+    return y
+
+
+class Identity(nnx.Module):
+    """``torch.nn.Identity``: returns its input; the constructor takes and ignores any
+    arguments, as torch's does."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        del args, kwargs
+
+    def __call__(self, input: Any) -> Any:
+        """The input, unchanged."""
+        return input

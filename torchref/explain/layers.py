@@ -13,9 +13,15 @@ conv (_ConvNd)      kernel size, stride/dilation/groups, padding ('SAME' against
                     TF32 operands
 BatchNorm (any)     eps, train/eval mode; after the pass: momentum m for 1 - m, biased running
                     variance, no update, num_batches_tracked
+conv padding_mode   zeros where torch pads with reflect, replicate or circular
 nn.LayerNorm        eps (Flax 1e-6, torch 1e-5), nnx's fast variance in float32
 nn.GELU             tanh approximation against erf
-dropout (any)       training mode (each framework draws its own mask)
+dropout (any)       training mode (each framework draws its own mask), the twin in the
+                    other mode (it drops where torch does not, or the reverse)
+MaxPool2d,          padding (none, or zeros instead of -inf), ceil_mode, stride 1 (Flax's
+AvgPool2d           pooling default) instead of the kernel size, count_include_pad
+adaptive pools      fixed windows (kernel and stride H // out, or the usual emulations)
+                    where torch's adaptive windows are uneven
 any other leaf      which elementwise function each side applies
 ==================  ==========================================================================
 
@@ -33,19 +39,23 @@ import torch.nn as nn
 import torch.nn.functional as F
 from flax import nnx
 
+from jaxnets import nn as jnn
 from jaxnets.testing import leaf_diff
 from jaxnets.tolerances import TF32_RELATIVE_ERROR
 from torchref.explain.arrays import as_float64, as_numpy, param_float64, tf32_round
 from torchref.explain.diagnosis import Diagnosis, elementwise_mismatch, register_diagnosis
 
 __all__ = [
+    "diagnose_adaptive_pool",
     "diagnose_batchnorm",
     "diagnose_conv",
+    "diagnose_conv_padding_mode",
     "diagnose_dropout",
     "diagnose_elementwise",
     "diagnose_gelu",
     "diagnose_layernorm",
     "diagnose_linear",
+    "diagnose_pool",
     "diagnose_running_stats",
     "tf32_test",
 ]
@@ -490,10 +500,49 @@ def diagnose_elementwise(diag: Diagnosis) -> None:
     elementwise_mismatch(diag, ctx.x_t, ctx.y_t, ctx.x_f, ctx.y_f, where=ctx.row.label)
 
 
+def _dropped(x: np.ndarray, y: np.ndarray, p: float, diag: Diagnosis) -> bool:
+    """Whether ``y`` is a dropout of ``x`` with rate ``p``: every value 0 or ``x / (1 - p)``,
+    some of them 0 (where ``x`` is not)."""
+    if not 0 < p < 1:
+        return False
+    kept = y != 0
+    tol = diag.ctx.tol
+    expected = np.where(kept, x / (1 - p), 0)
+    scaled = leaf_diff(np.where(kept, y, 0), expected, rtol=tol.rtol, atol=tol.atol)
+    return scaled.ok and bool(np.any(~kept & (x != 0)))
+
+
 def diagnose_dropout(diag: Diagnosis) -> None:
-    """Dropout in training mode differs by its random masks; else as any elementwise layer."""
-    mod = diag.ctx.module
+    """Dropout: the two sides in different modes (the twin drops where torch does not, or
+    returns its input where torch drops), found from the numbers; in training mode on both
+    sides the random masks differ by design; else as any elementwise layer."""
+    ctx, mod = diag.ctx, diag.ctx.module
     if not _same_shape_in_and_out(diag):
+        return
+    x_f, y_f = np.asarray(ctx.x_f, np.float64), np.asarray(ctx.y_f, np.float64)
+    fix_eval = (
+        "call model.eval() on the twin as on torch (nnx: Dropout.deterministic=True); "
+        "jaxnets.nn.Dropout follows model.train()/model.eval() as torch's does"
+    )
+    if not (mod.training and mod.p > 0) and _dropped(x_f, y_f, mod.p, diag):
+        diag.add(
+            "dropout_mode",
+            f"the twin's dropout (p={mod.p:g}) is in training mode; torch's is not",
+            "confirmed",
+            f"every twin output is 0 or its input / (1 - {mod.p:g}) (to tolerance), with "
+            f"{np.mean(y_f == 0):.0%} zeros; torch's {mod.__class__.__name__} returns its input",
+            fix_eval,
+        )
+        return
+    if mod.training and 0 < mod.p < 1 and np.array_equal(x_f, y_f) and x_f.size:
+        diag.add(
+            "dropout_mode",
+            f"the twin's dropout is in eval mode; torch's (p={mod.p:g}) is in training mode",
+            "confirmed",
+            "the twin's output is its input, unchanged",
+            "call model.train() on the twin as on torch (nnx: Dropout.deterministic=False), "
+            "or compare both in eval mode",
+        )
         return
     if mod.training and mod.p > 0:
         diag.add(
@@ -532,6 +581,176 @@ def diagnose_gelu(diag: Diagnosis) -> None:
     diagnose_elementwise(diag)
 
 
+def diagnose_conv_padding_mode(diag: Diagnosis) -> None:
+    """A convolution whose torch padding_mode is reflect, replicate or circular, recomputed
+    with zeros (``nnx.Conv``'s only explicit padding)."""
+    ctx, mod = diag.ctx, diag.ctx.module
+    if mod.padding_mode == "zeros" or ctx.x_f is None:
+        return
+    fm = ctx.flax_module
+    fix = (
+        f"jaxnets.nn.Conv{len(mod.kernel_size)}d(..., padding_mode={mod.padding_mode!r}), "
+        f"or jnp.pad(x, ..., mode="
+        f"{ {'reflect': 'reflect', 'replicate': 'edge', 'circular': 'wrap'}[mod.padding_mode]!r}"
+        f") before a 'VALID' convolution"
+    )
+    twin_mode = getattr(fm, "padding_mode", None)
+    if twin_mode is not None and twin_mode != mod.padding_mode:
+        diag.add(
+            "conv_padding_mode",
+            f"convolution padding_mode: twin {twin_mode!r}, torch {mod.padding_mode!r}",
+            "config",
+            "",
+            fix,
+        )
+    conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[len(mod.kernel_size)]
+    w, b = param_float64(mod, "weight"), param_float64(mod, "bias")
+    pred = conv(as_float64(ctx.x_f), w, b, mod.stride, mod.padding, mod.dilation, mod.groups)
+    diag.test(
+        "conv_padding_mode",
+        f"the twin pads with zeros where torch pads with padding_mode={mod.padding_mode!r}",
+        pred,
+        fix,
+    )
+
+
+def _pool_settings(mod: Any, is_max: bool) -> dict[str, Any]:
+    """A pool's settings (torch's, or a jaxnets pool's) as pairs (``stride`` None is the
+    kernel size)."""
+
+    def pair(v: Any) -> tuple[int, int]:
+        return (int(v), int(v)) if isinstance(v, int) else tuple(int(a) for a in v)  # type: ignore[return-value]
+
+    out = {
+        "kernel_size": pair(mod.kernel_size),
+        "stride": pair(mod.stride if mod.stride is not None else mod.kernel_size),
+        "padding": pair(mod.padding),
+        "ceil_mode": bool(mod.ceil_mode),
+    }
+    if is_max:
+        out["dilation"] = pair(mod.dilation)
+    else:
+        out["count_include_pad"] = bool(mod.count_include_pad)
+        out["divisor_override"] = mod.divisor_override
+    return out
+
+
+def diagnose_pool(diag: Diagnosis) -> None:
+    """MaxPool2d / AvgPool2d: the settings of a jaxnets pool compared, and the usual porting
+    faults recomputed: no padding, zero padding under a max (where torch's is -inf), the
+    other ceil_mode, stride 1 (Flax's ``nnx.max_pool``/``avg_pool`` default) instead of
+    torch's default of the kernel size, and the other ``count_include_pad``."""
+    ctx, mod = diag.ctx, diag.ctx.module
+    is_max = isinstance(mod, nn.MaxPool2d)
+    kind = "MaxPool2d" if is_max else "AvgPool2d"
+    diag.suspect("pool_padding", f"{kind} padding", f"jaxnets.nn.{kind} with torch's arguments")
+    diag.suspect("pool_ceil_mode", f"{kind} ceil_mode", f"jaxnets.nn.{kind}(..., ceil_mode=...)")
+    t = _pool_settings(mod, is_max)
+    fm = ctx.flax_module
+    if isinstance(fm, jnn.MaxPool2d if is_max else jnn.AvgPool2d):
+        f = _pool_settings(fm, is_max)
+        for name, key in (
+            ("kernel_size", "pool_config"), ("stride", "pool_stride"),
+            ("padding", "pool_padding"), ("dilation", "pool_config"),
+            ("ceil_mode", "pool_ceil_mode"), ("count_include_pad", "pool_count_include_pad"),
+            ("divisor_override", "pool_config"),
+        ):  # fmt: skip
+            if name in t and f[name] != t[name]:
+                title = f"{kind} {name}: twin {f[name]}, torch {t[name]}"
+                diag.add(key, title, "config", "", f"{kind}(..., {name}={t[name]})")
+    if ctx.x_f is None:
+        return
+    x = as_float64(ctx.x_f)
+    s, p, cm = t["stride"], t["padding"], t["ceil_mode"]
+
+    def pool(x: torch.Tensor, **change: Any) -> torch.Tensor:
+        a = {**t, **change}
+        if is_max:
+            return F.max_pool2d(x, a["kernel_size"], a["stride"], a["padding"], a["dilation"],
+                                a["ceil_mode"])  # fmt: skip
+        return F.avg_pool2d(x, a["kernel_size"], a["stride"], a["padding"], a["ceil_mode"],
+                            a["count_include_pad"], a["divisor_override"])  # fmt: skip
+
+    fix = f"jaxnets.nn.{kind}({', '.join(f'{n}={v}' for n, v in t.items())})"
+    if p != (0, 0):
+        diag.test(
+            "pool_padding", f"{kind} without torch's padding {p}", pool(x, padding=(0, 0)), fix
+        )
+        if is_max:
+            padded = F.pad(x, (p[1], p[1], p[0], p[0]), value=0.0)
+            diag.test(
+                "pool_pad_value",
+                f"{kind} padded with zeros where torch pads with -inf (a zero padding can be "
+                f"the maximum of a window of negative values)",
+                pool(padded, padding=(0, 0)),
+                f"{fix}: it never takes the padding as a maximum",
+            )
+    diag.test(
+        "pool_ceil_mode",
+        f"{kind} ceil_mode={not cm} (torch {cm})",
+        pool(x, ceil_mode=not cm),
+        f"{kind}(..., ceil_mode={cm}); ceil mode keeps a last window that starts inside the "
+        f"input or its left padding",
+    )
+    if s != (1, 1):
+        diag.test(
+            "pool_stride",
+            f"{kind} stride 1 (Flax's pooling default) where torch's is {s}",
+            pool(x, stride=(1, 1)),
+            f"strides={s}: torch's stride defaults to the kernel size, Flax's to 1",
+        )
+    if not is_max and p != (0, 0):
+        other = not t["count_include_pad"]
+        diag.test(
+            "pool_count_include_pad",
+            f"AvgPool2d count_include_pad={other} (torch {not other})",
+            pool(x, count_include_pad=other),
+            f"AvgPool2d(..., count_include_pad={not other})",
+        )
+
+
+def diagnose_adaptive_pool(diag: Diagnosis) -> None:
+    """AdaptiveAvgPool2d / AdaptiveMaxPool2d: a fixed-window pool where torch's windows are
+    uneven (``[floor(i*H/out), ceil((i+1)*H/out))``), recomputed for the usual emulations."""
+    ctx, mod = diag.ctx, diag.ctx.module
+    is_max = isinstance(mod, nn.AdaptiveMaxPool2d)
+    kind = type(mod).__name__
+    fix = f"jaxnets.nn.{kind}({mod.output_size!r}): torch's uneven windows"
+    fm = ctx.flax_module
+    if isinstance(fm, jnn.AdaptiveAvgPool2d | jnn.AdaptiveMaxPool2d) and fm.output_size != (
+        mod.output_size
+    ):
+        title = f"{kind} output_size: twin {fm.output_size!r}, torch {mod.output_size!r}"
+        diag.add("adaptive_output_size", title, "config", "", fix)
+    if ctx.x_f is None or ctx.x_f.ndim != 4:
+        return
+    h, w = ctx.x_f.shape[2:]
+    size = mod.output_size
+    sizes = (size, size) if isinstance(size, int) else tuple(size)
+    oh, ow = (h if sizes[0] is None else sizes[0]), (w if sizes[1] is None else sizes[1])
+    if not oh or not ow or (h % oh == 0 and w % ow == 0):
+        diag.ruled_out.append(f"{kind} windows ({h}x{w} -> {oh}x{ow} divides: they are regular)")
+        return
+    x = as_float64(ctx.x_f)
+    pool = F.max_pool2d if is_max else F.avg_pool2d
+    emulations = {
+        "kernel = stride = H // out": ((h // oh, w // ow), (h // oh, w // ow)),
+        "stride = H // out, kernel = H - (out - 1) * stride": (
+            (h - (oh - 1) * (h // oh), w - (ow - 1) * (w // ow)), (h // oh, w // ow)),
+        "kernel = ceil(H / out), stride = H // out": (
+            (-(-h // oh), -(-w // ow)), (h // oh, w // ow)),
+    }  # fmt: skip
+    for name, (kernel, stride) in emulations.items():
+        if diag.test(
+            "adaptive_windows",
+            f"{kind} as a fixed-window pool ({name}: kernel {kernel}, stride {stride}) where "
+            f"torch's {h}x{w} -> {oh}x{ow} windows are uneven",
+            pool(x, kernel, stride),
+            fix,
+        ):
+            break
+
+
 register_diagnosis(nn.Linear, diagnose_linear)
 register_diagnosis(nn.modules.conv._ConvNd, diagnose_conv)
 register_diagnosis(nn.modules.batchnorm._BatchNorm, diagnose_batchnorm)
@@ -539,4 +758,9 @@ register_diagnosis(nn.modules.batchnorm._BatchNorm, diagnose_running_stats, kind
 register_diagnosis(nn.LayerNorm, diagnose_layernorm)
 register_diagnosis(nn.GELU, diagnose_gelu)
 register_diagnosis(nn.modules.dropout._DropoutNd, diagnose_dropout)
+register_diagnosis(nn.modules.conv._ConvNd, diagnose_conv_padding_mode)
+register_diagnosis(nn.MaxPool2d, diagnose_pool)
+register_diagnosis(nn.AvgPool2d, diagnose_pool)
+register_diagnosis(nn.AdaptiveAvgPool2d, diagnose_adaptive_pool)
+register_diagnosis(nn.AdaptiveMaxPool2d, diagnose_adaptive_pool)
 register_diagnosis(nn.Module, diagnose_elementwise)  # every other leaf layer
