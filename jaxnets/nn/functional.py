@@ -1,4 +1,4 @@
-"""``torch.nn.functional`` for jaxnets: the same names and arguments, channels-last input.
+"""``torch.nn.functional`` for jaxnets: the same names and arguments, channels-last input::
 
     from jaxnets.nn import functional as F
     y = F.max_pool2d(x, 3, stride=2, padding=1, ceil_mode=True)   # x: (N, H, W, C)
