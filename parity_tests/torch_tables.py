@@ -572,8 +572,26 @@ def _op_area(op: Any) -> str:
 FAST_EVERY = {"nn.functional.max_pool2d": 29}
 
 
-def _module_cases() -> Iterator[Case]:
+def _torch_test_tables() -> tuple[list[Any], list[Any]]:
+    """``module_db`` and ``op_db``.
+
+    Importing torch's test utilities freezes ``torch.backends``' global flags (its
+    ``common_utils`` calls ``torch.backends.disable_global_flags()`` for torch's own tests);
+    ``torchref.precision.pin_full_precision``, which other tests of the same session call,
+    then cannot set cuDNN's TF32 flag. The flags are thawed again if the import froze them.
+    """
+    frozen = torch.backends.flags_frozen()
+    from torch.testing._internal.common_methods_invocations import op_db
     from torch.testing._internal.common_modules import module_db
+
+    if not frozen and torch.backends.flags_frozen():
+        # the flag disable_global_flags() cleared, in the namespace flags_frozen() reads
+        torch.backends.flags_frozen.__globals__["__allow_nonbracketed_mutation_flag"] = True
+    return module_db, op_db
+
+
+def _module_cases() -> Iterator[Case]:
+    module_db, _ = _torch_test_tables()
 
     for info in module_db:
         if info.module_cls not in MODULES or torch.float64 not in info.dtypes:
@@ -603,7 +621,7 @@ def _module_cases() -> Iterator[Case]:
 
 
 def _op_cases() -> Iterator[Case]:
-    from torch.testing._internal.common_methods_invocations import op_db
+    _, op_db = _torch_test_tables()
 
     for op in op_db:
         if op.name not in OPS or torch.float64 not in op.supported_dtypes("cpu"):
