@@ -44,6 +44,28 @@ from torchref.precision import pin_full_precision  # noqa: E402 - after the torc
 
 torch.set_num_threads(1)
 pin_full_precision()
+
+
+def _import_torch_test_utilities() -> None:
+    """Import torch's test utilities once, before any test does, and leave the
+    ``torch.backends`` flags settable.
+
+    Their ``common_utils`` calls ``torch.backends.disable_global_flags()`` when first imported
+    (for torch's own tests, which change flags only inside ``with`` blocks). The torch-table,
+    schedule and optimizer tests import those utilities for torch's ``module_db``, ``op_db``
+    and ``optim_db``; after that, every later ``pin_full_precision()`` in the session (the
+    port, explain) would raise. The import runs the module once, so clearing the flag here
+    holds for the whole session, whatever order the tests run in.
+    """
+    import torch.testing._internal.common_utils
+
+    # the module global that disable_global_flags() cleared, in the namespace flags_frozen()
+    # reads (torch/backends/__init__.py; torch.backends itself is a wrapper module)
+    torch.backends.flags_frozen.__globals__["__allow_nonbracketed_mutation_flag"] = True
+    assert not torch.backends.flags_frozen()
+
+
+_import_torch_test_utilities()
 torch.use_deterministic_algorithms(True, warn_only=False)
 
 

@@ -573,20 +573,11 @@ FAST_EVERY = {"nn.functional.max_pool2d": 29}
 
 
 def _torch_test_tables() -> tuple[list[Any], list[Any]]:
-    """``module_db`` and ``op_db``.
-
-    Importing torch's test utilities freezes ``torch.backends``' global flags (its
-    ``common_utils`` calls ``torch.backends.disable_global_flags()`` for torch's own tests);
-    ``torchref.precision.pin_full_precision``, which other tests of the same session call,
-    then cannot set cuDNN's TF32 flag. The flags are thawed again if the import froze them.
-    """
-    frozen = torch.backends.flags_frozen()
+    """``module_db`` and ``op_db`` (importing them needs ``expecttest``; ``conftest.py``
+    keeps the ``torch.backends`` flags that torch's test utilities freeze settable)."""
     from torch.testing._internal.common_methods_invocations import op_db
     from torch.testing._internal.common_modules import module_db
 
-    if not frozen and torch.backends.flags_frozen():
-        # the flag disable_global_flags() cleared, in the namespace flags_frozen() reads
-        torch.backends.flags_frozen.__globals__["__allow_nonbracketed_mutation_flag"] = True
     return module_db, op_db
 
 
