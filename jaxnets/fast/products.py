@@ -54,14 +54,14 @@ def _dims_tuple(dimension_numbers: Any) -> Any:
         return None
 
 
-def _elementwise_dot_impl(lhs: jax.Array, rhs: jax.Array) -> jax.Array:
+# Its own jit only to carry a name, which register_product records, so that FLOP accounting
+# can ask this package what the product is (XLA inlines the call).
+@jax.jit
+def _elementwise_dot(lhs: jax.Array, rhs: jax.Array) -> jax.Array:
     return jnp.sum(lhs[..., :, None] * rhs, axis=-2)
 
 
-# Its own jit only to carry a name, which register_product records, so that FLOP accounting
-# can ask this package what the product is (XLA inlines the call).
-_elementwise_dot = jax.jit(_elementwise_dot_impl)
-register_product("_elementwise_dot_impl", kind="elementwise")
+register_product("_elementwise_dot", kind="elementwise")
 
 
 def _linear_dot(
