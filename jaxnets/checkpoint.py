@@ -2,16 +2,6 @@
 
 Three kinds of ``.safetensors`` file, each marked in its metadata (``jaxnets_format``):
 
-kind              keys and layout                     write / read
-================  ==================================  =========================================
-``torch``         torch names and layout              :func:`save_torch_layout` /
-                  (``fc1.weight`` ``[out, in]``)      :func:`load_torch_layout`
-``flax``          nnx paths, Flax layout              :func:`save_flax` / :func:`load_flax`
-                  (``fc1.kernel`` ``[in, out]``)
-``run``           a :class:`~jaxnets.TrainState`      :func:`save_run` / :func:`load_run`
-                  and a JSON ``meta`` dict
-================  ==================================  =========================================
-=======
 ==========  ==============================================  =================================
 kind        keys and layout                                 write / read
 ==========  ==============================================  =================================

@@ -17,7 +17,7 @@ nnx.Conv (1-D)    weight [O, I, k]             kernel [k, I, O]         (2, 1, 0
 nnx.BatchNorm     weight [C] / bias [C]        scale [C] / bias [C]
                   running_mean / running_var   mean / var (BatchStat)
                   num_batches_tracked []       num_batches_tracked (jaxnets BatchNorm1d)
-nnx.LayerNorm     weight [*S] / bias [*S]      scale [*S] / bias [*S]   (S: normalized_shape)
+nnx.LayerNorm     weight [S] / bias [S]        scale [S] / bias [S]     (S: normalized_shape)
 nnx.Embed         weight [V, D]                embedding [V, D]
 ================  ===========================  ======================================
 
