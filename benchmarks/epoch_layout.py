@@ -29,8 +29,7 @@ from jaxnets.app.bench import (
     ab_lines,
     default_batch_sizes,
     default_steps,
-    jax_train_variants,
-    same_computation,
+    scan_pair,
     time_interleaved,
 )
 from jaxnets.registry import create_model, get_model_spec, list_models
@@ -64,18 +63,14 @@ def main(argv: list[str] | None = None) -> int:
             steps = default_steps(name, batch)
             x, y = spec.example_batch(steps * batch, np.random.default_rng(0))
             x = spec.to_flax_layout(x)
-            scans, losses = [], []
-            for layout in LAYOUTS:
-                trainer = Trainer(
-                    create_model(name), optim.sgd(lr=0.01), spec.loss, epoch_kernel_layout=layout
-                )
-                variants, info = jax_train_variants(trainer, x, y, batch, steps)
-                scan = variants[1]
-                scan.name = f"{name}/{batch}/{layout}"
-                scans.append(scan)
-                losses.append(info["first_loss"])
-            if not same_computation(*losses):
-                print(f"{name} batch {batch}: left out, first losses {losses} differ")
+            trainers = [
+                (layout, Trainer(create_model(name), optim.sgd(lr=0.01), spec.loss,
+                                 epoch_kernel_layout=layout))
+                for layout in LAYOUTS
+            ]  # fmt: skip
+            scans = scan_pair(f"{name}/{batch}", trainers, x, y, batch, steps)
+            if isinstance(scans, str):
+                print(f"{name} batch {batch}: {scans}")
                 left_out += 1
                 continue
             pairs.append((f"{name} batch {batch}", scans))

@@ -17,7 +17,6 @@ same). A pair whose first losses differ beyond the float32 tolerance is left out
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 
 import jax
@@ -30,10 +29,10 @@ from jaxnets import convert, optim
 from jaxnets.app import host
 from jaxnets.app.bench import (
     Variant,
+    ab_lines,
     default_batch_sizes,
     default_steps,
-    jax_train_variants,
-    same_computation,
+    scan_pair,
     time_interleaved,
 )
 from jaxnets.registry import create_model, get_model_spec
@@ -76,30 +75,21 @@ def main(argv: list[str] | None = None) -> int:
             steps = default_steps(name, batch)
             x, y = spec.example_batch(steps * batch, np.random.default_rng(0))
             x = spec.to_flax_layout(x)
-            scans, losses = [], []
-            for label, twin in zip(("hand", "port"), _twins(name), strict=True):
-                trainer = Trainer(twin, optim.sgd(lr=0.01), spec.loss)
-                variants, info = jax_train_variants(trainer, x, y, batch, steps)
-                scan = variants[1]
-                scan.name = f"{name}/{batch}/{label}"
-                scans.append(scan)
-                losses.append(info["first_loss"])
-            if not same_computation(*losses):
-                print(f"{name} batch {batch}: left out, first losses {losses} differ")
+            trainers = [
+                (label, Trainer(twin, optim.sgd(lr=0.01), spec.loss))
+                for label, twin in zip(("hand", "port"), _twins(name), strict=True)
+            ]
+            scans = scan_pair(f"{name}/{batch}", trainers, x, y, batch, steps)
+            if isinstance(scans, str):
+                print(f"{name} batch {batch}: {scans}")
                 left_out += 1
                 continue
             pairs.append((f"{name} batch {batch}", scans))
 
     times = time_interleaved([v for _, vs in pairs for v in vs], args.repeats)
-    print(f"{'hand us':>10} {'port us':>10} {'speed':>7}  model")
-    for label, (a, b) in pairs:
-        if a.error or b.error:
-            print(f"{label}: left out, {a.error or b.error}")
-            left_out += 1
-            continue
-        ratio = statistics.median(r / t for r, t in zip(times[a.name], times[b.name], strict=True))
-        a_us, b_us = (statistics.median(times[v.name]) * 1e6 for v in (a, b))
-        print(f"{a_us:10.1f} {b_us:10.1f} {ratio:7.3f}  {label}")
+    lines, failed = ab_lines([(label, a, b) for label, (a, b) in pairs], times, ("hand", "port"))
+    print("\n".join(lines))
+    left_out += failed
     return 1 if left_out else 0
 
 

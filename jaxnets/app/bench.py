@@ -1453,6 +1453,24 @@ def _no_sync() -> None:
 # --------------------------------------------------------------------------------------------
 
 
+def scan_pair(
+    label: str, trainers: Sequence[tuple[str, Any]], x: Any, y: Any, batch: int, steps: int
+) -> list[Variant] | str:
+    """The ``jax_scan`` variants of several :class:`~jaxnets.Trainer` (``(tag, trainer)``) on
+    the same batches, named ``label/tag``, ready for :func:`time_interleaved`; or why they
+    were left out: their first losses differ, so they do not compute the same thing."""
+    scans, losses = [], []
+    for tag, trainer in trainers:
+        variants, info = jax_train_variants(trainer, x, y, batch, steps)
+        scan = variants[1]
+        scan.name = f"{label}/{tag}"
+        scans.append(scan)
+        losses.append(info["first_loss"])
+    if not same_computation(*losses):
+        return f"left out, first losses {losses} differ"
+    return scans
+
+
 def median_ratio(a: Sequence[float], b: Sequence[float]) -> float:
     """The median of the per-round ratios ``a[i] / b[i]`` of two variants timed in the same
     rounds: how many times faster ``b`` ran (a slow round slows both, so it cancels)."""
