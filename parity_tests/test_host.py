@@ -12,10 +12,9 @@ import pytest
 from jaxnets.app import host
 
 # A jitted function whose one large temporary (sin(x), 64 MiB, the operand of a matrix
-# product) is allocated and freed by every call; prints the median call's minor page faults
-# (a call now and then still grows the heap while its free blocks settle).
-# Synchronous dispatch, as jaxnets bench runs, so the block is allocated on the calling
-# thread (glibc's per-thread arenas cannot hold a block of 64 MiB).
+# product) is allocated and freed by every call; prints, for each of 40 calls after 5 warm-ups,
+# the minor page faults it took. Synchronous dispatch, as jaxnets bench runs, so the block is
+# allocated on the calling thread (glibc's per-thread arenas cannot hold a block of 64 MiB).
 _FAULTS = textwrap.dedent(
     """
     import resource, sys
@@ -29,32 +28,43 @@ _FAULTS = textwrap.dedent(
     x = jnp.ones((4096, 4096), jnp.float32)
     w = jnp.ones((4096, 8), jnp.float32)
     faults = []
-    for _ in range(12):
+    for _ in range(45):
         before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         f(x, w).block_until_ready()
         faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-    print(sorted(faults[2:])[len(faults[2:]) // 2])  # the median call after two warm-ups
+    print(" ".join(map(str, faults[5:])))
     """
 )
+_BLOCK_PAGES = 64 * 2**20 // 4096  # the temporary, in 4 KiB pages
 
 
-def _faults_per_call(mode: str) -> str:
+def _faults_per_call(mode: str) -> list[int] | None:
+    """Minor page faults of each measured call, or None where mallopt is missing."""
     proc = subprocess.run(
         [sys.executable, "-c", _FAULTS, mode], capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 0, proc.stderr
-    return proc.stdout.strip()
+    out = proc.stdout.strip()
+    return None if out == "unsupported" else [int(n) for n in out.split()]
+
+
+def _calls_that_map_the_block_afresh(faults: list[int]) -> int:
+    return sum(n > _BLOCK_PAGES // 4 for n in faults)
 
 
 def test_retained_memory_is_not_faulted_in_again() -> None:
     retained = _faults_per_call("retain")
-    if retained == "unsupported":
+    if retained is None:
         pytest.skip("the C library has no mallopt (not glibc): retain_freed_memory is a no-op")
-    default = float(_faults_per_call("default"))
-    # glibc's default maps the 64 MiB temporary afresh on every call: thousands of faults
-    # (16,384 pages of 4 KiB); with freed memory kept, next to none.
-    assert default > 1000, default
-    assert float(retained) < default / 20, (retained, default)
+    default = _faults_per_call("default")
+    assert default is not None
+    # glibc's default maps the 64 MiB temporary afresh on every call: 16,384 faults each.
+    assert _calls_that_map_the_block_afresh(default) == len(default), default
+    # With freed memory kept, most calls reuse it and take next to no faults. Now and then a
+    # call still grows the heap by a fresh block: XLA asks for an aligned block, which needs a
+    # little more than the freed one once a smaller allocation has taken the free space beside
+    # it (seen here: 0 to 2 of 40 calls, idle and under load; the CI once saw 5 of 10 early ones).
+    assert _calls_that_map_the_block_afresh(retained) < len(retained) // 4, retained
 
 
 def test_retain_freed_memory_checks_its_arguments() -> None:

@@ -7,11 +7,13 @@ memory and frees it when the call returns. glibc's ``malloc`` serves a block tha
 at ``free``, so the next call touches every page again: one page fault, and the kernel
 zeroing the page, per 4 KiB: a third of LeNet's training step at batch 256, whose
 temporaries are 38 MB, went to page faults. :func:`retain_freed_memory` makes glibc keep
-freed memory for reuse instead: no faults, under synchronous and asynchronous dispatch
-alike; steps too small to fault are unchanged (the figures, and the command that measures
-them again: docs/investigation.md). Not covered: a single block over 64 MiB allocated off
-the main thread (with JAX's asynchronous dispatch), which glibc's per-thread arenas cannot
-hold.
+freed memory for reuse instead: no faults on most calls, under synchronous and asynchronous
+dispatch alike (now and then a call still grows the heap by a fresh block, when a smaller
+allocation has taken part of the free space the aligned block needs: 1 to 3 calls in 200
+after the first few, seen here); steps too small to fault are unchanged (the figures, and
+the command that measures them again: docs/investigation.md). Not covered: a single block
+over 64 MiB allocated off the main thread (with JAX's asynchronous dispatch), which glibc's
+per-thread arenas cannot hold.
 
 ``jaxnets bench``, ``jaxnets train`` and ``examples/mnist.py`` call it on the CPU; in your own
 program, call it once at the start. No torch here.
