@@ -248,20 +248,10 @@ def _pair(
 
 
 def _abstract_twin(cls: type[nnx.Module], param_dtype: Any, seed: int) -> nnx.Module:
-    """The twin built without running its random initialisers (each would compile; torch's
-    weights replace them anyway): shapes from ``nnx.eval_shape``, zeros, and fresh keys for
-    whatever holds random state (dropout)."""
-    abstract = nnx.eval_shape(lambda: cls(rngs=nnx.Rngs(seed), param_dtype=param_dtype))
-    graphdef, state = nnx.split(abstract)
-    key_shape = jax.random.key_data(jax.random.key(0)).shape
-
-    def fill(s: Any) -> Any:
-        if jax.dtypes.issubdtype(s.dtype, jax.dtypes.prng_key):
-            data = np.zeros((*s.shape, *key_shape), np.uint32)
-            return jax.random.wrap_key_data(data)
-        return jax.device_put(np.zeros(s.shape, s.dtype))  # no compilation, unlike jnp
-
-    return nnx.merge(graphdef, jax.tree.map(fill, state))
+    """The twin with shapes only (``nnx.eval_shape``): its random initialisers never run,
+    since torch's weights replace them anyway; :func:`jaxnets.convert.load_state_dict`, which
+    the parity harness calls, fills the weights and the random streams (dropout)."""
+    return nnx.eval_shape(lambda: cls(rngs=nnx.Rngs(seed), param_dtype=param_dtype))
 
 
 def _check(
