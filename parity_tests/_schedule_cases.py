@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +35,7 @@ import torch
 
 from jaxnets import schedules as S
 from jaxnets.tolerances import tolerance
+from torchref.handoff import epoch_schedule
 
 T = torch.optim.lr_scheduler
 LR = 0.1
@@ -1753,82 +1754,8 @@ STRICTER = [
 # --------------------------------------------------------------------------------------------
 
 
-def from_torch(sched: Any) -> Any:
-    """The jaxnets schedule for a freshly built torch scheduler, read from its fields: the
-    mapping from torch's state to jaxnets' arguments (``base_lrs[0]`` is ``lr``)."""
-    name = type(sched).__name__
-    if name == "ReduceLROnPlateau":
-        return S.ReduceLROnPlateau(
-            sched.mode,
-            sched.factor,
-            sched.patience,
-            sched.threshold,
-            sched.threshold_mode,
-            sched.cooldown,
-            sched.min_lrs[0],
-            sched.eps,
-        )
-    if name == "ChainedScheduler":
-        return S.chained_scheduler([from_torch(s) for s in sched._schedulers])
-    if name == "SequentialLR":
-        return S.sequential_lr([from_torch(s) for s in sched._schedulers], sched._milestones)
-    lr = float(sched.base_lrs[0])
-    if name == "StepLR":
-        return S.step_lr(lr, sched.step_size, sched.gamma)
-    if name == "MultiStepLR":
-        return S.multi_step_lr(lr, sorted(sched.milestones.elements()), sched.gamma)
-    if name == "ConstantLR":
-        return S.constant_lr(lr, sched.factor, sched.total_iters)
-    if name == "LinearLR":
-        return S.linear_lr(lr, sched.start_factor, sched.end_factor, sched.total_iters)
-    if name == "ExponentialLR":
-        return S.exponential_lr(lr, sched.gamma)
-    if name == "PolynomialLR":
-        return S.polynomial_lr(lr, sched.total_iters, sched.power)
-    if name == "CosineAnnealingLR":
-        return S.cosine_annealing_lr(lr, sched.T_max, sched.eta_min)
-    if name == "LambdaLR":
-        return S.lambda_lr(lr, sched.lr_lambdas[0])
-    if name == "MultiplicativeLR":
-        return S.multiplicative_lr(lr, sched.lr_lambdas[0])
-    if name == "CosineAnnealingWarmRestarts":
-        return S.cosine_annealing_warm_restarts(lr, sched.T_0, sched.T_mult, sched.eta_min)
-    if name == "CyclicLR":
-        up = sched.total_size * sched.step_ratio
-        return S.cyclic_lr(
-            lr,
-            float(sched.max_lrs[0]),
-            up,
-            sched.total_size - up,
-            sched.mode,
-            sched.gamma,
-            sched._scale_fn_custom,
-            sched.scale_mode,
-            sched.cycle_momentum,
-        )
-    if name == "OneCycleLR":
-        group = sched.optimizer.param_groups[0]
-        phases = sched._schedule_phases
-        return S.one_cycle_lr(
-            group["max_lr"],
-            sched.total_steps,
-            pct_start=(phases[0]["end_step"] + 1) / sched.total_steps,
-            anneal_strategy=sched._anneal_func_type,
-            cycle_momentum=sched.cycle_momentum,
-            div_factor=group["max_lr"] / group["initial_lr"],
-            final_div_factor=group["initial_lr"] / group["min_lr"],
-            three_phase=len(phases) == 3,
-        )
-    raise ValueError(f"no jaxnets schedule for torch's {name}")
-
-
-def from_torch_list(scheds: list[Any]) -> Any:
-    """Several torch schedulers stepped in turn on one optimizer, as one jaxnets schedule."""
-    plateaus = [i for i, s in enumerate(scheds) if type(s).__name__ == "ReduceLROnPlateau"]
-    if not plateaus:
-        return S.chained_scheduler([from_torch(s) for s in scheds])
-    (i,) = plateaus
-    p = scheds[i]
+def _plateau(p: Any, before: Sequence[Any] = (), after: Sequence[Any] = ()) -> Any:
+    """The jaxnets twin of a torch ``ReduceLROnPlateau``, read from its fields (group 0)."""
     return S.ReduceLROnPlateau(
         p.mode,
         p.factor,
@@ -1838,9 +1765,29 @@ def from_torch_list(scheds: list[Any]) -> Any:
         p.cooldown,
         p.min_lrs[0],
         p.eps,
-        before=[from_torch(s) for s in scheds[:i]],
-        after=[from_torch(s) for s in scheds[i + 1 :]],
+        before=before,
+        after=after,
     )
+
+
+def from_torch(sched: Any) -> Any:
+    """The jaxnets schedule for a torch scheduler: the library's own mapping
+    (:func:`torchref.handoff.epoch_schedule`, param group 0), so the tables here check it too;
+    ``ReduceLROnPlateau``, which follows a metric and does not cross in a hand-over, is read
+    from its fields here."""
+    if type(sched).__name__ == "ReduceLROnPlateau":
+        return _plateau(sched)
+    return epoch_schedule(sched)
+
+
+def from_torch_list(scheds: list[Any]) -> Any:
+    """Several torch schedulers stepped in turn on one optimizer, as one jaxnets schedule."""
+    plateaus = [i for i, s in enumerate(scheds) if type(s).__name__ == "ReduceLROnPlateau"]
+    if not plateaus:
+        return S.chained_scheduler([from_torch(s) for s in scheds])
+    (i,) = plateaus
+    before = [from_torch(s) for s in scheds[:i]]
+    return _plateau(scheds[i], before, [from_torch(s) for s in scheds[i + 1 :]])
 
 
 def _optim_db_cases() -> list[Case]:
